@@ -1,0 +1,1 @@
+//! In-memory Sprites API and simulated OpenClaw gateways. See README.md.

@@ -1,0 +1,2 @@
+//! The pool's library: everything the Lambda functions and the local main job run.
+pub mod sprites;
