@@ -1,2 +1,3 @@
 //! The pool's library: everything the Lambda functions and the local main job run.
 pub mod sprites;
+pub mod tls;
