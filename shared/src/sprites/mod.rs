@@ -129,10 +129,9 @@ impl SpritesClient {
             })?;
         auth.set_sensitive(true);
         let tls_error = |e: rustls::Error| SpritesError::Transport(format!("TLS setup failed: {e}"));
-        let http_tls = crate::tls::client_config(&[b"h2", b"http/1.1"]).map_err(tls_error)?;
         let ws_tls = crate::tls::client_config(&[]).map_err(tls_error)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(http_tls)
+        let http = crate::tls::http_client_builder()
+            .map_err(tls_error)?
             .user_agent(concat!("convos-pool/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
