@@ -1,1 +1,176 @@
-//! In-memory Sprites API and simulated OpenClaw gateways. See README.md.
+//! In-memory Fly.io Sprites API and simulated OpenClaw gateways. See README.md.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use sprites_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig { speed: 0.0, ..Default::default() }).await?;
+//! println!("{} with token {}", emu.base_url(), emu.token());
+//! emu.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+// Handlers return `Result<_, Response>` so an early answer (401, 404, a fault) can be `?`-ed
+// out; boxing every such Response would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod admission;
+mod checkpoints;
+mod config;
+mod control;
+mod exec;
+mod faults;
+mod fs;
+mod fs_routes;
+mod gateway;
+mod latency;
+mod respond;
+mod services;
+mod shell;
+mod sprites;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post, put};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{EmulatorConfig, JoinOutcome};
+use state::{App, Shared, World};
+
+/// RFC 3339 in UTC with whole seconds, which every SDK's date parser accepts.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+}
+
+fn router(app: App) -> Router {
+    let sprite = "/v1/sprites/{name}";
+    Router::new()
+        .route("/v1/sprites", post(sprites::create).get(sprites::list))
+        .route(sprite, get(sprites::get).put(sprites::update).delete(sprites::delete))
+        .route(&format!("{sprite}/exec"), get(exec::exec_get).post(exec::exec_post))
+        .route(&format!("{sprite}/exec/{{id}}/kill"), post(exec::kill))
+        .route(&format!("{sprite}/fs/read"), get(fs_routes::read))
+        .route(&format!("{sprite}/fs/write"), put(fs_routes::write))
+        .route(&format!("{sprite}/fs/list"), get(fs_routes::list))
+        .route(&format!("{sprite}/fs/delete"), axum::routing::delete(fs_routes::delete))
+        .route(&format!("{sprite}/services"), get(services::list))
+        .route(&format!("{sprite}/services/signal"), post(services::signal))
+        .route(
+            &format!("{sprite}/services/{{svc}}"),
+            get(services::get).put(services::put).delete(services::delete),
+        )
+        .route(&format!("{sprite}/services/{{svc}}/{{action}}"), post(services::action).get(services::logs))
+        .route(&format!("{sprite}/checkpoint"), post(checkpoints::create))
+        .route(&format!("{sprite}/checkpoints"), get(checkpoints::list))
+        .route(&format!("{sprite}/checkpoints/{{id}}"), get(checkpoints::get).delete(checkpoints::delete))
+        .route(&format!("{sprite}/checkpoints/{{id}}/restore"), post(checkpoints::restore))
+        .route(&format!("{sprite}/policy/network"), get(sprites::policy_get).post(sprites::policy_set))
+        .route("/_sprite/{name}", any(gateway::root))
+        .route("/_sprite/{name}/", any(gateway::root))
+        .route("/_sprite/{name}/{*rest}", any(gateway::path))
+        .route("/_emulator/state", get(control::state))
+        .route("/_emulator/counters", get(control::counters))
+        .route("/_emulator/reset", post(control::reset))
+        .route("/_emulator/config", get(control::config_get).put(control::config_put))
+        .route(
+            "/_emulator/faults",
+            post(control::faults_add).get(control::faults_list).delete(control::faults_clear),
+        )
+        .route("/_emulator/faults/{id}", axum::routing::delete(control::fault_delete))
+        .route("/_emulator/sprites/{name}/kill", post(control::kill_sprite))
+        .route("/_emulator/sprites/{name}/gateway", post(control::gateway))
+        // Files of several hundred MB are plausible on a real Sprite; the gateway enforces
+        // its own 1 MB limit.
+        .layer(DefaultBodyLimit::max(512 << 20))
+        .with_state(app)
+}
+
+/// A running emulator. Dropping it without `shutdown` leaves the server running until the
+/// runtime ends.
+pub struct Emulator {
+    addr: SocketAddr,
+    base_url: String,
+    app: App,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Binds a free port on 127.0.0.1.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            match addr {
+                SocketAddr::V4(a) => a.ip().to_string(),
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            }
+        };
+        let base_url = format!("http://{host}:{}", addr.port());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let app = App(Arc::new(Shared {
+            world: Mutex::new(World::new(&config)),
+            token: config.token.clone(),
+            base_url: base_url.clone(),
+            start_config: config,
+            shutdown: shutdown_rx.clone(),
+        }));
+        let service = router(app.clone());
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let graceful = async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(graceful).await {
+                tracing::error!("emulator server failed: {e}");
+            }
+        });
+        Ok(Emulator { addr, base_url, app, shutdown, server })
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn token(&self) -> &str {
+        &self.app.0.token
+    }
+
+    /// Stops accepting, ends every exec session and hanging request, and gives open
+    /// connections a moment to close before cutting them.
+    pub async fn shutdown(self) {
+        {
+            let mut world = self.app.world();
+            for sprite in world.sprites.values_mut() {
+                sprite.end_sessions();
+            }
+        }
+        let _ = self.shutdown.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_millis(500), &mut server).await.is_err() {
+            server.abort();
+        }
+    }
+}

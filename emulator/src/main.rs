@@ -1,1 +1,51 @@
-fn main() {}
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use clap::Parser;
+use sprites_emulator::{Emulator, EmulatorConfig};
+
+/// Local Fly.io Sprites API with simulated OpenClaw gateways.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, env = "EMULATOR_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port (0 = any free port; the chosen one is printed).
+    #[arg(long, env = "EMULATOR_PORT", default_value_t = 8090)]
+    port: u16,
+    /// The only bearer token the API accepts.
+    #[arg(long, env = "EMULATOR_TOKEN", default_value = "emulator-token")]
+    token: String,
+    /// Multiplies every simulated latency (0 = instant).
+    #[arg(long, env = "EMULATOR_SPEED", default_value_t = 1.0)]
+    speed: f64,
+    /// How long the setup script runs, before --speed.
+    #[arg(long, env = "EMULATOR_SETUP_SECS", default_value_t = 240.0)]
+    setup_secs: f64,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = EmulatorConfig {
+        token: args.token,
+        speed: args.speed,
+        setup_secs: args.setup_secs,
+        ..Default::default()
+    };
+    let emulator = Emulator::start_on(SocketAddr::new(args.host, args.port), config).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "sprites-emulator listening on {}", emulator.base_url())?;
+    out.flush()?;
+    drop(out);
+    tokio::signal::ctrl_c().await?;
+    emulator.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Start-up configuration and the live, control-API-editable copy of it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::latency;
+
+/// What `POST /convos/join` answers once the join delay has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinOutcome {
+    #[default]
+    Joined,
+    WaitingForAcceptance,
+}
+
+/// How an emulator starts. Everything except `token` can be changed later through
+/// `PUT /_emulator/config`; `POST /_emulator/reset` goes back to these values.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The only bearer token the API (and `sprite`-auth URLs) accept.
+    pub token: String,
+    /// Multiplies every simulated latency; 0 makes them instant.
+    pub speed: f64,
+    /// How long the setup script runs, before `speed`.
+    pub setup_secs: f64,
+    /// How long the gateway takes to answer after its service started, before `speed`.
+    pub gateway_boot_ms: u64,
+    /// How long `POST /convos/join` waits before answering, before `speed`.
+    pub join_delay_ms: u64,
+    pub join_outcome: JoinOutcome,
+    /// Per-route latency overrides in ms (route names as in the README); missing routes keep
+    /// their defaults.
+    pub latency_ms: BTreeMap<String, u64>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            token: "emulator-token".to_string(),
+            speed: 1.0,
+            setup_secs: 240.0,
+            gateway_boot_ms: 2000,
+            join_delay_ms: 5000,
+            join_outcome: JoinOutcome::Joined,
+            latency_ms: BTreeMap::new(),
+        }
+    }
+}
+
+/// The live settings, as `GET /_emulator/config` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeConfig {
+    pub speed: f64,
+    pub latency_ms: BTreeMap<String, u64>,
+    pub setup_ms: u64,
+    pub gateway_boot_ms: u64,
+    pub join_outcome: JoinOutcome,
+    pub join_delay_ms: u64,
+}
+
+impl RuntimeConfig {
+    pub fn from_start(config: &EmulatorConfig) -> Self {
+        let mut latency_ms = latency::defaults();
+        latency_ms.extend(config.latency_ms.iter().map(|(k, v)| (k.clone(), *v)));
+        Self {
+            speed: sanitize_speed(config.speed),
+            latency_ms,
+            setup_ms: (config.setup_secs.max(0.0) * 1000.0).round() as u64,
+            gateway_boot_ms: config.gateway_boot_ms,
+            join_outcome: config.join_outcome,
+            join_delay_ms: config.join_delay_ms,
+        }
+    }
+
+    /// Applies a partial update; fields left out keep their values.
+    pub fn apply(&mut self, patch: ConfigPatch) -> Result<(), String> {
+        if let Some(speed) = patch.speed {
+            if !speed.is_finite() || speed < 0.0 {
+                return Err("speed must be a finite number >= 0".into());
+            }
+            self.speed = speed;
+        }
+        if let Some(map) = patch.latency_ms {
+            self.latency_ms.extend(map);
+        }
+        if let Some(v) = patch.setup_ms {
+            self.setup_ms = v;
+        }
+        if let Some(v) = patch.gateway_boot_ms {
+            self.gateway_boot_ms = v;
+        }
+        if let Some(v) = patch.join_outcome {
+            self.join_outcome = v;
+        }
+        if let Some(v) = patch.join_delay_ms {
+            self.join_delay_ms = v;
+        }
+        Ok(())
+    }
+
+    /// The latency of a route in ms before `speed`.
+    pub fn latency_of(&self, route: &str) -> u64 {
+        self.latency_ms.get(route).copied().unwrap_or(0)
+    }
+}
+
+/// Body of `PUT /_emulator/config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    pub speed: Option<f64>,
+    pub latency_ms: Option<BTreeMap<String, u64>>,
+    pub setup_ms: Option<u64>,
+    pub gateway_boot_ms: Option<u64>,
+    pub join_outcome: Option<JoinOutcome>,
+    pub join_delay_ms: Option<u64>,
+}
+
+fn sanitize_speed(speed: f64) -> f64 {
+    if speed.is_finite() && speed >= 0.0 { speed } else { 1.0 }
+}

@@ -1,0 +1,366 @@
+//! The Sprite URL (`/_sprite/{name}/…`) and the simulated OpenClaw gateway behind it
+//! (convos-contracts §1). All binding state lives in the simulated files — openclaw.json and
+//! `~/.convos/` — so restoring a checkpoint taken before a bind unbinds.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use crate::admission::{admit, bearer_ok};
+use crate::config::JoinOutcome;
+use crate::fs::Fs;
+use crate::latency;
+use crate::respond;
+use crate::state::{App, Sprite};
+
+pub const CONFIG_PATH: &str = "/home/sprite/.openclaw/openclaw.json";
+pub const INSTRUCTIONS_PATH: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
+pub const CONVOS_DIR: &str = "/home/sprite/.convos";
+const MAX_BODY: usize = 1024 * 1024;
+
+/// openclaw.json as JSON; a missing file is an empty config.
+fn read_config(fs: &Fs) -> Result<Value, String> {
+    match fs.read(CONFIG_PATH) {
+        Ok(data) => serde_json::from_slice::<Value>(&data).map_err(|e| format!("invalid {CONFIG_PATH}: {e}")),
+        Err(_) => Ok(json!({})),
+    }
+}
+
+fn convos_section(config: &Value) -> Option<&Map<String, Value>> {
+    config.get("channels")?.get("convos")?.as_object()
+}
+
+/// `channels.convos.poolApiKey`, read when the gateway (re)starts.
+pub fn read_pool_key(fs: &Fs) -> Option<String> {
+    let config = read_config(fs).ok()?;
+    convos_section(&config)?.get("poolApiKey")?.as_str().filter(|k| !k.is_empty()).map(str::to_string)
+}
+
+/// The conversation this instance is bound to, if any.
+pub fn binding(fs: &Fs) -> Option<String> {
+    let config = read_config(fs).ok()?;
+    convos_section(&config)?
+        .get("ownerConversationId")?
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+}
+
+fn random_token(bytes: usize) -> String {
+    let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// Persists a binding the way the real plugin does: identity under `~/.convos/identities/`
+/// and `channels.convos` in openclaw.json.
+fn bind(fs: &mut Fs, conversation_id: &str, env: &str, extra: Value) -> Result<(), String> {
+    let mut config = read_config(fs)?;
+    if !config.is_object() {
+        config = json!({});
+    }
+    let identity_id = random_hex(16);
+    let identity = json!({
+        "identityId": identity_id,
+        "conversationId": conversation_id,
+        "env": env,
+        "details": extra,
+    });
+    fs.write(
+        &format!("{CONVOS_DIR}/identities/{identity_id}.json"),
+        Bytes::from(serde_json::to_vec_pretty(&identity).unwrap_or_default()),
+        Some(0o600),
+        true,
+    )
+    .map_err(|e| e.message())?;
+    let channels =
+        config.as_object_mut().expect("config is an object").entry("channels").or_insert_with(|| json!({}));
+    if !channels.is_object() {
+        *channels = json!({});
+    }
+    let convos =
+        channels.as_object_mut().expect("channels is an object").entry("convos").or_insert_with(|| json!({}));
+    if !convos.is_object() {
+        *convos = json!({});
+    }
+    let section = convos.as_object_mut().expect("convos is an object");
+    section.insert("identityId".into(), json!(identity_id));
+    section.insert("ownerConversationId".into(), json!(conversation_id));
+    section.insert("env".into(), json!(env));
+    section.insert("enabled".into(), json!(true));
+    let mut text = serde_json::to_vec_pretty(&config).unwrap_or_default();
+    text.push(b'\n');
+    fs.write(CONFIG_PATH, Bytes::from(text), None, true).map_err(|e| e.message())
+}
+
+/// Writes the instructions exactly as received, when they are not blank.
+fn write_instructions(fs: &mut Fs, body: &Value) -> Result<(), String> {
+    match body.get("instructions").and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => fs
+            .write(INSTRUCTIONS_PATH, Bytes::copy_from_slice(text.as_bytes()), None, true)
+            .map_err(|e| e.message()),
+        _ => Ok(()),
+    }
+}
+
+fn env_for(fs: &Fs, body: &Value) -> String {
+    if let Some(env) = body.get("env").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+        return env.to_string();
+    }
+    read_config(fs)
+        .ok()
+        .and_then(|c| convos_section(&c)?.get("env")?.as_str().map(str::to_string))
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "dev".into())
+}
+
+fn invite_url(env: &str, slug: &str) -> String {
+    let host = if env == "production" { "popup.convos.org" } else { "dev.convos.org" };
+    format!("https://{host}/v2?i={slug}")
+}
+
+fn bad_gateway() -> Response {
+    respond::error(StatusCode::BAD_GATEWAY, "bad gateway")
+}
+
+fn already_bound() -> Response {
+    respond::error(
+        StatusCode::CONFLICT,
+        "Instance already bound to a conversation. Terminate process and provision a new one.",
+    )
+}
+
+fn internal(msg: &str) -> Response {
+    respond::error(StatusCode::INTERNAL_SERVER_ERROR, msg)
+}
+
+/// Whether the gateway answers now: a running `http_port` service that has finished booting,
+/// and no chaos switch holding it down.
+fn gateway_up(sprite: &Sprite, boot_ms: u64, speed: f64) -> bool {
+    if sprite.gateway.down {
+        return false;
+    }
+    let boot = latency::scaled(boot_ms, speed);
+    sprite.http_service().and_then(|s| s.started).is_some_and(|t| t.elapsed() >= boot)
+}
+
+pub async fn root(
+    state: State<App>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, name, String::new(), method, headers, body).await
+}
+
+pub async fn path(
+    state: State<App>,
+    Path((name, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, name, rest, method, headers, body).await
+}
+
+async fn handle(
+    State(app): State<App>,
+    name: String,
+    rest: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = match rest.trim_end_matches('/') {
+        "convos/status" => "gateway.status",
+        "convos/conversation" => "gateway.conversation",
+        "convos/join" => "gateway.join",
+        _ => "gateway.other",
+    };
+    let url_auth = app.world().sprites.get(&name).map(|s| s.url_auth.clone());
+    // `sprite` auth: the proxy wants the org token; the request then reaches the gateway as is.
+    let authorized = match url_auth.as_deref() {
+        Some("sprite") => bearer_ok(&headers, &app.0.token),
+        _ => true,
+    };
+    if let Err(resp) = admit(&app, route, Some(&name), authorized).await {
+        return resp;
+    }
+    let pool_key = {
+        let mut world = app.world();
+        let (boot_ms, speed) = (world.config.gateway_boot_ms, world.config.speed);
+        let Some(sprite) = world.sprites.get_mut(&name) else {
+            return respond::sprite_not_found();
+        };
+        sprite.touch();
+        if !gateway_up(sprite, boot_ms, speed) {
+            return bad_gateway();
+        }
+        sprite.gateway_key.clone()
+    };
+    if route == "gateway.other" {
+        return respond::error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if let Some(key) = pool_key
+        && !bearer_ok(&headers, &key)
+    {
+        return respond::error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let want = if route == "gateway.status" { Method::GET } else { Method::POST };
+    if method != want {
+        return respond::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    }
+    if route == "gateway.status" {
+        return status(&app, &name);
+    }
+    if body.len() > MAX_BODY {
+        return internal("Request body too large");
+    }
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return internal("request body must be a JSON object"),
+            Err(e) => return internal(&format!("Invalid JSON: {e}")),
+        }
+    };
+    if route == "gateway.conversation" {
+        conversation(&app, &name, &body)
+    } else {
+        join(&app, &name, &body).await
+    }
+}
+
+fn status(app: &App, name: &str) -> Response {
+    let world = app.world();
+    let Some(sprite) = world.sprites.get(name) else {
+        return bad_gateway();
+    };
+    let conversation = binding(&sprite.fs);
+    respond::json(
+        StatusCode::OK,
+        json!({
+            "ready": true,
+            "conversation": conversation.as_ref().map(|id| json!({"id": id})),
+            "streaming": conversation.is_some(),
+        }),
+    )
+}
+
+fn conversation(app: &App, name: &str, body: &Value) -> Response {
+    let mut world = app.world();
+    let Some(sprite) = world.sprites.get_mut(name) else {
+        return bad_gateway();
+    };
+    if let Err(e) = read_config(&sprite.fs) {
+        return internal(&e);
+    }
+    if binding(&sprite.fs).is_some() {
+        return already_bound();
+    }
+    if let Err(e) = write_instructions(&mut sprite.fs, body) {
+        return internal(&e);
+    }
+    let env = env_for(&sprite.fs, body);
+    let conversation_id = random_hex(16);
+    let slug = random_token(48);
+    let profile = body.get("name").and_then(Value::as_str).unwrap_or("Convos Agent");
+    let details = json!({"name": profile, "inviteSlug": slug});
+    if let Err(e) = bind(&mut sprite.fs, &conversation_id, &env, details) {
+        return internal(&e);
+    }
+    respond::json(
+        StatusCode::OK,
+        json!({
+            "conversationId": conversation_id,
+            "inviteUrl": invite_url(&env, &slug),
+            "inviteSlug": slug,
+        }),
+    )
+}
+
+async fn join(app: &App, name: &str, body: &Value) -> Response {
+    let (sprite_id, epoch, env, delay_ms, outcome, speed) = {
+        let mut world = app.world();
+        let (delay_ms, outcome, speed) =
+            (world.config.join_delay_ms, world.config.join_outcome, world.config.speed);
+        let Some(sprite) = world.sprites.get_mut(name) else {
+            return bad_gateway();
+        };
+        if let Err(e) = read_config(&sprite.fs) {
+            return internal(&e);
+        }
+        if binding(&sprite.fs).is_some() {
+            return already_bound();
+        }
+        let invite = body.get("inviteUrl").and_then(Value::as_str);
+        if invite.is_none_or(|s| s.trim().is_empty()) {
+            return respond::error(StatusCode::BAD_REQUEST, "inviteUrl (string) is required");
+        }
+        if let Err(e) = write_instructions(&mut sprite.fs, body) {
+            return internal(&e);
+        }
+        let env = env_for(&sprite.fs, body);
+        (sprite.id.clone(), sprite.boot_epoch, env, delay_ms, outcome, speed)
+    };
+    // The CLI waits for the invite's creator to accept.
+    latency::simulate(delay_ms, speed).await;
+    let mut world = app.world();
+    let Some(sprite) = world.sprite_if(name, &sprite_id).filter(|s| s.boot_epoch == epoch) else {
+        // The environment restarted under the request: the connection just drops.
+        return bad_gateway();
+    };
+    match outcome {
+        JoinOutcome::WaitingForAcceptance => {
+            respond::json(StatusCode::OK, json!({"status": "waiting_for_acceptance"}))
+        }
+        JoinOutcome::Joined => {
+            if binding(&sprite.fs).is_some() {
+                return already_bound();
+            }
+            let conversation_id = random_hex(16);
+            let invite = body.get("inviteUrl").cloned().unwrap_or(Value::Null);
+            if let Err(e) = bind(&mut sprite.fs, &conversation_id, &env, json!({"joinedVia": invite})) {
+                return internal(&e);
+            }
+            respond::json(StatusCode::OK, json!({"status": "joined", "conversationId": conversation_id}))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_keeps_other_config_and_is_visible() {
+        let mut fs = Fs::new();
+        fs.write(
+            CONFIG_PATH,
+            Bytes::from(
+                r#"{"gateway":{"port":8080},"channels":{"convos":{"poolApiKey":"k","env":"production"}}}"#,
+            ),
+            Some(0o600),
+            true,
+        )
+        .unwrap();
+        assert_eq!(read_pool_key(&fs).as_deref(), Some("k"));
+        assert_eq!(binding(&fs), None);
+        assert_eq!(env_for(&fs, &json!({})), "production");
+        bind(&mut fs, "c1", "production", json!({})).unwrap();
+        assert_eq!(binding(&fs).as_deref(), Some("c1"));
+        let config = read_config(&fs).unwrap();
+        assert_eq!(config["gateway"]["port"], 8080);
+        assert_eq!(fs.get(CONFIG_PATH).unwrap().mode(), 0o600);
+        assert!(fs.list(&format!("{CONVOS_DIR}/identities"), false).unwrap().len() == 1);
+    }
+}

@@ -1,0 +1,358 @@
+//! The world model: every Sprite with its files, services, checkpoints and exec sessions, plus
+//! faults, counters and the live config. One `std::sync::Mutex` guards it; nobody holds it
+//! across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::config::{EmulatorConfig, RuntimeConfig};
+use crate::faults::Fault;
+use crate::fs::Fs;
+use crate::rfc3339;
+
+/// Why a running exec session is being ended from the outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// A signal through `POST …/exec/{id}/kill`: the command exits with this code (128+n).
+    Signal(u8),
+    /// The environment went away (restore, delete, kill, reset): the socket closes with no
+    /// exit frame, as when the VM restarts under a real client.
+    Restart,
+}
+
+pub struct Session {
+    pub id: u64,
+    pub command: String,
+    pub workdir: String,
+    pub created: OffsetDateTime,
+    pub tty: bool,
+    pub last_activity: OffsetDateTime,
+    pub kill: watch::Sender<Option<KillReason>>,
+}
+
+impl Session {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.to_string(),
+            "command": self.command,
+            "workdir": self.workdir,
+            "created": rfc3339(self.created),
+            "tty": self.tty,
+            "bytes_per_second": 0,
+            "is_active": true,
+            "last_activity": rfc3339(self.last_activity),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDef {
+    pub name: String,
+    pub cmd: String,
+    pub args: Vec<String>,
+    pub needs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub def: ServiceDef,
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub started_at: Option<OffsetDateTime>,
+    /// When the process (re)started; the gateway answers `gateway_boot_ms × speed` later.
+    pub started: Option<Instant>,
+    pub restart_count: u32,
+    pub logs: Vec<Value>,
+}
+
+impl Service {
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.def).unwrap_or(Value::Null);
+        v["state"] = json!({
+            "name": self.def.name,
+            "status": if self.running { "running" } else { "stopped" },
+            "pid": self.pid,
+            "started_at": self.started_at.map(rfc3339),
+            "error": null,
+            "restart_count": self.restart_count,
+            "next_restart_at": null,
+        });
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub id: String,
+    pub create_time: OffsetDateTime,
+    pub comment: String,
+    pub source_id: String,
+    pub history: Vec<String>,
+    pub fs: Fs,
+    pub services: Vec<ServiceDef>,
+}
+
+impl Checkpoint {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "create_time": rfc3339(self.create_time),
+            "comment": self.comment,
+            "source_id": self.source_id,
+            "history": self.history,
+            "is_auto": false,
+            "health": "",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GatewayChaos {
+    pub down: bool,
+    pub until_exec: bool,
+}
+
+pub struct Sprite {
+    pub id: String,
+    pub name: String,
+    pub url_auth: String,
+    pub private_access: Option<String>,
+    pub labels: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_active: Option<Instant>,
+    pub last_active_at: Option<OffsetDateTime>,
+    pub fs: Fs,
+    pub services: BTreeMap<String, Service>,
+    pub checkpoints: Vec<Checkpoint>,
+    pub next_checkpoint: u32,
+    /// The checkpoint the live state descends from (last created or restored).
+    pub current_base: Option<String>,
+    pub last_restored: Option<String>,
+    pub sessions: BTreeMap<u64, Session>,
+    pub gateway: GatewayChaos,
+    /// The pool key the gateway read from openclaw.json when its service last started.
+    pub gateway_key: Option<String>,
+    /// Bumped whenever the environment restarts, so in-flight gateway work started before
+    /// it (a slow join) does not land on the new environment.
+    pub boot_epoch: u64,
+    pub policy: Value,
+}
+
+/// How long a Sprite reports `running` after its last activity (the real idle pause).
+const IDLE_AFTER: Duration = Duration::from_secs(30);
+
+impl Sprite {
+    pub fn new(name: String, url_auth: String, labels: Vec<String>) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            id: format!("sprite-{}", uuid::Uuid::new_v4()),
+            name,
+            url_auth,
+            private_access: None,
+            labels,
+            created_at: now,
+            updated_at: now,
+            last_active: None,
+            last_active_at: None,
+            fs: Fs::new(),
+            services: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            next_checkpoint: 1,
+            current_base: None,
+            last_restored: None,
+            sessions: BTreeMap::new(),
+            gateway: GatewayChaos::default(),
+            gateway_key: None,
+            boot_epoch: 0,
+            policy: json!({"rules": []}),
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self.last_active {
+            None => "cold",
+            Some(t) if t.elapsed() < IDLE_AFTER => "running",
+            Some(_) => "warm",
+        }
+    }
+
+    pub fn touch(&mut self) {
+        self.last_active = Some(Instant::now());
+        self.last_active_at = Some(OffsetDateTime::now_utc());
+    }
+
+    pub fn to_json(&self, base_url: &str) -> Value {
+        let mut url_settings = json!({"auth": self.url_auth});
+        if let Some(pa) = &self.private_access {
+            url_settings["private_access"] = json!(pa);
+        }
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "organization": "emulator",
+            "url": format!("{base_url}/_sprite/{}", self.name),
+            "url_settings": url_settings,
+            "status": self.status(),
+            "labels": self.labels,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+            "last_started_at": self.last_active_at.map(rfc3339),
+            "last_active_at": self.last_active_at.map(rfc3339),
+            "version": "0.0.1-emulator",
+            "environment_version": "",
+        })
+    }
+
+    /// Ends every exec session as if the VM restarted.
+    pub fn end_sessions(&mut self) {
+        for (_, session) in std::mem::take(&mut self.sessions) {
+            let _ = session.kill.send(Some(KillReason::Restart));
+        }
+    }
+
+    /// (Re)starts a service: a fresh pid and boot clock, and the gateway re-reads its key.
+    pub fn start_service(&mut self, name: &str, pid: u32) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        svc.running = true;
+        svc.pid = Some(pid);
+        svc.started_at = Some(OffsetDateTime::now_utc());
+        svc.started = Some(Instant::now());
+        svc.logs.push(json!({"type": "started", "timestamp": unix_ms()}));
+        if svc.def.http_port.is_some() {
+            self.gateway_key = crate::gateway::read_pool_key(&self.fs);
+        }
+    }
+
+    pub fn stop_service(&mut self, name: &str) {
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.running = false;
+            svc.pid = None;
+            svc.started = None;
+            svc.logs.push(json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}));
+        }
+    }
+
+    /// The running service that carries the Sprite's URL, if any.
+    pub fn http_service(&self) -> Option<&Service> {
+        self.services.values().find(|s| s.def.http_port.is_some() && s.running)
+    }
+
+    pub fn dump(&self, base_url: &str) -> Value {
+        let files: Vec<Value> = self
+            .fs
+            .nodes()
+            .map(|(path, node)| {
+                json!({
+                    "path": path,
+                    "type": if node.is_dir() { "directory" } else { "file" },
+                    "size": node.size(),
+                    "mode": format!("{:04o}", node.mode()),
+                })
+            })
+            .collect();
+        let mut v = self.to_json(base_url);
+        v["files"] = json!(files);
+        v["services"] = json!(self.services.values().map(Service::to_json).collect::<Vec<_>>());
+        v["checkpoints"] = json!(self.checkpoints.iter().map(Checkpoint::to_json).collect::<Vec<_>>());
+        v["last_restored"] = json!(self.last_restored);
+        v["sessions"] = json!(self.sessions.values().map(Session::to_json).collect::<Vec<_>>());
+        let binding = crate::gateway::binding(&self.fs);
+        v["gateway"] = json!({
+            "down": self.gateway.down,
+            "until_exec": self.gateway.until_exec,
+            "service_running": self.http_service().is_some(),
+            "conversation_id": binding,
+        });
+        v["policy"] = self.policy.clone();
+        v
+    }
+}
+
+pub struct World {
+    pub sprites: BTreeMap<String, Sprite>,
+    pub faults: Vec<Fault>,
+    pub next_fault: u64,
+    pub counters: BTreeMap<String, u64>,
+    pub config: RuntimeConfig,
+    /// Session ids and service pids come from one counter, like pids on one kernel.
+    pub next_pid: u32,
+}
+
+impl World {
+    pub fn new(config: &EmulatorConfig) -> Self {
+        Self {
+            sprites: BTreeMap::new(),
+            faults: Vec::new(),
+            next_fault: 1,
+            counters: BTreeMap::new(),
+            config: RuntimeConfig::from_start(config),
+            next_pid: 100,
+        }
+    }
+
+    pub fn pid(&mut self) -> u32 {
+        self.next_pid += 1;
+        self.next_pid
+    }
+
+    /// The Sprite by name, but only if it is still the same incarnation (`id`).
+    pub fn sprite_if(&mut self, name: &str, id: &str) -> Option<&mut Sprite> {
+        self.sprites.get_mut(name).filter(|s| s.id == id)
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
+    pub world: Mutex<World>,
+    pub token: String,
+    pub base_url: String,
+    pub start_config: EmulatorConfig,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Clone)]
+pub struct App(pub Arc<Shared>);
+
+impl App {
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock must not wedge every later request.
+        self.0.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.world().config.speed
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.0.base_url
+    }
+
+    /// Resolves when the emulator shuts down (used by hangs that never answer on their own).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.0.shutdown.clone();
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

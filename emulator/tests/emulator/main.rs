@@ -1,0 +1,11 @@
+//! Integration tests: a real emulator on a random port, driven over HTTP and WebSocket.
+//! One test binary keeps link time down on small machines.
+
+mod checkpoints;
+mod common;
+mod control;
+mod exec;
+mod fs;
+mod gateway;
+mod services;
+mod sprites;
