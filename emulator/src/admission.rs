@@ -61,6 +61,9 @@ pub async fn admit(
         Some(FaultKind::ExecCloseWithoutExit) => quirk = Some(Quirk::CloseWithoutExit),
         Some(FaultKind::ExecEmptyExitPayload) => quirk = Some(Quirk::EmptyExitPayload),
         Some(FaultKind::ExecTextFrames) => quirk = Some(Quirk::TextFrames),
+        Some(FaultKind::StreamError { message }) => {
+            return Err(faults::stream_error_response(route, message));
+        }
     }
     latency::simulate(latency_ms, speed).await;
     Ok(quirk)

@@ -28,15 +28,33 @@ pub enum FaultKind {
     ExecCloseWithoutExit,
     ExecEmptyExitPayload,
     ExecTextFrames,
+    /// A 200 NDJSON stream that reports failure in-band, as the real server does.
+    StreamError {
+        message: String,
+    },
 }
 
+/// The routes whose answer is an NDJSON progress stream.
+const STREAM_ROUTES: [&str; 6] = [
+    "checkpoints.create",
+    "checkpoints.restore",
+    "services.put",
+    "services.start",
+    "services.stop",
+    "services.restart",
+];
+
 impl FaultKind {
-    /// The exec-framing quirks only make sense on the exec WebSocket.
-    pub fn exec_only(&self) -> bool {
-        matches!(
-            self,
-            FaultKind::ExecCloseWithoutExit | FaultKind::ExecEmptyExitPayload | FaultKind::ExecTextFrames
-        )
+    /// Exec-framing quirks only make sense on the exec WebSocket, in-band stream errors only
+    /// on streaming routes; every other kind applies anywhere.
+    pub fn applies_to(&self, route: &str) -> bool {
+        match self {
+            FaultKind::ExecCloseWithoutExit | FaultKind::ExecEmptyExitPayload | FaultKind::ExecTextFrames => {
+                route == "exec"
+            }
+            FaultKind::StreamError { .. } => STREAM_ROUTES.contains(&route),
+            _ => true,
+        }
     }
 }
 
@@ -76,8 +94,12 @@ impl NewFault {
         {
             return Err("probability must be between 0 and 1".into());
         }
-        if self.kind.exec_only() && self.route != "exec" && self.route != "*" {
-            return Err("exec_* faults apply to the route \"exec\" only".into());
+        if self.route != "*" && !self.kind.applies_to(&self.route) {
+            return Err(format!(
+                "this kind does not apply to {:?} (exec_* faults: \"exec\"; stream_error: {})",
+                self.route,
+                STREAM_ROUTES.join(", ")
+            ));
         }
         if let FaultKind::Status { status, .. } = self.kind
             && !(100..=599).contains(&status)
@@ -115,7 +137,7 @@ impl World {
             {
                 continue;
             }
-            if fault.kind.exec_only() && route != "exec" {
+            if !fault.kind.applies_to(route) {
                 continue;
             }
             if fault.count == Some(0) {
@@ -154,6 +176,22 @@ pub fn status_response(status: u16, body: Option<String>, retry_after: Option<u6
 }
 
 /// 429 with the headers and body every official SDK parses (reference §1.2).
+/// An in-band failure in the stream shape of the route: checkpoint streams carry `error` and
+/// `time`, service streams `data` and `timestamp`.
+pub fn stream_error_response(route: &str, message: String) -> Response {
+    let error_line = if route.starts_with("checkpoints.") {
+        json!({"type": "error", "error": message, "time": crate::rfc3339(time::OffsetDateTime::now_utc())})
+    } else {
+        json!({"type": "error", "data": message, "timestamp": crate::state::unix_ms()})
+    };
+    let info = if route.starts_with("checkpoints.") {
+        json!({"type": "info", "data": "Working...", "time": crate::rfc3339(time::OffsetDateTime::now_utc())})
+    } else {
+        json!({"type": "started", "timestamp": crate::state::unix_ms()})
+    };
+    crate::respond::ndjson(&[info, error_line])
+}
+
 pub fn rate_limit_response(route: &str, retry_after: u64) -> Response {
     let error = if route == "sprites.create" { "sprite_creation_rate_limited" } else { "rate_limited" };
     let limit = 10u64;

@@ -94,3 +94,27 @@ async fn restore_ends_running_exec_sessions() {
     assert!(h.client.list_exec_sessions(&s).await.unwrap().is_empty());
     assert_eq!(h.client.read_file(&s, "/home/sprite/.done").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn error_lines_in_a_200_stream_are_failures() {
+    let h = common::start().await;
+    let s = h.sprite("convos-agent-dev-c4").await;
+    let golden = h.client.create_checkpoint(&s, "golden").await.unwrap();
+
+    h.fault(serde_json::json!({"route": "checkpoints.create", "count": 1, "kind": {"type": "stream_error", "message": "disk full"}}))
+        .await;
+    let err = h.client.create_checkpoint(&s, "second").await.unwrap_err();
+    assert!(matches!(&err, SpritesError::OperationFailed(m) if m == "disk full"), "{err:?}");
+    assert_eq!(h.count("checkpoints.create").await, 2, "not retried");
+
+    h.fault(serde_json::json!({"route": "checkpoints.restore", "count": 1, "kind": {"type": "stream_error", "message": "restore failed"}}))
+        .await;
+    let err = h.client.restore_checkpoint(&s, &golden).await.unwrap_err();
+    assert!(matches!(&err, SpritesError::OperationFailed(m) if m == "restore failed"), "{err:?}");
+
+    h.fault(serde_json::json!({"route": "services.put", "count": 1, "kind": {"type": "stream_error", "message": "exec format error"}}))
+        .await;
+    let gateway = ServiceSpec { cmd: "openclaw".into(), http_port: Some(8080), ..ServiceSpec::default() };
+    let err = h.client.put_service(&s, "gateway", &gateway).await.unwrap_err();
+    assert!(matches!(&err, SpritesError::OperationFailed(m) if m.contains("exec format error")), "{err:?}");
+}

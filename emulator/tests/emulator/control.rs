@@ -208,3 +208,23 @@ async fn state_dump_shows_files_services_checkpoints_and_sessions() {
     assert!(state["config"]["latency_ms"].is_object());
     assert_eq!(state["counters"]["fs.write"], 1);
 }
+
+#[tokio::test]
+async fn stream_error_fails_in_band_and_changes_nothing() {
+    let env = start().await;
+    env.create_sprite("se").await;
+    env.add_fault(json!({"route": "checkpoints.create", "count": 1, "kind": {"type": "stream_error", "message": "disk full"}}))
+        .await;
+
+    let response = env.post("/v1/sprites/se/checkpoint", json!({})).await;
+    assert_eq!(response.status(), 200, "failures arrive inside a 200 stream");
+    let body = response.text().await.unwrap();
+    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "error");
+    assert_eq!(last["error"], "disk full");
+    let listed = json(env.get("/v1/sprites/se/checkpoints").await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 0, "no checkpoint was made");
+
+    let misplaced = json!({"route": "sprites.get", "kind": {"type": "stream_error", "message": "x"}});
+    assert_eq!(env.control(Method::POST, "/_emulator/faults", Some(misplaced)).await.status(), 400);
+}
