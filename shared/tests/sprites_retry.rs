@@ -6,10 +6,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::sprites::{CreateSprite, ExecRequest, RetryPolicy, SpritesError};
+use shared::sprites::{CreateSprite, ExecRequest, RetryPolicy, Sprite, SpritesError};
 use sprites_emulator::EmulatorConfig;
 
 use common::fault_json;
+
+async fn create(h: &common::Harness, name: &str) -> Result<Sprite, SpritesError> {
+    h.client
+        .create_sprite(&CreateSprite { name: name.into(), url_settings: None, wait_for_capacity: false })
+        .await
+}
 
 #[tokio::test]
 async fn rate_limit_delay_from_the_server_is_honoured() {
@@ -63,15 +69,7 @@ async fn a_server_delay_longer_than_allowed_is_handed_back() {
 async fn create_is_never_retried() {
     let h = common::start().await;
     h.fault(json!({"route": "sprites.create", "count": 1, "kind": {"type": "status", "status": 503}})).await;
-    let err = h
-        .client
-        .create_sprite(&CreateSprite {
-            name: "convos-agent-dev-c".into(),
-            url_settings: None,
-            wait_for_capacity: false,
-        })
-        .await
-        .unwrap_err();
+    let err = create(&h, "convos-agent-dev-c").await.unwrap_err();
     assert!(matches!(err, SpritesError::Unavailable { .. }), "{err:?}");
     assert_eq!(h.count("sprites.create").await, 1);
 
@@ -79,15 +77,7 @@ async fn create_is_never_retried() {
         json!({"route": "sprites.create", "count": 1, "kind": {"type": "rate_limit", "retry_after_secs": 1}}),
     )
     .await;
-    let err = h
-        .client
-        .create_sprite(&CreateSprite {
-            name: "convos-agent-dev-c".into(),
-            url_settings: None,
-            wait_for_capacity: false,
-        })
-        .await
-        .unwrap_err();
+    let err = create(&h, "convos-agent-dev-c").await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)), "the caller gets the delay: {err:?}");
     assert_eq!(h.count("sprites.create").await, 2);
 }
@@ -123,15 +113,7 @@ async fn a_hung_create_is_a_transport_error_not_a_retry() {
     })
     .await;
     h.fault(json!({"route": "sprites.create", "count": 1, "kind": {"type": "hang"}})).await;
-    let err = h
-        .client
-        .create_sprite(&CreateSprite {
-            name: "convos-agent-dev-h".into(),
-            url_settings: None,
-            wait_for_capacity: false,
-        })
-        .await
-        .unwrap_err();
+    let err = create(&h, "convos-agent-dev-h").await.unwrap_err();
     assert!(matches!(err, SpritesError::Transport(_)), "{err:?}");
     assert_eq!(h.count("sprites.create").await, 1);
 }

@@ -93,14 +93,10 @@ impl SpritesClient {
     /// Deletes a checkpoint; `Ok(false)` when it did not exist.
     pub async fn delete_checkpoint(&self, sprite: &str, id: &str) -> Result<bool, SpritesError> {
         let url = self.sprite_url(sprite, &["checkpoints", id]);
-        match self
+        let result = self
             .call(self.call_for("checkpoints.delete", Some(sprite)), |http| http.delete(url.clone()))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if err.is_not_found() => Ok(false),
-            Err(err) => Err(err),
-        }
+            .await;
+        super::removed(result, SpritesError::is_not_found)
     }
 }
 

@@ -92,13 +92,9 @@ impl SpritesClient {
         let url = self.sprite_url(sprite, &["fs", "delete"]);
         let query =
             [("path", path.to_string()), ("workingDir", "/".into()), ("recursive", recursive.to_string())];
-        match self
+        let result = self
             .call(self.call_for("fs.delete", Some(sprite)), |http| http.delete(url.clone()).query(&query))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if is_missing_path(&err) => Ok(false),
-            Err(err) => Err(err),
-        }
+            .await;
+        super::removed(result, is_missing_path)
     }
 }

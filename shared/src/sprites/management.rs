@@ -66,10 +66,9 @@ impl SpritesClient {
     /// Deletes a Sprite with everything in it. `Ok(false)` when it was already gone.
     pub async fn delete_sprite(&self, name: &str) -> Result<bool, SpritesError> {
         let url = self.sprite_url(name, &[]);
-        match self.call(self.call_for("sprites.delete", Some(name)), |http| http.delete(url.clone())).await {
-            Ok(_) => Ok(true),
-            Err(err) if err.is_not_found() => Ok(false),
-            Err(err) => Err(err),
-        }
+        super::removed(
+            self.call(self.call_for("sprites.delete", Some(name)), |http| http.delete(url.clone())).await,
+            SpritesError::is_not_found,
+        )
     }
 }

@@ -247,6 +247,19 @@ impl SpritesClient {
     }
 }
 
+/// Deleting what is already gone succeeds: `Ok(true)` when it was removed, `Ok(false)` when
+/// `absent` says the failure only meant it was not there.
+pub(crate) fn removed(
+    result: Result<Reply, SpritesError>,
+    absent: impl Fn(&SpritesError) -> bool,
+) -> Result<bool, SpritesError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if absent(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
 /// The status recorded on the span for a failed call (0: no HTTP answer).
 fn status_of(err: &SpritesError) -> u16 {
     match err {

@@ -67,12 +67,9 @@ impl SpritesClient {
     /// Removes a service definition; `Ok(false)` when there was none.
     pub async fn delete_service(&self, sprite: &str, name: &str) -> Result<bool, SpritesError> {
         let url = self.sprite_url(sprite, &["services", name]);
-        match self.call(self.call_for("services.delete", Some(sprite)), |http| http.delete(url.clone())).await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if err.is_not_found() => Ok(false),
-            Err(err) => Err(err),
-        }
+        let result =
+            self.call(self.call_for("services.delete", Some(sprite)), |http| http.delete(url.clone())).await;
+        super::removed(result, SpritesError::is_not_found)
     }
 
     async fn service_action(
