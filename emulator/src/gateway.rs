@@ -15,7 +15,7 @@ use crate::config::JoinOutcome;
 use crate::fs::Fs;
 use crate::latency;
 use crate::respond;
-use crate::state::{App, Sprite};
+use crate::state::{App, Sprite, World};
 
 pub const CONFIG_PATH: &str = "/home/sprite/.openclaw/openclaw.json";
 pub const INSTRUCTIONS_PATH: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
@@ -256,17 +256,23 @@ fn status(app: &App, name: &str) -> Response {
     )
 }
 
+/// What both binding routes require first: the Sprite still exists, its OpenClaw config is
+/// readable, and no conversation is bound yet (409 otherwise, like the real plugin).
+fn unbound_sprite<'w>(world: &'w mut World, name: &str) -> Result<&'w mut Sprite, Response> {
+    let sprite = world.sprites.get_mut(name).ok_or_else(bad_gateway)?;
+    read_config(&sprite.fs).map_err(|e| internal(&e))?;
+    if binding(&sprite.fs).is_some() {
+        return Err(already_bound());
+    }
+    Ok(sprite)
+}
+
 fn conversation(app: &App, name: &str, body: &Value) -> Response {
     let mut world = app.world();
-    let Some(sprite) = world.sprites.get_mut(name) else {
-        return bad_gateway();
+    let sprite = match unbound_sprite(&mut world, name) {
+        Ok(sprite) => sprite,
+        Err(response) => return response,
     };
-    if let Err(e) = read_config(&sprite.fs) {
-        return internal(&e);
-    }
-    if binding(&sprite.fs).is_some() {
-        return already_bound();
-    }
     if let Err(e) = write_instructions(&mut sprite.fs, body) {
         return internal(&e);
     }
@@ -293,15 +299,10 @@ async fn join(app: &App, name: &str, body: &Value) -> Response {
         let mut world = app.world();
         let (delay_ms, outcome, speed) =
             (world.config.join_delay_ms, world.config.join_outcome, world.config.speed);
-        let Some(sprite) = world.sprites.get_mut(name) else {
-            return bad_gateway();
+        let sprite = match unbound_sprite(&mut world, name) {
+            Ok(sprite) => sprite,
+            Err(response) => return response,
         };
-        if let Err(e) = read_config(&sprite.fs) {
-            return internal(&e);
-        }
-        if binding(&sprite.fs).is_some() {
-            return already_bound();
-        }
         let invite = body.get("inviteUrl").and_then(Value::as_str);
         if invite.is_none_or(|s| s.trim().is_empty()) {
             return respond::error(StatusCode::BAD_REQUEST, "inviteUrl (string) is required");
