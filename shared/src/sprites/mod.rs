@@ -189,11 +189,7 @@ impl SpritesClient {
         async {
             let mut attempt = 1;
             loop {
-                let outcome = self.attempt(&call, &build).await;
-                let status = match &outcome {
-                    Ok(reply) => reply.status.as_u16(),
-                    Err(err) => status_of(err),
-                };
+                let (status, outcome) = self.attempt(&call, &build).await;
                 let span = tracing::Span::current();
                 span.record("status", status);
                 span.record("attempts", attempt);
@@ -226,24 +222,29 @@ impl SpritesClient {
         .await
     }
 
+    /// One request. The status is the one the server sent (0: no HTTP answer), kept apart
+    /// from the error because several statuses classify alike.
     async fn attempt(
         &self,
         call: &Call<'_>,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<Reply, SpritesError> {
+    ) -> (u16, Result<Reply, SpritesError>) {
         let request = build(&self.inner.http)
             .header(header::AUTHORIZATION, self.inner.auth.clone())
             .timeout(call.timeout);
-        let response = request.send().await.map_err(|e| SpritesError::transport(e.without_url()))?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return (0, Err(SpritesError::transport(e.without_url()))),
+        };
         let status = response.status();
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| SpritesError::transport(e.without_url()))?;
-        if status.is_success() {
-            Ok(Reply { status, body })
-        } else {
-            Err(classify(status.as_u16(), &body, retry_after.as_deref(), call.conflict))
-        }
+        let result = match response.bytes().await {
+            Err(e) => Err(SpritesError::transport(e.without_url())),
+            Ok(body) if status.is_success() => Ok(Reply { status, body }),
+            Ok(body) => Err(classify(status.as_u16(), &body, retry_after.as_deref(), call.conflict)),
+        };
+        (status.as_u16(), result)
     }
 }
 
@@ -257,18 +258,5 @@ pub(crate) fn removed(
         Ok(_) => Ok(true),
         Err(err) if absent(&err) => Ok(false),
         Err(err) => Err(err),
-    }
-}
-
-/// The status recorded on the span for a failed call (0: no HTTP answer).
-fn status_of(err: &SpritesError) -> u16 {
-    match err {
-        SpritesError::NotFound { .. } => 404,
-        SpritesError::AlreadyExists { .. } | SpritesError::Conflict { .. } => 409,
-        SpritesError::RateLimited { .. } => 429,
-        SpritesError::Unauthorized => 401,
-        SpritesError::Unavailable { status, .. } | SpritesError::Api { status, .. } => *status,
-        SpritesError::OperationFailed(_) | SpritesError::Protocol(_) => 200,
-        SpritesError::Transport(_) => 0,
     }
 }
