@@ -1,0 +1,383 @@
+//! Claims (ARCHITECTURE §5): validate, take the oldest idle instance in one statement, create
+//! or join the conversation with the instance's own token, and never put an instance that may
+//! be half-bound back to idle: a failed attempt recycles it and tries once more elsewhere.
+
+use std::time::Duration;
+
+use url::Url;
+use uuid::Uuid;
+
+use super::{Engine, EngineError, new_gateway_token};
+use crate::config::PoolEnvironment;
+use crate::gateway::{CreateConversation, JoinConversation, JoinOutcome};
+use crate::store::{Claim, ClaimStatus, Fence, Instance, NewClaim, Status, Step, StoreError};
+
+pub const MAX_AGENT_NAME_CHARS: usize = 100;
+pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
+pub const MAX_JOIN_URL_BYTES: usize = 2048;
+/// One failed instance may be followed by one more attempt on another.
+const CLAIM_ATTEMPTS: i32 = 2;
+
+/// A field the caller got wrong, named so the 400 can say which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid { field, message: message.into() }
+}
+
+/// A validated claim request.
+#[derive(Clone)]
+pub struct ClaimRequest {
+    pub agent_name: String,
+    pub instructions: String,
+    pub join_url: Option<String>,
+}
+
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("agent_name", &self.agent_name)
+            .field("instructions_bytes", &self.instructions.len())
+            .field("join_url", &self.join_url)
+            .finish()
+    }
+}
+
+impl ClaimRequest {
+    /// Parses `{agentName, instructions, joinUrl?}`; every rule names its field.
+    pub fn from_json(body: &[u8], environment: PoolEnvironment) -> Result<Self, Invalid> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
+        let object = value.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
+        let string = |field: &'static str| -> Result<Option<String>, Invalid> {
+            match object.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(invalid(field, "must be a string")),
+            }
+        };
+        let agent_name = string("agentName")?.ok_or_else(|| invalid("agentName", "is required"))?;
+        let instructions = string("instructions")?.ok_or_else(|| invalid("instructions", "is required"))?;
+        let join_url = string("joinUrl")?;
+        ClaimRequest::new(agent_name, instructions, join_url, environment)
+    }
+
+    pub fn new(
+        agent_name: String,
+        instructions: String,
+        join_url: Option<String>,
+        environment: PoolEnvironment,
+    ) -> Result<Self, Invalid> {
+        let agent_name = agent_name.trim().to_string();
+        if agent_name.is_empty() {
+            return Err(invalid("agentName", "must not be blank"));
+        }
+        if agent_name.chars().count() > MAX_AGENT_NAME_CHARS {
+            return Err(invalid("agentName", format!("must be at most {MAX_AGENT_NAME_CHARS} characters")));
+        }
+        if agent_name.chars().any(char::is_control) {
+            return Err(invalid("agentName", "must not contain control characters"));
+        }
+        if instructions.len() > MAX_INSTRUCTIONS_BYTES {
+            return Err(invalid("instructions", format!("must be at most {MAX_INSTRUCTIONS_BYTES} bytes")));
+        }
+        let join_url = match join_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(raw) => Some(check_join_url(&raw, environment)?),
+        };
+        Ok(ClaimRequest { agent_name, instructions, join_url })
+    }
+}
+
+/// A join URL must be an invite of this environment's Convos app: a production pool joining
+/// a dev conversation (or the reverse) can never work.
+fn check_join_url(raw: &str, environment: PoolEnvironment) -> Result<String, Invalid> {
+    if raw.len() > MAX_JOIN_URL_BYTES {
+        return Err(invalid("joinUrl", format!("must be at most {MAX_JOIN_URL_BYTES} bytes")));
+    }
+    let url = Url::parse(raw).map_err(|_| invalid("joinUrl", "must be a URL"))?;
+    if url.scheme() != "https" {
+        return Err(invalid("joinUrl", "must be an https URL"));
+    }
+    let expected = environment.invite_host();
+    if url.host_str() != Some(expected) {
+        return Err(invalid("joinUrl", format!("must be an invite on {expected} for the {environment} pool")));
+    }
+    Ok(raw.to_string())
+}
+
+/// How a finished claim ended.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResult {
+    pub claim_id: Uuid,
+    pub instance_id: Option<String>,
+    pub status: ClaimStatus,
+    pub joined: bool,
+    pub conversation_id: Option<String>,
+    pub invite_url: Option<String>,
+    pub agent_name: String,
+    pub error: Option<String>,
+}
+
+impl From<&Claim> for ClaimResult {
+    fn from(claim: &Claim) -> Self {
+        ClaimResult {
+            claim_id: claim.id,
+            instance_id: claim.instance_id.clone(),
+            status: claim.status,
+            joined: claim.status == ClaimStatus::Joined,
+            conversation_id: claim.conversation_id.clone(),
+            invite_url: claim.invite_url.clone(),
+            agent_name: claim.agent_name.clone(),
+            error: claim.error.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ClaimOutcome {
+    /// Created, joined, or waiting for the invite's creator to accept.
+    Done(ClaimResult),
+    /// The join is still running; the claim id gives its status later.
+    Accepted { claim_id: Uuid, instance_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("No idle instances available. Try again in a few minutes.")]
+    NoIdle { retry_after: Duration },
+    /// Every attempt failed; the instances involved are being recycled.
+    #[error("claim failed: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<StoreError> for ClaimError {
+    fn from(err: StoreError) -> Self {
+        ClaimError::Engine(err.into())
+    }
+}
+
+impl Engine {
+    pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let claim_id = Uuid::new_v4();
+        let new = NewClaim {
+            id: claim_id,
+            agent_name: &request.agent_name,
+            instructions: &request.instructions,
+            join_url: request.join_url.as_deref(),
+        };
+        self.store.insert_claim(&new).await?;
+        let result = match &request.join_url {
+            None => self.claim_by_creating(claim_id, &request).await,
+            Some(_) => self.claim_by_joining(claim_id, &request).await,
+        };
+        // Refill at once; the tick is only the safety net.
+        if let Err(err) = self.replenish().await {
+            tracing::warn!(error = %err, "replenish after claim failed");
+        }
+        result
+    }
+
+    /// The instance carries the request, so a retry elsewhere or a later join needs nothing
+    /// but the row.
+    async fn take_for_claim(&self, claim_id: Uuid, step: Step, owner: &str, request: &ClaimView<'_>) -> Result<Option<Instance>, StoreError> {
+        let taken = self
+            .store
+            .take_idle(owner, self.settings.lease_ttl, step, claim_id, request.agent_name, request.instructions, request.join_url)
+            .await?;
+        if let Some(instance) = &taken {
+            self.store.claim_assigned(claim_id, &instance.id).await?;
+        }
+        Ok(taken)
+    }
+
+    async fn claim_by_creating(&self, claim_id: Uuid, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let view = ClaimView::from(request);
+        let mut last_error = String::new();
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let owner = self.new_owner();
+            let Some(instance) = self.take_for_claim(claim_id, Step::ClaimCreate, &owner, &view).await? else {
+                if attempt == 0 {
+                    self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance")).await?;
+                    return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
+                }
+                break;
+            };
+            let body = CreateConversation {
+                name: request.agent_name.clone(),
+                profile_name: request.agent_name.clone(),
+                env: self.settings.xmtp_env.clone(),
+                instructions: request.instructions.clone(),
+            };
+            let url = instance.url.as_deref().unwrap_or_default();
+            match self.gateway.create_conversation(url, &instance.gateway_token, &body).await {
+                Ok(created) => {
+                    let recorded = self
+                        .store
+                        .mark_claimed(&instance.id, &owner, Some(&created.conversation_id), Some(&created.invite_url), "created")
+                        .await?;
+                    if recorded {
+                        self.store
+                            .finish_claim(claim_id, ClaimStatus::Created, Some(&created.conversation_id), Some(&created.invite_url), None)
+                            .await?;
+                        return self.finished(claim_id).await;
+                    }
+                    last_error = "the instance was taken away while the conversation was being created".into();
+                    tracing::error!(instance = %instance.id, "claim lease lost after create; instance left to the sweeps");
+                }
+                Err(err) => {
+                    last_error = err.to_string();
+                    tracing::warn!(instance = %instance.id, attempt, error = %err, "create conversation failed; recycling");
+                    self.recycle_after_claim(&instance, &owner, &last_error).await?;
+                }
+            }
+        }
+        self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(&last_error)).await?;
+        Err(ClaimError::Failed(last_error))
+    }
+
+    /// Joining can wait a minute for the invite's creator, longer than an API may hold a
+    /// request, so it runs as a step; the caller waits a bounded time, then gets 202.
+    async fn claim_by_joining(&self, claim_id: Uuid, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let owner = self.new_owner();
+        let view = ClaimView::from(request);
+        let Some(instance) = self.take_for_claim(claim_id, Step::ClaimJoin, &owner, &view).await? else {
+            self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance")).await?;
+            return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
+        };
+        // Hand the step over: release the lease (due now) and deliver it.
+        self.store.step_wait(&instance.id, &owner, Duration::ZERO).await?;
+        self.deliver(&instance.id, 0, Duration::ZERO).await;
+        let deadline = tokio::time::Instant::now() + self.settings.claim_wait;
+        loop {
+            let claim = self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
+            match claim.status {
+                ClaimStatus::Pending => {}
+                ClaimStatus::Failed => return Err(ClaimError::Failed(claim.error.unwrap_or_default())),
+                _ => return Ok(ClaimOutcome::Done(ClaimResult::from(&claim))),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let instance_id = claim.instance_id.unwrap_or(instance.id);
+                return Ok(ClaimOutcome::Accepted { claim_id, instance_id });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn finished(&self, claim_id: Uuid) -> Result<ClaimOutcome, ClaimError> {
+        let claim = self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
+        Ok(ClaimOutcome::Done(ClaimResult::from(&claim)))
+    }
+
+    /// The join step (run by the chain or the tick, never by the API request).
+    pub(super) async fn join_step(&self, instance: &Instance, owner: &str) -> Result<super::steps::Outcome, EngineError> {
+        use super::steps::Outcome;
+        let Some(claim_id) = instance.claim_id else {
+            self.recycle_after_claim(instance, owner, "claiming without a claim").await?;
+            return Ok(Outcome::Settled);
+        };
+        let body = JoinConversation {
+            invite_url: instance.join_url.clone().unwrap_or_default(),
+            profile_name: instance.agent_name.clone().unwrap_or_default(),
+            env: self.settings.xmtp_env.clone(),
+            instructions: instance.instructions.clone().unwrap_or_default(),
+        };
+        let url = instance.url.as_deref().unwrap_or_default();
+        let join_url = instance.join_url.as_deref();
+        match self.gateway.join(url, &instance.gateway_token, &body).await {
+            Ok(JoinOutcome::Joined { conversation_id }) => {
+                if self.store.mark_claimed(&instance.id, owner, Some(&conversation_id), join_url, "joined").await? {
+                    self.store.finish_claim(claim_id, ClaimStatus::Joined, Some(&conversation_id), join_url, None).await?;
+                }
+            }
+            // Nothing was bound; the instance stays with this claim (the invite's creator may
+            // still accept) until the caller recycles it.
+            Ok(JoinOutcome::WaitingForAcceptance) => {
+                if self.store.mark_claimed(&instance.id, owner, None, join_url, "waiting_for_acceptance").await? {
+                    self.store.finish_claim(claim_id, ClaimStatus::WaitingForAcceptance, None, join_url, None).await?;
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                tracing::warn!(instance = %instance.id, error = %message, "join failed; recycling");
+                if self.recycle_after_claim(instance, owner, &message).await? {
+                    self.retry_join_elsewhere(claim_id, &message).await?;
+                }
+            }
+        }
+        Ok(Outcome::Settled)
+    }
+
+    async fn retry_join_elsewhere(&self, claim_id: Uuid, error: &str) -> Result<(), EngineError> {
+        let Some(claim) = self.store.claim(claim_id).await? else { return Ok(()) };
+        if claim.attempts < CLAIM_ATTEMPTS {
+            let owner = self.new_owner();
+            let view = ClaimView {
+                agent_name: &claim.agent_name,
+                instructions: &claim.instructions,
+                join_url: claim.join_url.as_deref(),
+            };
+            if let Some(next) = self.take_for_claim(claim_id, Step::ClaimJoin, &owner, &view).await? {
+                self.store.step_wait(&next.id, &owner, Duration::ZERO).await?;
+                self.deliver(&next.id, 0, Duration::ZERO).await;
+                return Ok(());
+            }
+        }
+        self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(error)).await?;
+        Ok(())
+    }
+
+    /// Met by the step runner, `claim_create` means the API process that held it died
+    /// mid-call: the conversation may or may not exist, so the instance is recycled.
+    pub(super) async fn claim_interrupted(&self, instance: &Instance, owner: &str) -> Result<super::steps::Outcome, EngineError> {
+        let message = "claim interrupted: the process creating the conversation stopped";
+        if self.recycle_after_claim(instance, owner, message).await? {
+            if let Some(claim_id) = instance.claim_id {
+                self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(message)).await?;
+            }
+        }
+        Ok(super::steps::Outcome::Settled)
+    }
+
+    /// `claiming` -> `recycling` under the claim's lease; `false` if the lease was lost.
+    async fn recycle_after_claim(&self, instance: &Instance, owner: &str, reason: &str) -> Result<bool, EngineError> {
+        let fence = Fence::Lease { owner, status: Status::Claiming };
+        let moved = self.store.begin_recycle(&instance.id, fence, &new_gateway_token(), "claim_failed", Some(reason)).await?;
+        if moved {
+            self.deliver(&instance.id, 0, Duration::ZERO).await;
+        }
+        Ok(moved)
+    }
+
+    /// The claim, for the status URL of a 202.
+    pub async fn claim_status(&self, claim_id: Uuid) -> Result<Option<ClaimResult>, EngineError> {
+        Ok(self.store.claim(claim_id).await?.as_ref().map(ClaimResult::from))
+    }
+}
+
+/// The parts of a claim an instance is given.
+struct ClaimView<'a> {
+    agent_name: &'a str,
+    instructions: &'a str,
+    join_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a ClaimRequest> for ClaimView<'a> {
+    fn from(request: &'a ClaimRequest) -> Self {
+        ClaimView {
+            agent_name: &request.agent_name,
+            instructions: &request.instructions,
+            join_url: request.join_url.as_deref(),
+        }
+    }
+}

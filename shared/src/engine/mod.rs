@@ -1,0 +1,184 @@
+//! The pool engine: provisioning and recycling as durable steps, claims, and the sweeps
+//! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
+
+mod claim;
+mod pool;
+mod steps;
+mod sweeps;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use secrecy::SecretString;
+
+use crate::chain::{Chain, Delivery};
+use crate::config::{Config, PoolEnvironment};
+use crate::gateway::GatewayClient;
+use crate::provider::Provider;
+use crate::store::{Store, StoreError};
+
+pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use pool::{ActionError, PoolStatus, ReplenishReport};
+pub use sweeps::{HeartbeatReport, ReconcileReport, TickReport};
+
+/// Every knob of the engine. `from_config` gives production values; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub environment: PoolEnvironment,
+    pub xmtp_env: String,
+    pub openclaw_git_ref: String,
+    pub min_idle: u32,
+    pub max_total: u32,
+    /// How long a step may hold an instance before another worker may take it over. Longer
+    /// than any step's own bound (install wait, join timeout, a restore stream).
+    pub lease_ttl: Duration,
+    /// Failed attempts of one step before the instance is given up (destroyed).
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Chained deliveries in a row before the tick takes over (AWS stops recursion at 16).
+    pub hop_limit: i32,
+    /// How long one install run waits for the setup script before looking again later.
+    pub install_wait: Duration,
+    pub install_poll: Duration,
+    /// How long one await_ready run polls the gateway before handing back.
+    pub ready_wait: Duration,
+    pub ready_poll: Duration,
+    /// How long a gateway may take to answer after (re)start before the step fails.
+    pub ready_timeout: Duration,
+    /// How long a claim with a join URL waits before answering 202.
+    pub claim_wait: Duration,
+    /// An unleased `claiming` instance older than this is released to recycling.
+    pub claim_stale: Duration,
+    /// A `provisioning` instance older than this is destroyed.
+    pub stuck_timeout: Duration,
+    pub breaker_threshold: i32,
+    pub breaker_pause: Duration,
+    /// Most instances one replenish pass starts creating (the pace limit).
+    pub replenish_batch: u32,
+    pub heartbeat_concurrency: usize,
+    pub heartbeat_timeout: Duration,
+    /// Failed pings before a wake-up is tried.
+    pub heartbeat_failure_limit: i32,
+    /// Wake-ups tried before the instance is given up.
+    pub recovery_limit: i32,
+    /// A prefixed Sprite no row knows is deleted once it is older than this.
+    pub reconcile_grace: Duration,
+    /// Most due steps one tick re-drives.
+    pub redrive_batch: i64,
+    /// How long after a claim the 503 tells the caller to come back.
+    pub retry_after: Duration,
+}
+
+impl EngineSettings {
+    pub fn from_config(config: &Config) -> Self {
+        EngineSettings {
+            environment: config.environment,
+            xmtp_env: config.instance_xmtp_env.clone(),
+            openclaw_git_ref: config.openclaw_git_ref.clone(),
+            min_idle: config.min_idle,
+            max_total: config.max_total,
+            lease_ttl: Duration::from_secs(300),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(5),
+            backoff_cap: Duration::from_secs(300),
+            hop_limit: 12,
+            install_wait: Duration::from_secs(240),
+            install_poll: Duration::from_secs(20),
+            ready_wait: Duration::from_secs(20),
+            ready_poll: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(300),
+            claim_wait: Duration::from_secs(20),
+            claim_stale: Duration::from_secs(300),
+            stuck_timeout: config.stuck_timeout,
+            breaker_threshold: 3,
+            breaker_pause: Duration::from_secs(300),
+            replenish_batch: 3,
+            heartbeat_concurrency: 16,
+            heartbeat_timeout: Duration::from_secs(5),
+            heartbeat_failure_limit: 3,
+            recovery_limit: 3,
+            reconcile_grace: Duration::from_secs(600),
+            redrive_batch: 100,
+            retry_after: Duration::from_secs(30),
+        }
+    }
+
+    /// Exponential backoff with equal jitter after `attempts` failures.
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = self.backoff_base.saturating_mul(1u32 << attempts.clamp(0, 16));
+        let capped = exp.min(self.backoff_cap);
+        let half = capped / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    store: Store,
+    provider: Arc<dyn Provider>,
+    gateway: GatewayClient,
+    chain: Arc<dyn Chain>,
+    settings: EngineSettings,
+    /// Names this process in lease owners; each run adds a counter so two runs in one
+    /// process never share a fence.
+    process: String,
+    runs: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        provider: Arc<dyn Provider>,
+        gateway: GatewayClient,
+        chain: Arc<dyn Chain>,
+        settings: EngineSettings,
+    ) -> Self {
+        let process = format!("p{}-{}", std::process::id(), random_id(6));
+        Engine { store, provider, gateway, chain, settings, process, runs: AtomicU64::new(0) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    fn new_owner(&self) -> String {
+        format!("{}:{}", self.process, self.runs.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn sprite_name(&self, id: &str) -> String {
+        format!("{}{id}", self.settings.environment.sprite_prefix())
+    }
+
+    async fn deliver(&self, instance_id: &str, hop: i32, delay: Duration) {
+        if hop >= self.settings.hop_limit {
+            tracing::info!(instance = instance_id, hop, "hop limit reached; the tick continues");
+            return;
+        }
+        self.chain.deliver(Delivery { instance_id: instance_id.to_string(), hop, delay }).await;
+    }
+}
+
+/// Lowercase letters and digits: valid in a Sprite name, unambiguous in a log.
+fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// A fresh gateway token: 32 random bytes, hex.
+fn new_gateway_token() -> SecretString {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into()
+}

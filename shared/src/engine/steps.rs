@@ -1,0 +1,258 @@
+//! The step runner: take the lease, do one step's remote work, record the result fenced on
+//! the lease, deliver the next step (ARCHITECTURE §4).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use super::{Engine, EngineError};
+use crate::provider::{Failure, Progress, ProviderError};
+use crate::store::{Fence, Instance, Move, Status, Step};
+
+/// What one run of a step came to.
+pub(super) enum Outcome {
+    /// Move on: to `step` (and `status`), or to rest when `step` is `None`.
+    Next { status: Status, step: Option<Step>, reason: &'static str },
+    /// Not finished yet; run the same step again after the delay.
+    Wait(Duration),
+    Failed(ProviderError),
+    /// The step recorded its own result (deleted the row, bound a claim, ...).
+    Settled,
+}
+
+impl Outcome {
+    fn next(status: Status, step: Step) -> Self {
+        Outcome::Next { status, step: Some(step), reason: "step_done" }
+    }
+}
+
+impl Engine {
+    /// Runs the due step of one instance, if nobody else holds it. Safe to call any number of
+    /// times for the same instance: only one run gets the lease.
+    pub async fn run_step(&self, instance_id: &str, hop: i32) -> Result<(), EngineError> {
+        let owner = self.new_owner();
+        let Some(instance) = self.store.take_lease(instance_id, &owner, self.settings.lease_ttl, hop).await? else {
+            return Ok(());
+        };
+        let Some(step) = instance.step else {
+            return Ok(());
+        };
+        let span = tracing::info_span!("step", instance = %instance.id, %step, status = %instance.status, hop);
+        async {
+            let outcome = self.execute(&instance, step, &owner).await?;
+            self.settle(&instance, step, &owner, outcome, hop).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute(&self, instance: &Instance, step: Step, owner: &str) -> Result<Outcome, EngineError> {
+        let name = instance.sprite_name.as_str();
+        let provider = &self.provider;
+        let outcome = match step {
+            Step::Create => {
+                let breaker = self.store.breaker().await?;
+                let now = OffsetDateTime::now_utc();
+                if let Some(until) = breaker.open_until.filter(|until| *until > now) {
+                    let pause = Duration::try_from(until - now).unwrap_or_default();
+                    return Ok(Outcome::Wait(pause));
+                }
+                match provider.create(name).await {
+                    Ok(machine) => {
+                        self.store.set_machine(&instance.id, owner, &machine.url, machine.provider_ref.as_deref()).await?;
+                        Outcome::next(Status::Provisioning, Step::Install)
+                    }
+                    Err(err) => Outcome::Failed(err),
+                }
+            }
+            Step::Install => match provider.install(name, &instance.openclaw_git_ref, self.settings.install_wait).await {
+                Ok(Progress::Done) => Outcome::next(Status::Provisioning, Step::Configure),
+                Ok(Progress::Running) => Outcome::Wait(self.settings.install_poll),
+                Err(err) => Outcome::Failed(err),
+            },
+            Step::Configure => match provider.configure(name, &instance.gateway_token).await {
+                Ok(()) => Outcome::next(Status::Provisioning, Step::StartGateway),
+                Err(err) => Outcome::Failed(err),
+            },
+            Step::StartGateway => match provider.start_gateway(name).await {
+                Ok(()) => Outcome::next(instance.status, Step::AwaitReady),
+                Err(err) => Outcome::Failed(err),
+            },
+            Step::AwaitReady => self.await_ready(instance).await,
+            Step::VerifyClean => self.verify_clean(instance).await,
+            Step::Checkpoint => match provider.checkpoint(name, &golden_comment(&instance.id)).await {
+                Ok(checkpoint) => {
+                    self.store.set_checkpoint(&instance.id, owner, &checkpoint).await?;
+                    Outcome::Next { status: Status::Idle, step: None, reason: "provisioned" }
+                }
+                Err(err) => Outcome::Failed(err),
+            },
+            Step::Restore => match &instance.golden_checkpoint_id {
+                None => Outcome::Failed(ProviderError::permanent("no golden checkpoint to restore")),
+                Some(checkpoint) => match provider.restore(name, checkpoint).await {
+                    Ok(()) => Outcome::next(Status::Recycling, Step::RotateToken),
+                    Err(err) => Outcome::Failed(err),
+                },
+            },
+            Step::RotateToken => match self.rotate_token(name, &instance.gateway_token).await {
+                Ok(()) => Outcome::next(Status::Recycling, Step::AwaitReady),
+                Err(err) => Outcome::Failed(err),
+            },
+            Step::ClaimCreate => self.claim_interrupted(instance, owner).await?,
+            Step::ClaimJoin => self.join_step(instance, owner).await?,
+            Step::Destroy => match provider.destroy(name).await {
+                Ok(()) => {
+                    let fence = Fence::Lease { owner, status: instance.status };
+                    self.store.delete_instance(&instance.id, fence, "destroyed", None).await?;
+                    Outcome::Settled
+                }
+                Err(err) => Outcome::Failed(err),
+            },
+        };
+        Ok(outcome)
+    }
+
+    /// The restored gateway still has the golden token; give it this recycle's token.
+    async fn rotate_token(&self, name: &str, token: &SecretString) -> Result<(), ProviderError> {
+        self.provider.configure(name, token).await?;
+        self.provider.restart_gateway(name).await
+    }
+
+    async fn await_ready(&self, instance: &Instance) -> Outcome {
+        let Some(url) = instance.url.as_deref() else {
+            return Outcome::Failed(ProviderError::permanent("the instance has no URL"));
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.ready_wait;
+        loop {
+            if self.gateway.status(url, &instance.gateway_token).await.is_ok() {
+                return Outcome::next(instance.status, Step::VerifyClean);
+            }
+            if tokio::time::Instant::now() + self.settings.ready_poll > deadline {
+                break;
+            }
+            tokio::time::sleep(self.settings.ready_poll).await;
+        }
+        let waited = instance.step_started_at.map(|t| OffsetDateTime::now_utc() - t).unwrap_or_default();
+        if waited > self.settings.ready_timeout {
+            return Outcome::Failed(ProviderError::permanent(format!(
+                "gateway not answering {} s after start",
+                waited.whole_seconds()
+            )));
+        }
+        Outcome::Wait(self.settings.ready_poll)
+    }
+
+    /// The golden state (and every recycled one) must hold no conversation: no identity on
+    /// disk and an unbound gateway. A checkpoint of anything else would hand one user's
+    /// conversation to the next.
+    async fn verify_clean(&self, instance: &Instance) -> Outcome {
+        match self.provider.has_conversation_state(&instance.sprite_name).await {
+            Err(err) => return Outcome::Failed(err),
+            Ok(true) => return Outcome::Failed(ProviderError::permanent("~/.convos exists: not clean")),
+            Ok(false) => {}
+        }
+        let url = instance.url.as_deref().unwrap_or_default();
+        match self.gateway.status(url, &instance.gateway_token).await {
+            Ok(status) if status.conversation.is_some() => {
+                Outcome::Failed(ProviderError::permanent("gateway reports a bound conversation"))
+            }
+            Ok(_) if instance.status == Status::Recycling => {
+                Outcome::Next { status: Status::Idle, step: None, reason: "recycled" }
+            }
+            Ok(_) => Outcome::next(Status::Provisioning, Step::Checkpoint),
+            Err(err) => Outcome::Failed(ProviderError::transient(format!("gateway status: {err}"))),
+        }
+    }
+
+    async fn settle(
+        &self,
+        instance: &Instance,
+        step: Step,
+        owner: &str,
+        outcome: Outcome,
+        hop: i32,
+    ) -> Result<(), EngineError> {
+        let id = instance.id.as_str();
+        let fence = Fence::Lease { owner, status: instance.status };
+        match outcome {
+            Outcome::Settled => {}
+            Outcome::Next { status, step: next, reason } => {
+                let change = Move { to: status, step: next, delay: Duration::ZERO, reason, detail: None };
+                if !self.store.transition(id, fence, change).await? {
+                    tracing::warn!(instance = id, %step, "lease lost before the result was recorded; dropped");
+                    return Ok(());
+                }
+                if instance.status == Status::Provisioning && status == Status::Idle {
+                    self.store.breaker_success().await?;
+                }
+                if next.is_some() {
+                    self.deliver(id, hop + 1, Duration::ZERO).await;
+                }
+            }
+            Outcome::Wait(delay) => {
+                if self.store.step_wait(id, owner, delay).await? {
+                    self.deliver(id, hop + 1, delay).await;
+                }
+            }
+            Outcome::Failed(err) => self.step_failed(instance, step, owner, err, hop).await?,
+        }
+        Ok(())
+    }
+
+    async fn step_failed(
+        &self,
+        instance: &Instance,
+        step: Step,
+        owner: &str,
+        err: ProviderError,
+        hop: i32,
+    ) -> Result<(), EngineError> {
+        let id = instance.id.as_str();
+        let message = format!("{step}: {err}");
+        tracing::warn!(instance = id, %step, attempts = instance.attempts + 1, error = %err, "step failed");
+        let provisioning = instance.status == Status::Provisioning;
+        if step == Step::Create {
+            let breaker = self
+                .store
+                .breaker_failure(&message, self.settings.breaker_threshold, self.settings.breaker_pause)
+                .await?;
+            if breaker.is_open(OffsetDateTime::now_utc()) {
+                tracing::warn!(failures = breaker.consecutive_failures, "circuit breaker open: creation paused");
+            }
+        }
+        // Destroying never gives up: a Sprite nobody deletes is a leak that costs money.
+        let give_up = instance.status != Status::Destroying
+            && (err.failure != Failure::Transient || instance.attempts + 1 >= self.settings.max_attempts);
+        if !give_up {
+            let delay = self.settings.backoff(instance.attempts);
+            if self.store.step_failed(id, owner, instance.status, step, &message, delay).await? {
+                self.deliver(id, hop + 1, delay).await;
+            }
+            return Ok(());
+        }
+        if provisioning && step != Step::Create {
+            self.store
+                .breaker_failure(&message, self.settings.breaker_threshold, self.settings.breaker_pause)
+                .await?;
+        }
+        let reason = match instance.status {
+            Status::Provisioning => "provisioning_failed",
+            Status::Recycling => "recycle_failed",
+            _ => "step_failed",
+        };
+        let fence = Fence::Lease { owner, status: instance.status };
+        let change =
+            Move { to: Status::Destroying, step: Some(Step::Destroy), delay: Duration::ZERO, reason, detail: Some(&message) };
+        if self.store.transition(id, fence, change).await? {
+            self.deliver(id, hop + 1, Duration::ZERO).await;
+        }
+        Ok(())
+    }
+}
+
+/// Found again by this comment when a checkpoint call's answer was lost.
+fn golden_comment(instance_id: &str) -> String {
+    format!("golden:{instance_id}")
+}

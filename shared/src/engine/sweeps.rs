@@ -1,0 +1,291 @@
+//! The background sweeps (ARCHITECTURE §6): tick, heartbeat, reconcile. Each pass runs under a
+//! sweep lease so one of a kind runs at a time across every process; each returns a report
+//! that is kept for the status page.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+
+use super::{Engine, EngineError, new_gateway_token};
+use crate::provider::Failure;
+use crate::store::{Fence, HeartbeatTarget, Move, Refill, Status, Step};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TickReport {
+    /// Another process held the tick lease; nothing was done.
+    pub skipped: bool,
+    pub redriven: usize,
+    pub stuck_destroyed: Vec<String>,
+    pub stale_claims_released: Vec<String>,
+    pub replenish: Option<Refill>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HeartbeatReport {
+    pub skipped: bool,
+    pub pinged: usize,
+    pub healthy: usize,
+    pub failed: usize,
+    pub woken: Vec<String>,
+    pub destroyed: Vec<String>,
+    pub crashed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReconcileReport {
+    pub skipped: bool,
+    pub listed: usize,
+    pub rows_removed: Vec<String>,
+    pub marked_crashed: Vec<String>,
+    pub orphans_deleted: Vec<String>,
+    pub orphans_waiting: Vec<String>,
+}
+
+enum Beat {
+    Healthy,
+    Failed,
+    Woken,
+    Destroyed,
+    Crashed,
+    Skipped,
+}
+
+impl Engine {
+    /// Runs `pass` under the sweep lease of `kind`; `None` when another process holds it.
+    async fn swept<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        ttl: Duration,
+        pass: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<Option<T>, EngineError> {
+        let owner = self.new_owner();
+        if !self.store.take_sweep(kind, &owner, ttl).await? {
+            return Ok(None);
+        }
+        let result = pass.await;
+        let report = match &result {
+            Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+            Err(err) => serde_json::json!({ "error": err.to_string() }),
+        };
+        self.store.finish_sweep(kind, &owner, report).await?;
+        result.map(Some)
+    }
+
+    /// Re-drives due steps, destroys stuck provisioning, releases stale claims, refills.
+    pub async fn tick(&self) -> Result<TickReport, EngineError> {
+        let report = self.swept("tick", Duration::from_secs(120), self.tick_pass()).await?;
+        Ok(report.unwrap_or(TickReport { skipped: true, ..Default::default() }))
+    }
+
+    async fn tick_pass(&self) -> Result<TickReport, EngineError> {
+        let mut report = TickReport::default();
+        for id in self.store.lingering(Status::Provisioning, self.settings.stuck_timeout).await? {
+            let detail = format!("provisioning longer than {} s", self.settings.stuck_timeout.as_secs());
+            let change = Move {
+                to: Status::Destroying,
+                step: Some(Step::Destroy),
+                delay: Duration::ZERO,
+                reason: "stuck",
+                detail: Some(&detail),
+            };
+            if self.store.transition(&id, Fence::Free { status: Status::Provisioning }, change).await? {
+                self.store
+                    .breaker_failure(&detail, self.settings.breaker_threshold, self.settings.breaker_pause)
+                    .await?;
+                self.deliver(&id, 0, Duration::ZERO).await;
+                report.stuck_destroyed.push(id);
+            }
+        }
+        for id in self.store.lingering(Status::Claiming, self.settings.claim_stale).await? {
+            let Some(instance) = self.store.instance(&id).await? else { continue };
+            let fence = Fence::Free { status: Status::Claiming };
+            let detail = "claiming for too long";
+            if self.store.begin_recycle(&id, fence, &new_gateway_token(), "stale_claim", Some(detail)).await? {
+                if let Some(claim_id) = instance.claim_id {
+                    let failed = crate::store::ClaimStatus::Failed;
+                    self.store.finish_claim(claim_id, failed, None, None, Some(detail)).await?;
+                }
+                self.deliver(&id, 0, Duration::ZERO).await;
+                report.stale_claims_released.push(id);
+            }
+        }
+        // Started from the tick, a chain begins again at hop 0.
+        let due = self.store.due_steps(self.settings.redrive_batch).await?;
+        report.redriven = due.len();
+        for id in &due {
+            self.deliver(id, 0, Duration::ZERO).await;
+        }
+        report.replenish = Some(self.replenish().await?);
+        Ok(report)
+    }
+
+    /// Pings every idle and claimed gateway, wakes the silent ones, gives up on the dead.
+    pub async fn heartbeat(&self) -> Result<HeartbeatReport, EngineError> {
+        let report = self.swept("heartbeat", Duration::from_secs(120), self.heartbeat_pass()).await?;
+        Ok(report.unwrap_or(HeartbeatReport { skipped: true, ..Default::default() }))
+    }
+
+    async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
+        let targets = self.store.heartbeat_targets().await?;
+        let results: Vec<(String, Result<Beat, EngineError>)> = futures_util::stream::iter(targets)
+            .map(|target| async move {
+                let id = target.id.clone();
+                (id, self.beat(target).await)
+            })
+            .buffer_unordered(self.settings.heartbeat_concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = HeartbeatReport::default();
+        for (id, result) in results {
+            report.pinged += 1;
+            match result? {
+                Beat::Healthy => report.healthy += 1,
+                Beat::Failed => report.failed += 1,
+                Beat::Woken => {
+                    report.failed += 1;
+                    report.woken.push(id);
+                }
+                Beat::Destroyed => {
+                    report.failed += 1;
+                    report.destroyed.push(id);
+                }
+                Beat::Crashed => {
+                    report.failed += 1;
+                    report.crashed.push(id);
+                }
+                Beat::Skipped => report.pinged -= 1,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn beat(&self, target: HeartbeatTarget) -> Result<Beat, EngineError> {
+        let Some(url) = target.url.as_deref() else { return Ok(Beat::Skipped) };
+        let ping = tokio::time::timeout(
+            self.settings.heartbeat_timeout,
+            self.gateway.status(url, &target.gateway_token),
+        )
+        .await;
+        if matches!(ping, Ok(Ok(_))) {
+            self.store.heartbeat_ok(&target.id, target.status).await?;
+            return Ok(Beat::Healthy);
+        }
+        let Some(failures) = self.store.heartbeat_failed(&target.id, target.status).await? else {
+            return Ok(Beat::Skipped);
+        };
+        if failures < self.settings.heartbeat_failure_limit {
+            return Ok(Beat::Failed);
+        }
+        if target.recoveries < self.settings.recovery_limit {
+            // A Sprite that went to sleep wakes on exec and its service restarts the gateway.
+            let woke = self.provider.wake(&target.sprite_name).await;
+            let gone = matches!(&woke, Err(err) if err.failure == Failure::Gone);
+            if let Err(err) = &woke {
+                tracing::warn!(instance = %target.id, error = %err, "wake-up failed");
+            }
+            if !gone {
+                self.store.heartbeat_recovery(&target.id, target.status).await?;
+                return Ok(Beat::Woken);
+            }
+        }
+        self.give_up(&target).await
+    }
+
+    /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
+    async fn give_up(&self, target: &HeartbeatTarget) -> Result<Beat, EngineError> {
+        let fence = Fence::Free { status: target.status };
+        let detail = format!("{} failed pings after {} wake-ups", self.settings.heartbeat_failure_limit, target.recoveries);
+        if target.status == Status::Idle {
+            let change = Move {
+                to: Status::Destroying,
+                step: Some(Step::Destroy),
+                delay: Duration::ZERO,
+                reason: "heartbeat_failed",
+                detail: Some(&detail),
+            };
+            if self.store.transition(&target.id, fence, change).await? {
+                self.deliver(&target.id, 0, Duration::ZERO).await;
+                return Ok(Beat::Destroyed);
+            }
+        } else {
+            let change =
+                Move { to: Status::Crashed, step: None, delay: Duration::ZERO, reason: "heartbeat_failed", detail: Some(&detail) };
+            if self.store.transition(&target.id, fence, change).await? {
+                return Ok(Beat::Crashed);
+            }
+        }
+        Ok(Beat::Skipped)
+    }
+
+    /// Makes the rows and the provider agree: rows whose machine is gone go (or are marked
+    /// crashed if someone was using them), machines of this environment no row knows are
+    /// deleted once older than the grace period.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
+        let report = self.swept("reconcile", Duration::from_secs(300), self.reconcile_pass()).await?;
+        Ok(report.unwrap_or(ReconcileReport { skipped: true, ..Default::default() }))
+    }
+
+    async fn reconcile_pass(&self) -> Result<ReconcileReport, EngineError> {
+        let listed_at = OffsetDateTime::now_utc();
+        let prefix = self.settings.environment.sprite_prefix();
+        let remote = match self.provider.list(&prefix).await {
+            Ok(remote) => remote,
+            Err(err) => {
+                // Without a full listing nothing can be called missing.
+                tracing::warn!(error = %err, "reconcile could not list machines; nothing changed");
+                return Ok(ReconcileReport::default());
+            }
+        };
+        let mut report = ReconcileReport { listed: remote.len(), ..Default::default() };
+        let present: HashSet<&str> = remote.iter().map(|m| m.name.as_str()).collect();
+        let known = self.store.known_instances().await?;
+        for row in &known {
+            // Only rows whose machine existed before the listing began can be missing from it.
+            let created_before = row.sprite_created_at.is_some_and(|t| t < listed_at);
+            if row.leased || !created_before || present.contains(row.sprite_name.as_str()) {
+                continue;
+            }
+            let fence = Fence::Free { status: row.status };
+            match row.status {
+                Status::Claimed => {
+                    let change = Move {
+                        to: Status::Crashed,
+                        step: None,
+                        delay: Duration::ZERO,
+                        reason: "machine_gone",
+                        detail: None,
+                    };
+                    if self.store.transition(&row.id, fence, change).await? {
+                        report.marked_crashed.push(row.id.clone());
+                    }
+                }
+                Status::Crashed | Status::Claiming => {}
+                _ => {
+                    if self.store.delete_instance(&row.id, fence, "machine_gone", None).await? {
+                        report.rows_removed.push(row.id.clone());
+                    }
+                }
+            }
+        }
+        let names: HashSet<&str> = known.iter().map(|k| k.sprite_name.as_str()).collect();
+        for machine in &remote {
+            if names.contains(machine.name.as_str()) {
+                continue;
+            }
+            let old_enough = machine
+                .created_at
+                .is_some_and(|t| listed_at - t > time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default());
+            if !old_enough {
+                report.orphans_waiting.push(machine.name.clone());
+                continue;
+            }
+            match self.provider.destroy(&machine.name).await {
+                Ok(()) => report.orphans_deleted.push(machine.name.clone()),
+                Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,248 @@
+//! The Sprites provider: one Sprite per instance, OpenClaw installed by `sprite-setup.sh`, the
+//! gateway run as a Sprite service on port 8080 (it comes back by itself when the Sprite
+//! wakes), golden checkpoints for recycling.
+//!
+//! Everything reaches the Sprite as files through the fs API or as exec argv; no value is ever
+//! spliced into a shell string.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{Failure, Machine, Progress, Provider, ProviderError, RemoteMachine};
+use crate::sprites::{
+    CreateSprite, ExecRequest, ServiceSpec, SpritesClient, SpritesError, UpdateSprite, UrlAuth, UrlSettings,
+    WriteFile,
+};
+
+const HOME: &str = "/home/sprite";
+const SETUP_SCRIPT: &str = "/home/sprite/.pool/sprite-setup.sh";
+const SETUP_MARKER: &str = "/home/sprite/.pool/setup-done";
+const GATEWAY_LAUNCHER: &str = "/home/sprite/.pool/run-gateway.sh";
+const OPENCLAW_CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
+const OPENCLAW_ENV: &str = "/home/sprite/.openclaw/.env";
+const CONVOS_STATE: &str = "/home/sprite/.convos";
+const GATEWAY_SERVICE: &str = "openclaw-gateway";
+const GATEWAY_PORT: u16 = 8080;
+const PATH: &str = "/home/sprite/.local/bin:/home/sprite/.bun/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The script is part of this build, so a deployed pool installs what it was tested with.
+const SETUP_SCRIPT_BODY: &str = include_str!("../../../scripts/sprite-setup.sh");
+
+#[derive(Clone)]
+pub struct SpritesProviderSettings {
+    /// `channels.convos.env` of every instance (dev or production XMTP network).
+    pub xmtp_env: String,
+    pub anthropic_api_key: Option<SecretString>,
+    /// How long an install may go on after the process that started it is gone.
+    pub install_detach_limit: Duration,
+}
+
+pub struct SpritesProvider {
+    client: SpritesClient,
+    settings: SpritesProviderSettings,
+}
+
+impl SpritesProvider {
+    pub fn new(client: SpritesClient, settings: SpritesProviderSettings) -> Self {
+        SpritesProvider { client, settings }
+    }
+
+    /// The OpenClaw configuration: the per-instance token guards both the gateway and the
+    /// Convos routes (`poolApiKey`), reload is off because a self-triggered reload restarts the
+    /// gateway mid-request.
+    fn openclaw_config(&self, token: &SecretString) -> Vec<u8> {
+        let config = serde_json::json!({
+            "gateway": {
+                "port": GATEWAY_PORT,
+                "bind": "lan",
+                "reload": { "mode": "off" },
+                "auth": { "mode": "token", "token": token.expose_secret() },
+            },
+            "channels": {
+                "convos": {
+                    "enabled": true,
+                    "env": self.settings.xmtp_env,
+                    "poolApiKey": token.expose_secret(),
+                },
+            },
+            "plugins": { "entries": { "convos": { "enabled": true } } },
+        });
+        serde_json::to_vec_pretty(&config).expect("a JSON value serialises")
+    }
+
+    fn env_file(&self) -> Vec<u8> {
+        match &self.settings.anthropic_api_key {
+            Some(key) => format!("ANTHROPIC_API_KEY={}\n", key.expose_secret()).into_bytes(),
+            None => Vec::new(),
+        }
+    }
+
+    async fn install_running(&self, name: &str) -> Result<bool, ProviderError> {
+        let sessions = self.client.list_exec_sessions(name).await.map_err(from_sprites)?;
+        Ok(sessions.iter().any(|s| {
+            s.is_active != Some(false) && s.command.as_deref().is_some_and(|c| c.contains("sprite-setup.sh"))
+        }))
+    }
+
+    async fn marker_present(&self, name: &str) -> Result<bool, ProviderError> {
+        Ok(self.client.read_file(name, SETUP_MARKER).await.map_err(from_sprites)?.is_some())
+    }
+}
+
+#[async_trait]
+impl Provider for SpritesProvider {
+    fn kind(&self) -> &'static str {
+        "sprites"
+    }
+
+    async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
+        // Not waiting for capacity: a full region is a transient failure the step backs off from.
+        let request = CreateSprite {
+            name: name.to_string(),
+            url_settings: Some(UrlSettings::public()),
+            wait_for_capacity: false,
+        };
+        let sprite = match self.client.create_sprite(&request).await {
+            Ok(sprite) => sprite,
+            Err(SpritesError::AlreadyExists { .. }) => {
+                let existing = self.client.get_sprite(name).await.map_err(from_sprites)?;
+                let public = existing.url_settings.as_ref().is_some_and(|s| s.auth == UrlAuth::Public);
+                if public {
+                    existing
+                } else {
+                    let update = UpdateSprite { url_settings: Some(UrlSettings::public()), ..Default::default() };
+                    self.client.update_sprite(name, &update).await.map_err(from_sprites)?
+                }
+            }
+            Err(err) => return Err(from_sprites(err)),
+        };
+        let url = sprite.url.ok_or_else(|| ProviderError::transient("the Sprite has no URL yet"))?;
+        Ok(Machine { url, provider_ref: sprite.id })
+    }
+
+    async fn install(&self, name: &str, git_ref: &str, wait: Duration) -> Result<Progress, ProviderError> {
+        if self.marker_present(name).await? {
+            return Ok(Progress::Done);
+        }
+        if self.install_running(name).await? {
+            return Ok(Progress::Running);
+        }
+        let script = WriteFile::new(SETUP_SCRIPT, SETUP_SCRIPT_BODY.as_bytes().to_vec()).mode(0o755);
+        self.client.write_file(name, &script).await.map_err(from_sprites)?;
+        let request = ExecRequest::new(["bash", SETUP_SCRIPT, SETUP_MARKER])
+            .env("HOME", HOME)
+            .env("PATH", PATH)
+            .env("OPENCLAW_GIT_REF", git_ref)
+            .dir(HOME)
+            .max_run_after_disconnect(self.settings.install_detach_limit);
+        // Past `wait` the socket is dropped; the script runs on for the detach limit and the
+        // next look finds it in the session list or finds its marker.
+        let Ok(result) = tokio::time::timeout(wait, self.client.exec(name, &request)).await else {
+            return Ok(Progress::Running);
+        };
+        let output = result.map_err(from_sprites)?;
+        if !output.success() {
+            let stderr = output.stderr_text();
+            let tail: String = stderr.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(ProviderError::transient(format!(
+                "sprite-setup.sh exited {}: {}",
+                output.exit_code,
+                tail.trim()
+            )));
+        }
+        if self.marker_present(name).await? {
+            Ok(Progress::Done)
+        } else {
+            Err(ProviderError::permanent("sprite-setup.sh succeeded but left no marker"))
+        }
+    }
+
+    async fn configure(&self, name: &str, gateway_token: &SecretString) -> Result<(), ProviderError> {
+        let config = WriteFile::new(OPENCLAW_CONFIG, self.openclaw_config(gateway_token)).mode(0o600);
+        self.client.write_file(name, &config).await.map_err(from_sprites)?;
+        let env = WriteFile::new(OPENCLAW_ENV, self.env_file()).mode(0o600);
+        self.client.write_file(name, &env).await.map_err(from_sprites)?;
+        Ok(())
+    }
+
+    async fn start_gateway(&self, name: &str) -> Result<(), ProviderError> {
+        let spec = ServiceSpec {
+            cmd: "bash".into(),
+            args: vec![GATEWAY_LAUNCHER.into()],
+            dir: Some(HOME.into()),
+            http_port: Some(GATEWAY_PORT),
+            ..Default::default()
+        };
+        self.client.put_service(name, GATEWAY_SERVICE, &spec).await.map_err(from_sprites)?;
+        Ok(())
+    }
+
+    async fn restart_gateway(&self, name: &str) -> Result<(), ProviderError> {
+        match self.client.restart_service(name, GATEWAY_SERVICE).await {
+            Ok(_) => Ok(()),
+            // A checkpoint without the service (or a hand-deleted one): define it again.
+            Err(SpritesError::NotFound { .. }) => self.start_gateway(name).await,
+            Err(err) => Err(from_sprites(err)),
+        }
+    }
+
+    async fn has_conversation_state(&self, name: &str) -> Result<bool, ProviderError> {
+        let listing = self.client.list_dir(name, CONVOS_STATE).await.map_err(from_sprites)?;
+        Ok(listing.is_some())
+    }
+
+    async fn checkpoint(&self, name: &str, comment: &str) -> Result<String, ProviderError> {
+        let existing = self.client.list_checkpoints(name).await.map_err(from_sprites)?;
+        if let Some(found) = existing.into_iter().find(|c| c.comment.as_deref() == Some(comment)) {
+            return Ok(found.id);
+        }
+        self.client.create_checkpoint(name, comment).await.map_err(from_sprites)
+    }
+
+    async fn restore(&self, name: &str, checkpoint: &str) -> Result<(), ProviderError> {
+        self.client.restore_checkpoint(name, checkpoint).await.map_err(from_sprites)?;
+        Ok(())
+    }
+
+    async fn wake(&self, name: &str) -> Result<(), ProviderError> {
+        let output = tokio::time::timeout(Duration::from_secs(60), self.client.exec(name, &ExecRequest::new(["true"])))
+            .await
+            .map_err(|_| ProviderError::transient("wake-up exec timed out"))?
+            .map_err(from_sprites)?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(ProviderError::transient(format!("wake-up exec exited {}", output.exit_code)))
+        }
+    }
+
+    async fn destroy(&self, name: &str) -> Result<(), ProviderError> {
+        self.client.delete_sprite(name).await.map_err(from_sprites)?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<RemoteMachine>, ProviderError> {
+        let sprites = self.client.list_all_sprites(prefix).await.map_err(from_sprites)?;
+        Ok(sprites
+            .into_iter()
+            .map(|s| RemoteMachine {
+                created_at: s.created_at.as_deref().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
+                name: s.name,
+            })
+            .collect())
+    }
+}
+
+fn from_sprites(err: SpritesError) -> ProviderError {
+    let failure = match &err {
+        // A missing file is answered as `Ok(None)` by the client; a NotFound here is the Sprite.
+        SpritesError::NotFound { code: None, .. } => Failure::Gone,
+        SpritesError::Unauthorized | SpritesError::Api { .. } | SpritesError::NotFound { .. } => Failure::Permanent,
+        _ => Failure::Transient,
+    };
+    ProviderError { failure, message: err.to_string() }
+}

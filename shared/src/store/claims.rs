@@ -1,0 +1,156 @@
+//! Claim requests and how each one ended.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    Pending,
+    Created,
+    Joined,
+    WaitingForAcceptance,
+    Failed,
+}
+
+impl ClaimStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Pending => "pending",
+            ClaimStatus::Created => "created",
+            ClaimStatus::Joined => "joined",
+            ClaimStatus::WaitingForAcceptance => "waiting_for_acceptance",
+            ClaimStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, StoreError> {
+        [
+            ClaimStatus::Pending,
+            ClaimStatus::Created,
+            ClaimStatus::Joined,
+            ClaimStatus::WaitingForAcceptance,
+            ClaimStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+        .ok_or_else(|| StoreError::Corrupt { column: "claims.status", value: value.to_string() })
+    }
+}
+
+#[derive(Clone)]
+pub struct Claim {
+    pub id: Uuid,
+    pub instance_id: Option<String>,
+    pub agent_name: String,
+    pub instructions: String,
+    pub join_url: Option<String>,
+    pub status: ClaimStatus,
+    pub attempts: i32,
+    pub conversation_id: Option<String>,
+    pub invite_url: Option<String>,
+    pub error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// Leaves out the instructions (user text).
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("id", &self.id)
+            .field("instance_id", &self.instance_id)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct NewClaim<'a> {
+    pub id: Uuid,
+    pub agent_name: &'a str,
+    pub instructions: &'a str,
+    pub join_url: Option<&'a str>,
+}
+
+impl Store {
+    pub(crate) async fn insert_claim(&self, claim: &NewClaim<'_>) -> Result<(), StoreError> {
+        sqlx::query!(
+            "INSERT INTO claims (id, agent_name, instructions, join_url, status, attempts)
+             VALUES ($1, $2, $3, $4, 'pending', 0)",
+            claim.id,
+            claim.agent_name,
+            claim.instructions,
+            claim.join_url,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn claim(&self, id: Uuid) -> Result<Option<Claim>, StoreError> {
+        let row = sqlx::query!(
+            "SELECT id, instance_id, agent_name, instructions, join_url, status, attempts,
+                    conversation_id, invite_url, error, created_at, finished_at
+             FROM claims WHERE id = $1",
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Claim {
+                status: ClaimStatus::parse(&r.status)?,
+                id: r.id,
+                instance_id: r.instance_id,
+                agent_name: r.agent_name,
+                instructions: r.instructions,
+                join_url: r.join_url,
+                attempts: r.attempts,
+                conversation_id: r.conversation_id,
+                invite_url: r.invite_url,
+                error: r.error,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The claim is now being served by `instance_id` (its first or its retry attempt).
+    pub(crate) async fn claim_assigned(&self, id: Uuid, instance_id: &str) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE claims SET instance_id = $2, attempts = attempts + 1 WHERE id = $1 AND status = 'pending'",
+            id,
+            instance_id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how the claim ended; only a pending claim can end, and only once.
+    pub(crate) async fn finish_claim(
+        &self,
+        id: Uuid,
+        status: ClaimStatus,
+        conversation_id: Option<&str>,
+        invite_url: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE claims SET status = $2, conversation_id = $3, invite_url = $4, error = $5,
+                finished_at = now()
+             WHERE id = $1 AND status = 'pending'",
+            id,
+            status.as_str(),
+            conversation_id,
+            invite_url,
+            error,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,334 @@
+//! Every SQL statement the pool runs (ARCHITECTURE §2: the only place SQL lives). Queries are
+//! checked against the schema at compile time; `.sqlx/` holds the offline data CI builds with.
+//!
+//! Rules the queries keep (ARCHITECTURE §4): no transaction spans a remote call; results of
+//! remote work are written fenced on the lease (or on the expected status for rows at rest), and
+//! zero rows touched means someone else moved the row first: the caller drops its result.
+
+mod claims;
+mod events;
+mod instances;
+mod pool_state;
+mod sweeps;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+
+pub use claims::{Claim, ClaimStatus, NewClaim};
+pub use events::Event;
+pub(crate) use instances::Move;
+pub use instances::{Fence, HeartbeatTarget, Known, NewInstance};
+pub use pool_state::{Breaker, Refill};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value in the database this build does not know (a newer build wrote it, or a hand edit).
+    #[error("unexpected value in column {column}: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// A small lazy pool: a Lambda sandbox serves one request at a time and Neon's pooler does
+    /// the fan-in, so a handful of connections is plenty; nothing connects until first use.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(url)?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations").run(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Where an instance is in its life (ARCHITECTURE §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Provisioning,
+    Idle,
+    Claiming,
+    Claimed,
+    Recycling,
+    Destroying,
+    Crashed,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Provisioning,
+        Status::Idle,
+        Status::Claiming,
+        Status::Claimed,
+        Status::Recycling,
+        Status::Destroying,
+        Status::Crashed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Provisioning => "provisioning",
+            Status::Idle => "idle",
+            Status::Claiming => "claiming",
+            Status::Claimed => "claimed",
+            Status::Recycling => "recycling",
+            Status::Destroying => "destroying",
+            Status::Crashed => "crashed",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<Self, ()> {
+        Status::ALL.into_iter().find(|s| s.as_str() == value).ok_or(())
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The durable steps (ARCHITECTURE §4). Each is idempotent: running it twice, or after a
+/// process died halfway through it, ends in the same place as running it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Create,
+    Install,
+    Configure,
+    StartGateway,
+    AwaitReady,
+    VerifyClean,
+    Checkpoint,
+    Restore,
+    RotateToken,
+    /// The API process creating a conversation holds this; met by anyone else it means that
+    /// process died mid-call, so the instance may be half-bound.
+    ClaimCreate,
+    ClaimJoin,
+    Destroy,
+}
+
+impl Step {
+    pub const ALL: [Step; 12] = [
+        Step::Create,
+        Step::Install,
+        Step::Configure,
+        Step::StartGateway,
+        Step::AwaitReady,
+        Step::VerifyClean,
+        Step::Checkpoint,
+        Step::Restore,
+        Step::RotateToken,
+        Step::ClaimCreate,
+        Step::ClaimJoin,
+        Step::Destroy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Create => "create",
+            Step::Install => "install",
+            Step::Configure => "configure",
+            Step::StartGateway => "start_gateway",
+            Step::AwaitReady => "await_ready",
+            Step::VerifyClean => "verify_clean",
+            Step::Checkpoint => "checkpoint",
+            Step::Restore => "restore",
+            Step::RotateToken => "rotate_token",
+            Step::ClaimCreate => "claim_create",
+            Step::ClaimJoin => "claim_join",
+            Step::Destroy => "destroy",
+        }
+    }
+}
+
+impl FromStr for Step {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<Self, ()> {
+        Step::ALL.into_iter().find(|s| s.as_str() == value).ok_or(())
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One instance row.
+#[derive(Clone)]
+pub struct Instance {
+    pub id: String,
+    pub provider: String,
+    pub provider_ref: Option<String>,
+    pub sprite_name: String,
+    pub url: Option<String>,
+    pub status: Status,
+    pub step: Option<Step>,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<OffsetDateTime>,
+    pub next_run_at: Option<OffsetDateTime>,
+    pub hop: i32,
+    pub step_started_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub golden_checkpoint_id: Option<String>,
+    pub gateway_token: secrecy::SecretString,
+    pub agent_name: Option<String>,
+    pub instructions: Option<String>,
+    pub join_url: Option<String>,
+    pub invite_url: Option<String>,
+    pub conversation_id: Option<String>,
+    pub join_status: Option<String>,
+    pub claim_id: Option<uuid::Uuid>,
+    pub openclaw_git_ref: String,
+    pub heartbeat_failures: i32,
+    pub heartbeat_recoveries: i32,
+    pub last_heartbeat_at: Option<OffsetDateTime>,
+    pub sprite_created_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub ready_at: Option<OffsetDateTime>,
+    pub claimed_at: Option<OffsetDateTime>,
+    pub status_changed_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Leaves out the gateway token and the instructions (user text), so a row can be logged.
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("sprite_name", &self.sprite_name)
+            .field("status", &self.status)
+            .field("step", &self.step)
+            .field("attempts", &self.attempts)
+            .field("lease_owner", &self.lease_owner)
+            .field("hop", &self.hop)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The row as the database returns it; [`Instance`] is the same with its enums parsed.
+pub(crate) struct InstanceRow {
+    id: String,
+    provider: String,
+    provider_ref: Option<String>,
+    sprite_name: String,
+    url: Option<String>,
+    status: String,
+    step: Option<String>,
+    attempts: i32,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<OffsetDateTime>,
+    next_run_at: Option<OffsetDateTime>,
+    hop: i32,
+    step_started_at: Option<OffsetDateTime>,
+    last_error: Option<String>,
+    golden_checkpoint_id: Option<String>,
+    gateway_token: String,
+    agent_name: Option<String>,
+    instructions: Option<String>,
+    join_url: Option<String>,
+    invite_url: Option<String>,
+    conversation_id: Option<String>,
+    join_status: Option<String>,
+    claim_id: Option<uuid::Uuid>,
+    openclaw_git_ref: String,
+    heartbeat_failures: i32,
+    heartbeat_recoveries: i32,
+    last_heartbeat_at: Option<OffsetDateTime>,
+    sprite_created_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    ready_at: Option<OffsetDateTime>,
+    claimed_at: Option<OffsetDateTime>,
+    status_changed_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+pub(crate) fn parse_status(value: &str) -> Result<Status, StoreError> {
+    value.parse().map_err(|_| StoreError::Corrupt { column: "status", value: value.to_string() })
+}
+
+pub(crate) fn parse_step(value: Option<&str>) -> Result<Option<Step>, StoreError> {
+    value
+        .map(|v| v.parse().map_err(|_| StoreError::Corrupt { column: "step", value: v.to_string() }))
+        .transpose()
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = StoreError;
+
+    fn try_from(row: InstanceRow) -> Result<Self, StoreError> {
+        Ok(Instance {
+            status: parse_status(&row.status)?,
+            step: parse_step(row.step.as_deref())?,
+            id: row.id,
+            provider: row.provider,
+            provider_ref: row.provider_ref,
+            sprite_name: row.sprite_name,
+            url: row.url,
+            attempts: row.attempts,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            next_run_at: row.next_run_at,
+            hop: row.hop,
+            step_started_at: row.step_started_at,
+            last_error: row.last_error,
+            golden_checkpoint_id: row.golden_checkpoint_id,
+            gateway_token: row.gateway_token.into(),
+            agent_name: row.agent_name,
+            instructions: row.instructions,
+            join_url: row.join_url,
+            invite_url: row.invite_url,
+            conversation_id: row.conversation_id,
+            join_status: row.join_status,
+            claim_id: row.claim_id,
+            openclaw_git_ref: row.openclaw_git_ref,
+            heartbeat_failures: row.heartbeat_failures,
+            heartbeat_recoveries: row.heartbeat_recoveries,
+            last_heartbeat_at: row.last_heartbeat_at,
+            sprite_created_at: row.sprite_created_at,
+            created_at: row.created_at,
+            ready_at: row.ready_at,
+            claimed_at: row.claimed_at,
+            status_changed_at: row.status_changed_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// Seconds as the float `make_interval` takes.
+pub(crate) fn secs(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}

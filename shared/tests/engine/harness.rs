@@ -1,0 +1,191 @@
+//! A whole pool for one test: a fresh database (from `#[sqlx::test]`), an emulator, the
+//! Sprites provider and an engine whose steps run in-process, with every wait shortened.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use shared::chain::{Chain, InProcessChain, run_in_process};
+use shared::config::PoolEnvironment;
+use shared::engine::{Engine, EngineSettings};
+use shared::gateway::{GatewayClient, GatewayTimeouts};
+use shared::provider::{SpritesProvider, SpritesProviderSettings};
+use shared::store::{Instance, Status, Store};
+use sprites_emulator::EmulatorConfig;
+use sqlx::PgPool;
+
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{Harness, fault_json};
+
+pub struct Pool {
+    pub emulator: Harness,
+    pub engine: Arc<Engine>,
+    pub store: Store,
+}
+
+pub const ANTHROPIC_KEY: &str = "sk-ant-test-key";
+
+pub fn test_settings() -> EngineSettings {
+    EngineSettings {
+        environment: PoolEnvironment::Dev,
+        xmtp_env: "dev".into(),
+        openclaw_git_ref: "staging".into(),
+        min_idle: 0,
+        max_total: 10,
+        lease_ttl: Duration::from_secs(10),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(100),
+        hop_limit: 50,
+        install_wait: Duration::from_secs(5),
+        install_poll: Duration::from_millis(50),
+        ready_wait: Duration::from_secs(2),
+        ready_poll: Duration::from_millis(20),
+        ready_timeout: Duration::from_secs(5),
+        claim_wait: Duration::from_secs(5),
+        claim_stale: Duration::from_secs(60),
+        stuck_timeout: Duration::from_secs(600),
+        breaker_threshold: 3,
+        breaker_pause: Duration::from_secs(300),
+        replenish_batch: 10,
+        heartbeat_concurrency: 8,
+        heartbeat_timeout: Duration::from_secs(1),
+        heartbeat_failure_limit: 3,
+        recovery_limit: 3,
+        reconcile_grace: Duration::from_secs(3600),
+        redrive_batch: 100,
+        retry_after: Duration::from_secs(30),
+    }
+}
+
+pub fn test_timeouts() -> GatewayTimeouts {
+    GatewayTimeouts {
+        status: Duration::from_secs(1),
+        create: Duration::from_secs(2),
+        join: Duration::from_secs(3),
+    }
+}
+
+pub struct Options {
+    pub emulator: EmulatorConfig,
+    pub settings: EngineSettings,
+    pub timeouts: GatewayTimeouts,
+    /// `None`: steps run in-process as they are delivered.
+    pub chain: Option<Arc<dyn Chain>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            emulator: EmulatorConfig { speed: 0.0, ..EmulatorConfig::default() },
+            settings: test_settings(),
+            timeouts: test_timeouts(),
+            chain: None,
+        }
+    }
+}
+
+pub async fn pool(db: PgPool) -> Pool {
+    pool_with(db, Options::default()).await
+}
+
+pub async fn pool_with(db: PgPool, options: Options) -> Pool {
+    let emulator = common::start_with(options.emulator, |_| {}).await;
+    let store = Store::new(db);
+    let provider = SpritesProvider::new(
+        emulator.client.clone(),
+        SpritesProviderSettings {
+            xmtp_env: "dev".into(),
+            anthropic_api_key: Some(SecretString::from(ANTHROPIC_KEY)),
+            install_detach_limit: Duration::from_secs(1800),
+        },
+    );
+    let gateway = GatewayClient::new(options.timeouts).expect("gateway client");
+    let engine = match options.chain {
+        Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, options.settings)),
+        None => {
+            let (chain, rx) = InProcessChain::new();
+            let engine =
+                Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), options.settings));
+            run_in_process(Arc::downgrade(&engine), rx);
+            engine
+        }
+    };
+    Pool { emulator, engine, store }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Pool {
+    pub async fn count(&self, status: Status) -> i64 {
+        let counts = self.store.counts().await.unwrap();
+        counts.into_iter().find(|(s, _)| *s == status).map(|(_, n)| n).unwrap_or(0)
+    }
+
+    pub async fn in_status(&self, status: Status) -> Vec<Instance> {
+        self.store.instances().await.unwrap().into_iter().filter(|i| i.status == status).collect()
+    }
+
+    /// Waits until exactly `n` instances are idle and nothing else is in flight.
+    pub async fn settled_idle(&self, n: i64) -> Vec<Instance> {
+        eventually(&format!("{n} idle instances"), Duration::from_secs(30), || async {
+            let all = self.store.instances().await.unwrap();
+            let idle = all.iter().filter(|i| i.status == Status::Idle).count() as i64;
+            (idle == n && all.iter().all(|i| i.step.is_none())).then_some(())
+        })
+        .await;
+        self.in_status(Status::Idle).await
+    }
+
+    /// Provisions `n` idle instances.
+    pub async fn provision(&self, n: usize) -> Vec<Instance> {
+        let refill = self.engine.add_instances(n as u32).await.unwrap();
+        assert_eq!(refill.created.len(), n, "{refill:?}");
+        self.settled_idle(n as i64).await
+    }
+
+    pub async fn instance(&self, id: &str) -> Option<Instance> {
+        self.store.instance(id).await.unwrap()
+    }
+
+    pub async fn read_file(&self, sprite: &str, path: &str) -> Option<Vec<u8>> {
+        self.emulator.client.read_file(sprite, path).await.unwrap().map(|b| b.to_vec())
+    }
+
+    pub async fn sprite_names(&self) -> Vec<String> {
+        let state = self.emulator.state().await;
+        let mut names: Vec<String> = state["sprites"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["name"].as_str().map(String::from)).collect())
+            .or_else(|| state["sprites"].as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// GET /convos/status on the instance with this token: the HTTP status and the body.
+    pub async fn gateway_status(&self, instance: &Instance, token: &SecretString) -> (u16, Value) {
+        let url = format!("{}/convos/status", instance.url.as_deref().unwrap());
+        let response =
+            self.emulator.raw().get(url).bearer_auth(token.expose_secret()).send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,11 @@
+//! The pool engine against a real Postgres (a fresh database per test) and the emulator over
+//! HTTP and WebSocket. One binary, so the suite links once.
+
+mod harness;
+
+mod breaker;
+mod claim;
+mod durability;
+mod heartbeat;
+mod lifecycle;
+mod reconcile;
