@@ -241,6 +241,7 @@ fn from_sprites(err: SpritesError) -> ProviderError {
     let failure = match &err {
         // A missing file is answered as `Ok(None)` by the client; a NotFound here is the Sprite.
         SpritesError::NotFound { code: None, .. } => Failure::Gone,
+        SpritesError::Api { status, .. } if *status >= 500 => Failure::Transient,
         SpritesError::Unauthorized | SpritesError::Api { .. } | SpritesError::NotFound { .. } => Failure::Permanent,
         _ => Failure::Transient,
     };

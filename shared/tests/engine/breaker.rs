@@ -1,1 +1,53 @@
-//! todo
+//! The provisioning circuit breaker: three failed creations pause creating, persisted and
+//! visible in the pool status; a success closes it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shared::store::Step;
+use sqlx::PgPool;
+
+use crate::harness::{Options, eventually, fault_json, pool_with, test_settings};
+
+#[sqlx::test(migrations = "../migrations")]
+async fn three_failed_creations_open_the_breaker_and_a_success_closes_it(db: PgPool) {
+    let mut settings = test_settings();
+    settings.min_idle = 1;
+    settings.max_attempts = 10;
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+    pool.emulator.fault(fault_json("sprites.create", json!({"type": "status", "status": 500}))).await;
+
+    let id = pool.engine.replenish().await.unwrap().created.pop().unwrap();
+    let breaker = eventually("the breaker to open", Duration::from_secs(10), || async {
+        let breaker = pool.store.breaker().await.unwrap();
+        breaker.open_until.is_some().then_some(breaker)
+    })
+    .await;
+    assert_eq!(breaker.consecutive_failures, 3);
+    assert!(breaker.last_failure.as_deref().unwrap().contains("create"));
+    let status = pool.engine.status().await.unwrap();
+    assert!(status.breaker.open_until.is_some(), "visible in the status");
+
+    // While open, creation pauses: no more create calls, and replenish adds nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pool.emulator.count("sprites.create").await, 3);
+    let row = pool.instance(&id).await.unwrap();
+    assert_eq!(row.step, Some(Step::Create));
+    assert!(row.next_run_at.unwrap() > time::OffsetDateTime::now_utc() + time::Duration::minutes(4));
+    let mut more = test_settings();
+    more.min_idle = 5;
+    let refill = pool.other_process(more, None).replenish().await.unwrap();
+    assert!(refill.breaker_open && refill.created.is_empty(), "{refill:?}");
+
+    // Five minutes later (moved forward here), the waiting create runs again and succeeds.
+    pool.emulator.clear_faults().await;
+    sqlx::query("UPDATE pool_state SET breaker_open_until = now() - interval '1 second'")
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE instances SET next_run_at = now()").execute(pool.store.pool()).await.unwrap();
+    pool.engine.tick().await.unwrap();
+    pool.settled_idle(1).await;
+    let breaker = pool.store.breaker().await.unwrap();
+    assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+}

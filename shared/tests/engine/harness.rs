@@ -24,6 +24,8 @@ pub struct Pool {
     pub emulator: Harness,
     pub engine: Arc<Engine>,
     pub store: Store,
+    settings: EngineSettings,
+    timeouts: GatewayTimeouts,
 }
 
 pub const ANTHROPIC_KEY: &str = "sk-ant-test-key";
@@ -95,6 +97,17 @@ pub async fn pool(db: PgPool) -> Pool {
 pub async fn pool_with(db: PgPool, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
     let store = Store::new(db);
+    let engine = engine(&emulator, &store, options.settings.clone(), options.timeouts.clone(), options.chain);
+    Pool { emulator, engine, store, settings: options.settings, timeouts: options.timeouts }
+}
+
+fn engine(
+    emulator: &Harness,
+    store: &Store,
+    settings: EngineSettings,
+    timeouts: GatewayTimeouts,
+    chain: Option<Arc<dyn Chain>>,
+) -> Arc<Engine> {
     let provider = SpritesProvider::new(
         emulator.client.clone(),
         SpritesProviderSettings {
@@ -103,18 +116,16 @@ pub async fn pool_with(db: PgPool, options: Options) -> Pool {
             install_detach_limit: Duration::from_secs(1800),
         },
     );
-    let gateway = GatewayClient::new(options.timeouts).expect("gateway client");
-    let engine = match options.chain {
-        Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, options.settings)),
+    let gateway = GatewayClient::new(timeouts).expect("gateway client");
+    match chain {
+        Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, settings)),
         None => {
             let (chain, rx) = InProcessChain::new();
-            let engine =
-                Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), options.settings));
+            let engine = Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), settings));
             run_in_process(Arc::downgrade(&engine), rx);
             engine
         }
-    };
-    Pool { emulator, engine, store }
+    }
 }
 
 /// Polls `check` until it returns `Some`, or fails the test after `timeout`.
@@ -134,6 +145,15 @@ where
 }
 
 impl Pool {
+    /// Another process on the same database and Sprites org.
+    pub fn other_process(&self, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
+        engine(&self.emulator, &self.store, settings, self.timeouts.clone(), chain)
+    }
+
+    pub fn settings(&self) -> EngineSettings {
+        self.settings.clone()
+    }
+
     pub async fn count(&self, status: Status) -> i64 {
         let counts = self.store.counts().await.unwrap();
         counts.into_iter().find(|(s, _)| *s == status).map(|(_, n)| n).unwrap_or(0)
@@ -178,6 +198,21 @@ impl Pool {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    /// Switches a Sprite's gateway off (until the next exec on it when `until_exec`).
+    pub async fn gateway_down(&self, sprite: &str, until_exec: bool) {
+        let url = format!("{}/_emulator/sprites/{sprite}/gateway", self.emulator.emulator.base_url());
+        let body = serde_json::json!({"down": true, "until_exec": until_exec});
+        let response = self.emulator.raw().post(url).json(&body).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// The Sprite dies outside the pool's control.
+    pub async fn kill_sprite(&self, sprite: &str) {
+        let url = format!("{}/_emulator/sprites/{sprite}/kill", self.emulator.emulator.base_url());
+        let response = self.emulator.raw().post(url).send().await.unwrap();
+        assert!(response.status().is_success());
     }
 
     /// GET /convos/status on the instance with this token: the HTTP status and the body.
