@@ -19,6 +19,7 @@ pub struct TickReport {
     pub redriven: usize,
     pub stuck_destroyed: Vec<String>,
     pub stale_claims_released: Vec<String>,
+    pub orphaned_claims_failed: usize,
     pub replenish: Option<Refill>,
 }
 
@@ -29,6 +30,9 @@ pub struct HeartbeatReport {
     pub healthy: usize,
     pub failed: usize,
     pub woken: Vec<String>,
+    /// Idle instances found bound to a conversation (a late answer to a timed-out claim):
+    /// recycled before anyone else is handed them.
+    pub recycled: Vec<String>,
     pub destroyed: Vec<String>,
     pub crashed: Vec<String>,
 }
@@ -45,6 +49,7 @@ pub struct ReconcileReport {
 
 enum Beat {
     Healthy,
+    Recycled,
     Failed,
     Woken,
     Destroyed,
@@ -111,6 +116,7 @@ impl Engine {
                 report.stale_claims_released.push(id);
             }
         }
+        report.orphaned_claims_failed = self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
         // Started from the tick, a chain begins again at hop 0.
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
@@ -142,6 +148,10 @@ impl Engine {
             report.pinged += 1;
             match result? {
                 Beat::Healthy => report.healthy += 1,
+                Beat::Recycled => {
+                    report.healthy += 1;
+                    report.recycled.push(id);
+                }
                 Beat::Failed => report.failed += 1,
                 Beat::Woken => {
                     report.failed += 1;
@@ -168,8 +178,16 @@ impl Engine {
             self.gateway.status(url, &target.gateway_token),
         )
         .await;
-        if matches!(ping, Ok(Ok(_))) {
+        if let Ok(Ok(status)) = ping {
             self.store.heartbeat_ok(&target.id, target.status).await?;
+            if target.status == Status::Idle && status.conversation.is_some() {
+                let fence = Fence::Free { status: Status::Idle };
+                let detail = "idle instance reported a bound conversation";
+                if self.store.begin_recycle(&target.id, fence, &new_gateway_token(), "bound_while_idle", Some(detail)).await? {
+                    self.deliver(&target.id, 0, Duration::ZERO).await;
+                    return Ok(Beat::Recycled);
+                }
+            }
             return Ok(Beat::Healthy);
         }
         let Some(failures) = self.store.heartbeat_failed(&target.id, target.status).await? else {

@@ -153,4 +153,21 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// Fails pending claims older than `older_than` that no claiming instance is serving any
+    /// more (their instance was destroyed or moved on without recording an end).
+    pub(crate) async fn fail_orphaned_claims(&self, older_than: std::time::Duration) -> Result<Vec<Uuid>, StoreError> {
+        let ids = sqlx::query_scalar!(
+            "UPDATE claims SET status = 'failed', error = 'the instance serving the claim went away',
+                finished_at = now()
+             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM instances i
+                               WHERE i.claim_id = claims.id AND i.status = 'claiming')
+             RETURNING id",
+            super::secs(older_than),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
 }

@@ -311,3 +311,30 @@ fn requests_are_validated_field_by_field() {
     let ok = parse(json!({"agentName": " Ada ", "instructions": "", "joinUrl": null})).unwrap();
     assert_eq!((ok.agent_name.as_str(), ok.instructions.as_str(), ok.join_url), ("Ada", "", None));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_pending_claim_no_instance_serves_is_failed_by_the_tick(db: PgPool) {
+    let mut settings = test_settings();
+    settings.claim_wait = Duration::from_millis(100);
+    settings.claim_stale = Duration::from_millis(200);
+    // A join that takes a minute.
+    let emulator = EmulatorConfig { speed: 0.001, join_delay_ms: 60_000_000, ..EmulatorConfig::default() };
+    let timeouts = shared::gateway::GatewayTimeouts { join: Duration::from_secs(120), ..crate::harness::test_timeouts() };
+    let pool = pool_with(db, Options { settings, emulator, timeouts, ..Options::default() }).await;
+    pool.provision(1).await;
+    let ClaimOutcome::Accepted { claim_id, instance_id } = pool.engine.claim(join("Ada", "hi")).await.unwrap() else {
+        panic!("the join is still running")
+    };
+    // The operator's destroy does not interrupt a running step.
+    assert!(pool.engine.destroy(&instance_id).await.is_err());
+    // A young pending claim whose instance is claiming is left alone.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(pool.engine.tick().await.unwrap().orphaned_claims_failed, 0);
+
+    // The row goes by a hand edit; the claim must not stay pending for ever.
+    sqlx::query("DELETE FROM instances").execute(pool.store.pool()).await.unwrap();
+    assert_eq!(pool.engine.tick().await.unwrap().orphaned_claims_failed, 1);
+    let claim = pool.engine.claim_status(claim_id).await.unwrap().unwrap();
+    assert_eq!(claim.status, ClaimStatus::Failed);
+    assert!(claim.error.unwrap().contains("went away"));
+}

@@ -104,3 +104,25 @@ async fn one_heartbeat_at_a_time(db: PgPool) {
     assert!(pool.engine.heartbeat().await.unwrap().skipped);
     assert!(pool.engine.tick().await.unwrap().skipped == false);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_idle_instance_found_bound_is_recycled_before_anyone_gets_it(db: PgPool) {
+    let pool = pool(db).await;
+    let instance = pool.provision(1).await.pop().unwrap();
+    // A create that timed out for the pool but went through on the gateway later.
+    let gateway = shared::gateway::GatewayClient::new(crate::harness::test_timeouts()).unwrap();
+    let body = shared::gateway::CreateConversation {
+        name: "late".into(),
+        profile_name: "late".into(),
+        env: "dev".into(),
+        instructions: String::new(),
+    };
+    gateway.create_conversation(instance.url.as_deref().unwrap(), &instance.gateway_token, &body).await.unwrap();
+
+    let report = beat(&pool).await;
+    assert_eq!(report.recycled, vec![instance.id.clone()]);
+    pool.settled_idle(1).await;
+    let row = pool.instance(&instance.id).await.unwrap();
+    let (_, status) = pool.gateway_status(&row, &row.gateway_token).await;
+    assert_eq!(status["conversation"], serde_json::Value::Null);
+}
