@@ -48,7 +48,10 @@ impl Chain for InProcessChain {
 
 /// Runs deliveries until the engine is dropped. Holds the engine weakly: the engine owns the
 /// chain, so a strong reference here would keep both alive for ever.
-pub fn run_in_process(engine: Weak<Engine>, mut rx: mpsc::UnboundedReceiver<Delivery>) -> tokio::task::JoinHandle<()> {
+pub fn run_in_process(
+    engine: Weak<Engine>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(delivery) = rx.recv().await {
             let engine = engine.clone();

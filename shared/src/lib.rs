@@ -2,8 +2,8 @@
 pub mod chain;
 pub mod config;
 pub mod engine;
-pub mod store;
 pub mod gateway;
 pub mod provider;
 pub mod sprites;
+pub mod store;
 pub mod tls;

@@ -106,7 +106,10 @@ fn check_join_url(raw: &str, environment: PoolEnvironment) -> Result<String, Inv
     }
     let expected = environment.invite_host();
     if url.host_str() != Some(expected) {
-        return Err(invalid("joinUrl", format!("must be an invite on {expected} for the {environment} pool")));
+        return Err(invalid(
+            "joinUrl",
+            format!("must be an invite on {expected} for the {environment} pool"),
+        ));
     }
     Ok(raw.to_string())
 }
@@ -170,13 +173,7 @@ impl From<StoreError> for ClaimError {
 impl Engine {
     pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
         let claim_id = Uuid::new_v4();
-        let new = NewClaim {
-            id: claim_id,
-            agent_name: &request.agent_name,
-            instructions: &request.instructions,
-            join_url: request.join_url.as_deref(),
-        };
-        self.store.insert_claim(&new).await?;
+        self.store.insert_claim(&new_claim(claim_id, &request)).await?;
         let result = match &request.join_url {
             None => self.claim_by_creating(claim_id, &request).await,
             Some(_) => self.claim_by_joining(claim_id, &request).await,
@@ -190,25 +187,33 @@ impl Engine {
 
     /// The instance carries the request, so a retry elsewhere or a later join needs nothing
     /// but the row.
-    async fn take_for_claim(&self, claim_id: Uuid, step: Step, owner: &str, request: &ClaimView<'_>) -> Result<Option<Instance>, StoreError> {
-        let taken = self
-            .store
-            .take_idle(owner, self.settings.lease_ttl, step, claim_id, request.agent_name, request.instructions, request.join_url)
-            .await?;
+    async fn take_for_claim(
+        &self,
+        claim: &NewClaim<'_>,
+        step: Step,
+        owner: &str,
+    ) -> Result<Option<Instance>, StoreError> {
+        let taken = self.store.take_idle(owner, self.settings.lease_ttl, step, claim).await?;
         if let Some(instance) = &taken {
-            self.store.claim_assigned(claim_id, &instance.id).await?;
+            self.store.claim_assigned(claim.id, &instance.id).await?;
         }
         Ok(taken)
     }
 
-    async fn claim_by_creating(&self, claim_id: Uuid, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
-        let view = ClaimView::from(request);
+    async fn claim_by_creating(
+        &self,
+        claim_id: Uuid,
+        request: &ClaimRequest,
+    ) -> Result<ClaimOutcome, ClaimError> {
+        let view = new_claim(claim_id, request);
         let mut last_error = String::new();
         for attempt in 0..CLAIM_ATTEMPTS {
             let owner = self.new_owner();
-            let Some(instance) = self.take_for_claim(claim_id, Step::ClaimCreate, &owner, &view).await? else {
+            let Some(instance) = self.take_for_claim(&view, Step::ClaimCreate, &owner).await? else {
                 if attempt == 0 {
-                    self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance")).await?;
+                    self.store
+                        .finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance"))
+                        .await?;
                     return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
                 }
                 break;
@@ -224,15 +229,28 @@ impl Engine {
                 Ok(created) => {
                     let recorded = self
                         .store
-                        .mark_claimed(&instance.id, &owner, Some(&created.conversation_id), Some(&created.invite_url), "created")
+                        .mark_claimed(
+                            &instance.id,
+                            &owner,
+                            Some(&created.conversation_id),
+                            Some(&created.invite_url),
+                            "created",
+                        )
                         .await?;
                     if recorded {
                         self.store
-                            .finish_claim(claim_id, ClaimStatus::Created, Some(&created.conversation_id), Some(&created.invite_url), None)
+                            .finish_claim(
+                                claim_id,
+                                ClaimStatus::Created,
+                                Some(&created.conversation_id),
+                                Some(&created.invite_url),
+                                None,
+                            )
                             .await?;
                         return self.finished(claim_id).await;
                     }
-                    last_error = "the instance was taken away while the conversation was being created".into();
+                    last_error =
+                        "the instance was taken away while the conversation was being created".into();
                     tracing::error!(instance = %instance.id, "claim lease lost after create; instance left to the sweeps");
                 }
                 Err(err) => {
@@ -248,11 +266,17 @@ impl Engine {
 
     /// Joining can wait a minute for the invite's creator, longer than an API may hold a
     /// request, so it runs as a step; the caller waits a bounded time, then gets 202.
-    async fn claim_by_joining(&self, claim_id: Uuid, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+    async fn claim_by_joining(
+        &self,
+        claim_id: Uuid,
+        request: &ClaimRequest,
+    ) -> Result<ClaimOutcome, ClaimError> {
         let owner = self.new_owner();
-        let view = ClaimView::from(request);
-        let Some(instance) = self.take_for_claim(claim_id, Step::ClaimJoin, &owner, &view).await? else {
-            self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance")).await?;
+        let view = new_claim(claim_id, request);
+        let Some(instance) = self.take_for_claim(&view, Step::ClaimJoin, &owner).await? else {
+            self.store
+                .finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance"))
+                .await?;
             return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
         };
         // Hand the step over: release the lease (due now) and deliver it.
@@ -260,7 +284,11 @@ impl Engine {
         self.deliver(&instance.id, 0, Duration::ZERO).await;
         let deadline = tokio::time::Instant::now() + self.settings.claim_wait;
         loop {
-            let claim = self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
+            let claim = self
+                .store
+                .claim(claim_id)
+                .await?
+                .ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
             match claim.status {
                 ClaimStatus::Pending => {}
                 ClaimStatus::Failed => return Err(ClaimError::Failed(claim.error.unwrap_or_default())),
@@ -275,12 +303,17 @@ impl Engine {
     }
 
     async fn finished(&self, claim_id: Uuid) -> Result<ClaimOutcome, ClaimError> {
-        let claim = self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
+        let claim =
+            self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
         Ok(ClaimOutcome::Done(ClaimResult::from(&claim)))
     }
 
     /// The join step (run by the chain or the tick, never by the API request).
-    pub(super) async fn join_step(&self, instance: &Instance, owner: &str) -> Result<super::steps::Outcome, EngineError> {
+    pub(super) async fn join_step(
+        &self,
+        instance: &Instance,
+        owner: &str,
+    ) -> Result<super::steps::Outcome, EngineError> {
         use super::steps::Outcome;
         let Some(claim_id) = instance.claim_id else {
             self.recycle_after_claim(instance, owner, "claiming without a claim").await?;
@@ -296,15 +329,27 @@ impl Engine {
         let join_url = instance.join_url.as_deref();
         match self.gateway.join(url, &instance.gateway_token, &body).await {
             Ok(JoinOutcome::Joined { conversation_id }) => {
-                if self.store.mark_claimed(&instance.id, owner, Some(&conversation_id), join_url, "joined").await? {
-                    self.store.finish_claim(claim_id, ClaimStatus::Joined, Some(&conversation_id), join_url, None).await?;
+                if self
+                    .store
+                    .mark_claimed(&instance.id, owner, Some(&conversation_id), join_url, "joined")
+                    .await?
+                {
+                    self.store
+                        .finish_claim(claim_id, ClaimStatus::Joined, Some(&conversation_id), join_url, None)
+                        .await?;
                 }
             }
             // Nothing was bound; the instance stays with this claim (the invite's creator may
             // still accept) until the caller recycles it.
             Ok(JoinOutcome::WaitingForAcceptance) => {
-                if self.store.mark_claimed(&instance.id, owner, None, join_url, "waiting_for_acceptance").await? {
-                    self.store.finish_claim(claim_id, ClaimStatus::WaitingForAcceptance, None, join_url, None).await?;
+                if self
+                    .store
+                    .mark_claimed(&instance.id, owner, None, join_url, "waiting_for_acceptance")
+                    .await?
+                {
+                    self.store
+                        .finish_claim(claim_id, ClaimStatus::WaitingForAcceptance, None, join_url, None)
+                        .await?;
                 }
             }
             Err(err) => {
@@ -322,12 +367,13 @@ impl Engine {
         let Some(claim) = self.store.claim(claim_id).await? else { return Ok(()) };
         if claim.attempts < CLAIM_ATTEMPTS {
             let owner = self.new_owner();
-            let view = ClaimView {
+            let view = NewClaim {
+                id: claim_id,
                 agent_name: &claim.agent_name,
                 instructions: &claim.instructions,
                 join_url: claim.join_url.as_deref(),
             };
-            if let Some(next) = self.take_for_claim(claim_id, Step::ClaimJoin, &owner, &view).await? {
+            if let Some(next) = self.take_for_claim(&view, Step::ClaimJoin, &owner).await? {
                 self.store.step_wait(&next.id, &owner, Duration::ZERO).await?;
                 self.deliver(&next.id, 0, Duration::ZERO).await;
                 return Ok(());
@@ -339,20 +385,32 @@ impl Engine {
 
     /// Met by the step runner, `claim_create` means the API process that held it died
     /// mid-call: the conversation may or may not exist, so the instance is recycled.
-    pub(super) async fn claim_interrupted(&self, instance: &Instance, owner: &str) -> Result<super::steps::Outcome, EngineError> {
+    pub(super) async fn claim_interrupted(
+        &self,
+        instance: &Instance,
+        owner: &str,
+    ) -> Result<super::steps::Outcome, EngineError> {
         let message = "claim interrupted: the process creating the conversation stopped";
-        if self.recycle_after_claim(instance, owner, message).await? {
-            if let Some(claim_id) = instance.claim_id {
-                self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(message)).await?;
-            }
+        if self.recycle_after_claim(instance, owner, message).await?
+            && let Some(claim_id) = instance.claim_id
+        {
+            self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(message)).await?;
         }
         Ok(super::steps::Outcome::Settled)
     }
 
     /// `claiming` -> `recycling` under the claim's lease; `false` if the lease was lost.
-    async fn recycle_after_claim(&self, instance: &Instance, owner: &str, reason: &str) -> Result<bool, EngineError> {
+    async fn recycle_after_claim(
+        &self,
+        instance: &Instance,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool, EngineError> {
         let fence = Fence::Lease { owner, status: Status::Claiming };
-        let moved = self.store.begin_recycle(&instance.id, fence, &new_gateway_token(), "claim_failed", Some(reason)).await?;
+        let moved = self
+            .store
+            .begin_recycle(&instance.id, fence, &new_gateway_token(), "claim_failed", Some(reason))
+            .await?;
         if moved {
             self.deliver(&instance.id, 0, Duration::ZERO).await;
         }
@@ -365,19 +423,11 @@ impl Engine {
     }
 }
 
-/// The parts of a claim an instance is given.
-struct ClaimView<'a> {
-    agent_name: &'a str,
-    instructions: &'a str,
-    join_url: Option<&'a str>,
-}
-
-impl<'a> From<&'a ClaimRequest> for ClaimView<'a> {
-    fn from(request: &'a ClaimRequest) -> Self {
-        ClaimView {
-            agent_name: &request.agent_name,
-            instructions: &request.instructions,
-            join_url: request.join_url.as_deref(),
-        }
+fn new_claim(id: Uuid, request: &ClaimRequest) -> NewClaim<'_> {
+    NewClaim {
+        id,
+        agent_name: &request.agent_name,
+        instructions: &request.instructions,
+        join_url: request.join_url.as_deref(),
     }
 }

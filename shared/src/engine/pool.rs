@@ -72,7 +72,12 @@ impl Engine {
             self.deliver(id, 0, Duration::ZERO).await;
         }
         if !refill.created.is_empty() {
-            tracing::info!(created = refill.created.len(), warm = refill.warm, total = refill.total, "replenish");
+            tracing::info!(
+                created = refill.created.len(),
+                warm = refill.warm,
+                total = refill.total,
+                "replenish"
+            );
         }
         Ok(refill)
     }
@@ -111,8 +116,13 @@ impl Engine {
             return Ok(Status::Destroying);
         }
         let fence = Fence::Free { status: instance.status };
-        let change =
-            Move { to: Status::Destroying, step: Some(Step::Destroy), delay: Duration::ZERO, reason: "destroy", detail: None };
+        let change = Move {
+            to: Status::Destroying,
+            step: Some(Step::Destroy),
+            delay: Duration::ZERO,
+            reason: "destroy",
+            detail: None,
+        };
         if !self.store.transition(id, fence, change).await? {
             return Err(ActionError::Busy(instance.status));
         }

@@ -14,7 +14,11 @@ use crate::store::{Fence, Instance, Move, Status, Step};
 /// What one run of a step came to.
 pub(super) enum Outcome {
     /// Move on: to `step` (and `status`), or to rest when `step` is `None`.
-    Next { status: Status, step: Option<Step>, reason: &'static str },
+    Next {
+        status: Status,
+        step: Option<Step>,
+        reason: &'static str,
+    },
     /// Not finished yet; run the same step again after the delay.
     Wait(Duration),
     Failed(ProviderError),
@@ -33,13 +37,15 @@ impl Engine {
     /// times for the same instance: only one run gets the lease.
     pub async fn run_step(&self, instance_id: &str, hop: i32) -> Result<(), EngineError> {
         let owner = self.new_owner();
-        let Some(instance) = self.store.take_lease(instance_id, &owner, self.settings.lease_ttl, hop).await? else {
+        let Some(instance) = self.store.take_lease(instance_id, &owner, self.settings.lease_ttl, hop).await?
+        else {
             return Ok(());
         };
         let Some(step) = instance.step else {
             return Ok(());
         };
-        let span = tracing::info_span!("step", instance = %instance.id, %step, status = %instance.status, hop);
+        let span =
+            tracing::info_span!("step", instance = %instance.id, %step, status = %instance.status, hop);
         async {
             let outcome = self.execute(&instance, step, &owner).await?;
             self.settle(&instance, step, &owner, outcome, hop).await
@@ -61,17 +67,21 @@ impl Engine {
                 }
                 match provider.create(name).await {
                     Ok(machine) => {
-                        self.store.set_machine(&instance.id, owner, &machine.url, machine.provider_ref.as_deref()).await?;
+                        self.store
+                            .set_machine(&instance.id, owner, &machine.url, machine.provider_ref.as_deref())
+                            .await?;
                         Outcome::next(Status::Provisioning, Step::Install)
                     }
                     Err(err) => Outcome::Failed(err),
                 }
             }
-            Step::Install => match provider.install(name, &instance.openclaw_git_ref, self.settings.install_wait).await {
-                Ok(Progress::Done) => Outcome::next(Status::Provisioning, Step::Configure),
-                Ok(Progress::Running) => Outcome::Wait(self.settings.install_poll),
-                Err(err) => Outcome::Failed(err),
-            },
+            Step::Install => {
+                match provider.install(name, &instance.openclaw_git_ref, self.settings.install_wait).await {
+                    Ok(Progress::Done) => Outcome::next(Status::Provisioning, Step::Configure),
+                    Ok(Progress::Running) => Outcome::Wait(self.settings.install_poll),
+                    Err(err) => Outcome::Failed(err),
+                }
+            }
             Step::Configure => match provider.configure(name, &instance.gateway_token).await {
                 Ok(()) => Outcome::next(Status::Provisioning, Step::StartGateway),
                 Err(err) => Outcome::Failed(err),
@@ -219,7 +229,10 @@ impl Engine {
                 .breaker_failure(&message, self.settings.breaker_threshold, self.settings.breaker_pause)
                 .await?;
             if breaker.is_open(OffsetDateTime::now_utc()) {
-                tracing::warn!(failures = breaker.consecutive_failures, "circuit breaker open: creation paused");
+                tracing::warn!(
+                    failures = breaker.consecutive_failures,
+                    "circuit breaker open: creation paused"
+                );
             }
         }
         // Destroying never gives up: a Sprite nobody deletes is a leak that costs money.
@@ -243,8 +256,13 @@ impl Engine {
             _ => "step_failed",
         };
         let fence = Fence::Lease { owner, status: instance.status };
-        let change =
-            Move { to: Status::Destroying, step: Some(Step::Destroy), delay: Duration::ZERO, reason, detail: Some(&message) };
+        let change = Move {
+            to: Status::Destroying,
+            step: Some(Step::Destroy),
+            delay: Duration::ZERO,
+            reason,
+            detail: Some(&message),
+        };
         if self.store.transition(id, fence, change).await? {
             self.deliver(id, hop + 1, Duration::ZERO).await;
         }

@@ -107,7 +107,8 @@ impl Engine {
             let Some(instance) = self.store.instance(&id).await? else { continue };
             let fence = Fence::Free { status: Status::Claiming };
             let detail = "claiming for too long";
-            if self.store.begin_recycle(&id, fence, &new_gateway_token(), "stale_claim", Some(detail)).await? {
+            if self.store.begin_recycle(&id, fence, &new_gateway_token(), "stale_claim", Some(detail)).await?
+            {
                 if let Some(claim_id) = instance.claim_id {
                     let failed = crate::store::ClaimStatus::Failed;
                     self.store.finish_claim(claim_id, failed, None, None, Some(detail)).await?;
@@ -116,7 +117,8 @@ impl Engine {
                 report.stale_claims_released.push(id);
             }
         }
-        report.orphaned_claims_failed = self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
+        report.orphaned_claims_failed =
+            self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
         // Started from the tick, a chain begins again at hop 0.
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
@@ -183,7 +185,11 @@ impl Engine {
             if target.status == Status::Idle && status.conversation.is_some() {
                 let fence = Fence::Free { status: Status::Idle };
                 let detail = "idle instance reported a bound conversation";
-                if self.store.begin_recycle(&target.id, fence, &new_gateway_token(), "bound_while_idle", Some(detail)).await? {
+                if self
+                    .store
+                    .begin_recycle(&target.id, fence, &new_gateway_token(), "bound_while_idle", Some(detail))
+                    .await?
+                {
                     self.deliver(&target.id, 0, Duration::ZERO).await;
                     return Ok(Beat::Recycled);
                 }
@@ -214,7 +220,10 @@ impl Engine {
     /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
     async fn give_up(&self, target: &HeartbeatTarget) -> Result<Beat, EngineError> {
         let fence = Fence::Free { status: target.status };
-        let detail = format!("{} failed pings after {} wake-ups", self.settings.heartbeat_failure_limit, target.recoveries);
+        let detail = format!(
+            "{} failed pings after {} wake-ups",
+            self.settings.heartbeat_failure_limit, target.recoveries
+        );
         if target.status == Status::Idle {
             let change = Move {
                 to: Status::Destroying,
@@ -228,8 +237,13 @@ impl Engine {
                 return Ok(Beat::Destroyed);
             }
         } else {
-            let change =
-                Move { to: Status::Crashed, step: None, delay: Duration::ZERO, reason: "heartbeat_failed", detail: Some(&detail) };
+            let change = Move {
+                to: Status::Crashed,
+                step: None,
+                delay: Duration::ZERO,
+                reason: "heartbeat_failed",
+                detail: Some(&detail),
+            };
             if self.store.transition(&target.id, fence, change).await? {
                 return Ok(Beat::Crashed);
             }
@@ -292,9 +306,9 @@ impl Engine {
             if names.contains(machine.name.as_str()) {
                 continue;
             }
-            let old_enough = machine
-                .created_at
-                .is_some_and(|t| listed_at - t > time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default());
+            let old_enough = machine.created_at.is_some_and(|t| {
+                listed_at - t > time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default()
+            });
             if !old_enough {
                 report.orphans_waiting.push(machine.name.clone());
                 continue;

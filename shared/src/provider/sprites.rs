@@ -114,7 +114,8 @@ impl Provider for SpritesProvider {
                 if public {
                     existing
                 } else {
-                    let update = UpdateSprite { url_settings: Some(UrlSettings::public()), ..Default::default() };
+                    let update =
+                        UpdateSprite { url_settings: Some(UrlSettings::public()), ..Default::default() };
                     self.client.update_sprite(name, &update).await.map_err(from_sprites)?
                 }
             }
@@ -209,10 +210,13 @@ impl Provider for SpritesProvider {
     }
 
     async fn wake(&self, name: &str) -> Result<(), ProviderError> {
-        let output = tokio::time::timeout(Duration::from_secs(60), self.client.exec(name, &ExecRequest::new(["true"])))
-            .await
-            .map_err(|_| ProviderError::transient("wake-up exec timed out"))?
-            .map_err(from_sprites)?;
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.client.exec(name, &ExecRequest::new(["true"])),
+        )
+        .await
+        .map_err(|_| ProviderError::transient("wake-up exec timed out"))?
+        .map_err(from_sprites)?;
         if output.success() {
             Ok(())
         } else {
@@ -242,7 +246,9 @@ fn from_sprites(err: SpritesError) -> ProviderError {
         // A missing file is answered as `Ok(None)` by the client; a NotFound here is the Sprite.
         SpritesError::NotFound { code: None, .. } => Failure::Gone,
         SpritesError::Api { status, .. } if *status >= 500 => Failure::Transient,
-        SpritesError::Unauthorized | SpritesError::Api { .. } | SpritesError::NotFound { .. } => Failure::Permanent,
+        SpritesError::Unauthorized | SpritesError::Api { .. } | SpritesError::NotFound { .. } => {
+            Failure::Permanent
+        }
         _ => Failure::Transient,
     };
     ProviderError { failure, message: err.to_string() }

@@ -156,7 +156,10 @@ impl Store {
 
     /// Fails pending claims older than `older_than` that no claiming instance is serving any
     /// more (their instance was destroyed or moved on without recording an end).
-    pub(crate) async fn fail_orphaned_claims(&self, older_than: std::time::Duration) -> Result<Vec<Uuid>, StoreError> {
+    pub(crate) async fn fail_orphaned_claims(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let ids = sqlx::query_scalar!(
             "UPDATE claims SET status = 'failed', error = 'the instance serving the claim went away',
                 finished_at = now()

@@ -5,8 +5,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use super::claims::NewClaim;
 use super::events::{self, Entry};
 use super::{Instance, InstanceRow, Status, Step, Store, StoreError, parse_status, parse_step, secs};
 
@@ -182,7 +182,12 @@ impl Store {
     }
 
     /// Moves to a new status and/or step and releases the lease; `false` if the fence failed.
-    pub(crate) async fn transition(&self, id: &str, fence: Fence<'_>, change: Move<'_>) -> Result<bool, StoreError> {
+    pub(crate) async fn transition(
+        &self,
+        id: &str,
+        fence: Fence<'_>,
+        change: Move<'_>,
+    ) -> Result<bool, StoreError> {
         let (owner, from) = fence.parts();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query!(
@@ -214,7 +219,8 @@ impl Store {
             return Ok(false);
         }
         if fence.status() != change.to {
-            log_move(&mut tx, id, fence.status(), change.to, change.step, change.reason, change.detail).await?;
+            log_move(&mut tx, id, fence.status(), change.to, change.step, change.reason, change.detail)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -266,11 +272,9 @@ impl Store {
         owner: &str,
         ttl: Duration,
         step: Step,
-        claim_id: Uuid,
-        agent_name: &str,
-        instructions: &str,
-        join_url: Option<&str>,
+        claim: &NewClaim<'_>,
     ) -> Result<Option<Instance>, StoreError> {
+        let claim_id = claim.id;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query_as!(
             InstanceRow,
@@ -286,10 +290,10 @@ impl Store {
             owner,
             secs(ttl),
             step.as_str(),
-            claim_id,
-            agent_name,
-            instructions,
-            join_url,
+            claim.id,
+            claim.agent_name,
+            claim.instructions,
+            claim.join_url,
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -406,7 +410,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn set_checkpoint(&self, id: &str, owner: &str, checkpoint: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn set_checkpoint(
+        &self,
+        id: &str,
+        owner: &str,
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query!(
             "UPDATE instances SET golden_checkpoint_id = $3, updated_at = now()
              WHERE id = $1 AND lease_owner = $2",
@@ -444,14 +453,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        let entry = Entry {
-            instance_id: id,
-            from: Some(from),
-            to: "destroyed",
-            step: None,
-            reason,
-            detail,
-        };
+        let entry = Entry { instance_id: id, from: Some(from), to: "destroyed", step: None, reason, detail };
         events::append(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(true)
@@ -535,7 +537,11 @@ impl Store {
     }
 
     /// A wake-up was attempted; returns the number of attempts so far.
-    pub(crate) async fn heartbeat_recovery(&self, id: &str, status: Status) -> Result<Option<i32>, StoreError> {
+    pub(crate) async fn heartbeat_recovery(
+        &self,
+        id: &str,
+        status: Status,
+    ) -> Result<Option<i32>, StoreError> {
         let count = sqlx::query_scalar!(
             "UPDATE instances SET heartbeat_failures = 0, heartbeat_recoveries = heartbeat_recoveries + 1
              WHERE id = $1 AND status = $2 RETURNING heartbeat_recoveries",
@@ -585,7 +591,11 @@ impl Store {
     }
 
     /// Moves up to `limit` idle instances (all when `None`) to destroying, oldest first.
-    pub(crate) async fn drain_idle(&self, limit: Option<i64>, reason: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn drain_idle(
+        &self,
+        limit: Option<i64>,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids = sqlx::query_scalar!(
             "UPDATE instances SET
@@ -599,7 +609,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for id in &ids {
-            log_move(&mut tx, id, Status::Idle, Status::Destroying, Some(Step::Destroy), reason, None).await?;
+            log_move(&mut tx, id, Status::Idle, Status::Destroying, Some(Step::Destroy), reason, None)
+                .await?;
         }
         tx.commit().await?;
         Ok(ids)

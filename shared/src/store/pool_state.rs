@@ -104,7 +104,8 @@ impl Store {
         )
         .fetch_one(&mut *tx)
         .await?;
-        let mut refill = Refill { warm: counts.warm, total: counts.total, breaker_open: open, created: Vec::new() };
+        let mut refill =
+            Refill { warm: counts.warm, total: counts.total, breaker_open: open, created: Vec::new() };
         if !open {
             let count = wanted(counts.warm, counts.total).min(max_total - counts.total).max(0);
             for _ in 0..count {

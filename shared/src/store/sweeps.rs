@@ -20,7 +20,12 @@ impl Store {
     }
 
     /// Releases the lease and keeps what the sweep did, for the status page.
-    pub async fn finish_sweep(&self, kind: &str, owner: &str, report: serde_json::Value) -> Result<(), StoreError> {
+    pub async fn finish_sweep(
+        &self,
+        kind: &str,
+        owner: &str,
+        report: serde_json::Value,
+    ) -> Result<(), StoreError> {
         sqlx::query!(
             "UPDATE sweep_leases SET owner = NULL, expires_at = NULL, last_run_at = now(), last_report = $3
              WHERE kind = $1 AND owner = $2",

@@ -170,8 +170,10 @@ async fn instructions_arrive_byte_for_byte_and_never_in_a_command(db: PgPool) {
 
     for result in [created, joined] {
         let instance = pool.instance(result.instance_id.as_deref().unwrap()).await.unwrap();
-        let written =
-            pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md").await.unwrap();
+        let written = pool
+            .read_file(&instance.sprite_name, "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md")
+            .await
+            .unwrap();
         assert_eq!(written, HOSTILE.as_bytes());
         assert_eq!(instance.instructions.as_deref(), Some(HOSTILE));
     }
@@ -217,7 +219,9 @@ async fn slow_join_answers_accepted_then_finishes(db: PgPool) {
     let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
     pool.provision(1).await;
 
-    let ClaimOutcome::Accepted { claim_id, instance_id } = pool.engine.claim(join("Ada", "hi")).await.unwrap() else {
+    let ClaimOutcome::Accepted { claim_id, instance_id } =
+        pool.engine.claim(join("Ada", "hi")).await.unwrap()
+    else {
         panic!("a join slower than the claim wait answers Accepted")
     };
     let pending = pool.engine.claim_status(claim_id).await.unwrap().unwrap();
@@ -236,7 +240,10 @@ async fn slow_join_answers_accepted_then_finishes(db: PgPool) {
 async fn failed_join_recycles_and_retries_on_another_instance(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(2).await;
-    let mut rule = fault_json("gateway.join", json!({"type": "status", "status": 500, "body": r#"{"error":"Invalid invite signature"}"#}));
+    let mut rule = fault_json(
+        "gateway.join",
+        json!({"type": "status", "status": 500, "body": r#"{"error":"Invalid invite signature"}"#}),
+    );
     rule["count"] = json!(1);
     pool.emulator.fault(rule).await;
 
@@ -271,7 +278,8 @@ async fn a_claim_whose_process_died_is_recycled_not_reused(db: PgPool) {
     assert!(report.redriven >= 1, "{report:?}");
     pool.settled_idle(1).await;
     let events = pool.store.events(Some(&idle[0].id), 50).await.unwrap();
-    let interrupted = events.iter().find(|e| e.reason == "claim_failed").expect("recycled after the claim died");
+    let interrupted =
+        events.iter().find(|e| e.reason == "claim_failed").expect("recycled after the claim died");
     assert!(interrupted.detail.as_deref().unwrap().contains("interrupted"), "{interrupted:?}");
 }
 
@@ -291,11 +299,13 @@ fn requests_are_validated_field_by_field() {
     assert_eq!(field(json!({"agentName": "A", "instructions": mebibyte})), "instructions");
     assert_eq!(field(json!({"agentName": "A", "instructions": "x", "joinUrl": 7})), "joinUrl");
     assert_eq!(field(json!({"agentName": "A", "instructions": "x", "joinUrl": "not a url"})), "joinUrl");
-    let foreign = json!({"agentName": "A", "instructions": "x", "joinUrl": "https://popup.convos.org/v2?i=abc"});
+    let foreign =
+        json!({"agentName": "A", "instructions": "x", "joinUrl": "https://popup.convos.org/v2?i=abc"});
     let err = parse(foreign.clone()).unwrap_err();
     assert_eq!(err.field, "joinUrl");
     assert!(err.message.contains("dev.convos.org"), "{err}");
-    let lookalike = json!({"agentName": "A", "instructions": "x", "joinUrl": "https://dev.convos.org.evil.com/v2?i=abc"});
+    let lookalike =
+        json!({"agentName": "A", "instructions": "x", "joinUrl": "https://dev.convos.org.evil.com/v2?i=abc"});
     assert_eq!(parse(lookalike).unwrap_err().field, "joinUrl");
     assert_eq!(ClaimRequest::from_json(b"{not json", dev).unwrap_err().field, "body");
     assert_eq!(ClaimRequest::from_json(b"[]", dev).unwrap_err().field, "body");
@@ -303,9 +313,12 @@ fn requests_are_validated_field_by_field() {
     // Production accepts only production invites.
     let prod = ClaimRequest::from_json(foreign.to_string().as_bytes(), PoolEnvironment::Production).unwrap();
     assert_eq!(prod.join_url.as_deref(), Some("https://popup.convos.org/v2?i=abc"));
-    let dev_invite = json!({"agentName": "A", "instructions": "x", "joinUrl": "https://dev.convos.org/v2?i=abc"});
+    let dev_invite =
+        json!({"agentName": "A", "instructions": "x", "joinUrl": "https://dev.convos.org/v2?i=abc"});
     assert_eq!(
-        ClaimRequest::from_json(dev_invite.to_string().as_bytes(), PoolEnvironment::Production).unwrap_err().field,
+        ClaimRequest::from_json(dev_invite.to_string().as_bytes(), PoolEnvironment::Production)
+            .unwrap_err()
+            .field,
         "joinUrl"
     );
     let ok = parse(json!({"agentName": " Ada ", "instructions": "", "joinUrl": null})).unwrap();
@@ -319,10 +332,15 @@ async fn a_pending_claim_no_instance_serves_is_failed_by_the_tick(db: PgPool) {
     settings.claim_stale = Duration::from_millis(200);
     // A join that takes a minute.
     let emulator = EmulatorConfig { speed: 0.001, join_delay_ms: 60_000_000, ..EmulatorConfig::default() };
-    let timeouts = shared::gateway::GatewayTimeouts { join: Duration::from_secs(120), ..crate::harness::test_timeouts() };
+    let timeouts = shared::gateway::GatewayTimeouts {
+        join: Duration::from_secs(120),
+        ..crate::harness::test_timeouts()
+    };
     let pool = pool_with(db, Options { settings, emulator, timeouts, ..Options::default() }).await;
     pool.provision(1).await;
-    let ClaimOutcome::Accepted { claim_id, instance_id } = pool.engine.claim(join("Ada", "hi")).await.unwrap() else {
+    let ClaimOutcome::Accepted { claim_id, instance_id } =
+        pool.engine.claim(join("Ada", "hi")).await.unwrap()
+    else {
         panic!("the join is still running")
     };
     // The operator's destroy does not interrupt a running step.

@@ -23,7 +23,8 @@ async fn a_worker_dying_mid_create_is_resumed_without_a_second_sprite(db: PgPool
     // creating the Sprite; it dies before writing anything down.
     let dead = pool.other_process(settings, Some(Arc::new(TickOnlyChain)));
     let id = dead.add_instances(1).await.unwrap().created.pop().unwrap();
-    let row = pool.store.take_lease(&id, "dead-worker", Duration::from_millis(300), 0).await.unwrap().unwrap();
+    let row =
+        pool.store.take_lease(&id, "dead-worker", Duration::from_millis(300), 0).await.unwrap().unwrap();
     assert_eq!(row.step, Some(Step::Create));
     pool.emulator.sprite(&row.sprite_name).await;
     assert!(pool.store.take_lease(&id, "live-worker", Duration::from_secs(1), 0).await.unwrap().is_none());
@@ -96,8 +97,10 @@ async fn stuck_provisioning_is_destroyed_and_counted(db: PgPool) {
     })
     .await;
     assert_eq!(report.stuck_destroyed, vec![id.clone()]);
-    eventually("the instance to go", Duration::from_secs(5), || async { pool.instance(&id).await.is_none().then_some(()) })
-        .await;
+    eventually("the instance to go", Duration::from_secs(5), || async {
+        pool.instance(&id).await.is_none().then_some(())
+    })
+    .await;
     assert!(pool.sprite_names().await.is_empty(), "its Sprite was deleted");
     assert_eq!(pool.store.breaker().await.unwrap().consecutive_failures, 1);
 }
@@ -105,7 +108,9 @@ async fn stuck_provisioning_is_destroyed_and_counted(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_step_failing_past_its_attempts_destroys_the_instance(db: PgPool) {
     let pool = pool(db).await;
-    pool.emulator.fault(fault_json("checkpoints.create", json!({"type": "stream_error", "message": "disk full"}))).await;
+    pool.emulator
+        .fault(fault_json("checkpoints.create", json!({"type": "stream_error", "message": "disk full"})))
+        .await;
     let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
     eventually("the instance to be given up", Duration::from_secs(10), || async {
         pool.instance(&id).await.is_none().then_some(())
@@ -142,7 +147,11 @@ async fn the_golden_checkpoint_is_found_again_by_its_comment(db: PgPool) {
     let name = pool.emulator.sprite("convos-agent-dev-golden1").await;
     let provider = SpritesProvider::new(
         pool.emulator.client.clone(),
-        SpritesProviderSettings { xmtp_env: "dev".into(), anthropic_api_key: None, install_detach_limit: Duration::from_secs(60) },
+        SpritesProviderSettings {
+            xmtp_env: "dev".into(),
+            anthropic_api_key: None,
+            install_detach_limit: Duration::from_secs(60),
+        },
     );
     let first = provider.checkpoint(&name, "golden:golden1").await.unwrap();
     let again = provider.checkpoint(&name, "golden:golden1").await.unwrap();

@@ -24,7 +24,6 @@ pub struct Pool {
     pub emulator: Harness,
     pub engine: Arc<Engine>,
     pub store: Store,
-    settings: EngineSettings,
     timeouts: GatewayTimeouts,
 }
 
@@ -97,8 +96,8 @@ pub async fn pool(db: PgPool) -> Pool {
 pub async fn pool_with(db: PgPool, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
     let store = Store::new(db);
-    let engine = engine(&emulator, &store, options.settings.clone(), options.timeouts.clone(), options.chain);
-    Pool { emulator, engine, store, settings: options.settings, timeouts: options.timeouts }
+    let engine = engine(&emulator, &store, options.settings, options.timeouts.clone(), options.chain);
+    Pool { emulator, engine, store, timeouts: options.timeouts }
 }
 
 fn engine(
@@ -121,7 +120,8 @@ fn engine(
         Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, settings)),
         None => {
             let (chain, rx) = InProcessChain::new();
-            let engine = Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), settings));
+            let engine =
+                Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), settings));
             run_in_process(Arc::downgrade(&engine), rx);
             engine
         }
@@ -148,10 +148,6 @@ impl Pool {
     /// Another process on the same database and Sprites org.
     pub fn other_process(&self, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
         engine(&self.emulator, &self.store, settings, self.timeouts.clone(), chain)
-    }
-
-    pub fn settings(&self) -> EngineSettings {
-        self.settings.clone()
     }
 
     pub async fn count(&self, status: Status) -> i64 {
@@ -218,8 +214,14 @@ impl Pool {
     /// GET /convos/status on the instance with this token: the HTTP status and the body.
     pub async fn gateway_status(&self, instance: &Instance, token: &SecretString) -> (u16, Value) {
         let url = format!("{}/convos/status", instance.url.as_deref().unwrap());
-        let response =
-            self.emulator.raw().get(url).bearer_auth(token.expose_secret()).send().await.expect("gateway answers");
+        let response = self
+            .emulator
+            .raw()
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .expect("gateway answers");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -102,7 +102,7 @@ async fn one_heartbeat_at_a_time(db: PgPool) {
     let pool = pool(db).await;
     assert!(pool.store.take_sweep("heartbeat", "another-process", Duration::from_secs(60)).await.unwrap());
     assert!(pool.engine.heartbeat().await.unwrap().skipped);
-    assert!(pool.engine.tick().await.unwrap().skipped == false);
+    assert!(!pool.engine.tick().await.unwrap().skipped, "other sweeps are not held up");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -117,7 +117,10 @@ async fn an_idle_instance_found_bound_is_recycled_before_anyone_gets_it(db: PgPo
         env: "dev".into(),
         instructions: String::new(),
     };
-    gateway.create_conversation(instance.url.as_deref().unwrap(), &instance.gateway_token, &body).await.unwrap();
+    gateway
+        .create_conversation(instance.url.as_deref().unwrap(), &instance.gateway_token, &body)
+        .await
+        .unwrap();
 
     let report = beat(&pool).await;
     assert_eq!(report.recycled, vec![instance.id.clone()]);

@@ -30,7 +30,8 @@ async fn provisioning_leaves_a_configured_checkpointed_idle_instance(db: PgPool)
         assert_eq!(sprite["url_settings"]["auth"], "public");
 
         // openclaw.json as the gateway needs it, with this instance's own token.
-        let raw = pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/openclaw.json").await.unwrap();
+        let raw =
+            pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/openclaw.json").await.unwrap();
         let config: Value = serde_json::from_slice(&raw).unwrap();
         let token = instance.gateway_token.expose_secret();
         assert_eq!(config["gateway"]["port"], 8080);
@@ -67,8 +68,12 @@ async fn provisioning_leaves_a_configured_checkpointed_idle_instance(db: PgPool)
     assert_ne!(tokens[0], tokens[1], "every instance has its own token");
 
     let events = pool.store.events(Some(&idle[0].id), 50).await.unwrap();
-    let moves: Vec<(Option<&str>, &str)> =
-        events.iter().rev().filter(|e| e.reason != "step_failed").map(|e| (e.from_status.as_deref(), e.to_status.as_str())).collect();
+    let moves: Vec<(Option<&str>, &str)> = events
+        .iter()
+        .rev()
+        .filter(|e| e.reason != "step_failed")
+        .map(|e| (e.from_status.as_deref(), e.to_status.as_str()))
+        .collect();
     assert_eq!(moves, vec![(None, "provisioning"), (Some("provisioning"), "idle")]);
 }
 
@@ -103,7 +108,11 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     pool.settled_idle(1).await;
     let recycled = pool.instance(&id).await.unwrap();
     assert_eq!(recycled.status, Status::Idle);
-    assert!(recycled.conversation_id.is_none() && recycled.agent_name.is_none() && recycled.instructions.is_none());
+    assert!(
+        recycled.conversation_id.is_none()
+            && recycled.agent_name.is_none()
+            && recycled.instructions.is_none()
+    );
     assert_ne!(recycled.gateway_token.expose_secret(), claimed.gateway_token.expose_secret());
     let (code, body) = pool.gateway_status(&recycled, &recycled.gateway_token).await;
     assert_eq!((code, body["conversation"].clone()), (200, Value::Null));
@@ -119,7 +128,8 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     .await;
     assert!(pool.sprite_names().await.is_empty());
     let events = pool.store.events(Some(&id), 100).await.unwrap();
-    let path: Vec<&str> = events.iter().rev().filter(|e| e.reason != "step_failed").map(|e| e.to_status.as_str()).collect();
+    let path: Vec<&str> =
+        events.iter().rev().filter(|e| e.reason != "step_failed").map(|e| e.to_status.as_str()).collect();
     assert_eq!(
         path,
         vec!["provisioning", "idle", "claiming", "claimed", "recycling", "idle", "destroying", "destroyed"]

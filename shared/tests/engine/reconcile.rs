@@ -51,8 +51,11 @@ async fn sprites_no_row_knows_are_deleted_after_the_grace_period(db: PgPool) {
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let report = pool.engine.reconcile().await.unwrap();
     assert_eq!(report.orphans_deleted, vec!["convos-agent-dev-orphan1".to_string()]);
-    let mut expected =
-        vec![known.sprite_name.clone(), "convos-agent-staging-other".to_string(), "someone-elses-sprite".to_string()];
+    let mut expected = vec![
+        known.sprite_name.clone(),
+        "convos-agent-staging-other".to_string(),
+        "someone-elses-sprite".to_string(),
+    ];
     expected.sort();
     assert_eq!(pool.sprite_names().await, expected, "other environments and other names untouched");
     assert_eq!(pool.count(Status::Idle).await, 1);
@@ -63,7 +66,10 @@ async fn a_failed_listing_changes_nothing(db: PgPool) {
     let pool = pool(db).await;
     let idle = pool.provision(1).await.pop().unwrap();
     pool.emulator
-        .fault(crate::harness::fault_json("sprites.list", serde_json::json!({"type": "status", "status": 500})))
+        .fault(crate::harness::fault_json(
+            "sprites.list",
+            serde_json::json!({"type": "status", "status": 500}),
+        ))
         .await;
     pool.kill_sprite(&idle.sprite_name).await;
     let report = pool.engine.reconcile().await.unwrap();
