@@ -31,8 +31,8 @@ pub struct EngineSettings {
     pub openclaw_git_ref: String,
     pub min_idle: u32,
     pub max_total: u32,
-    /// How long a step may hold an instance before another worker may take it over. Longer
-    /// than any step's own bound (install wait, join timeout, a restore stream).
+    /// How long a lease lasts unless renewed; a running step renews it every third of this,
+    /// so it bounds how long a dead worker's step waits before another takes it over.
     pub lease_ttl: Duration,
     /// Failed attempts of one step before the instance is given up (destroyed).
     pub max_attempts: i32,
@@ -80,7 +80,7 @@ impl EngineSettings {
             openclaw_git_ref: config.openclaw_git_ref.clone(),
             min_idle: config.min_idle,
             max_total: config.max_total,
-            lease_ttl: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(60),
             max_attempts: 5,
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(300),

@@ -47,11 +47,30 @@ impl Engine {
         let span =
             tracing::info_span!("step", instance = %instance.id, %step, status = %instance.status, hop);
         async {
-            let outcome = self.execute(&instance, step, &owner).await?;
+            let outcome = tokio::select! {
+                outcome = self.execute(&instance, step, &owner) => outcome?,
+                never = self.keep_lease(&instance.id, &owner) => match never {},
+            };
             self.settle(&instance, step, &owner, outcome, hop).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Renews the lease while a step runs, so the lease can be short (a dead worker's steps
+    /// are picked up soon) and a long step is still never run twice at once. Once renewal
+    /// fails the lease is someone else's: the step finishes, its fenced writes are dropped.
+    async fn keep_lease(&self, id: &str, owner: &str) -> std::convert::Infallible {
+        let ttl = self.settings.lease_ttl;
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            match self.store.extend_lease(id, owner, ttl).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(err) => tracing::warn!(instance = id, error = %err, "lease renewal failed"),
+            }
+        }
+        std::future::pending().await
     }
 
     async fn execute(&self, instance: &Instance, step: Step, owner: &str) -> Result<Outcome, EngineError> {

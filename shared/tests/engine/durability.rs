@@ -161,3 +161,31 @@ async fn the_golden_checkpoint_is_found_again_by_its_comment(db: PgPool) {
     provider.destroy(&name).await.unwrap();
     provider.destroy(&name).await.unwrap();
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_long_step_keeps_its_lease_and_is_never_run_twice(db: PgPool) {
+    let mut settings = test_settings();
+    settings.lease_ttl = Duration::from_millis(300);
+    settings.install_wait = Duration::from_secs(3);
+    // One install run waits out the whole 1.5 s setup, five lease lengths.
+    let emulator = EmulatorConfig { speed: 0.001, setup_secs: 1500.0, ..EmulatorConfig::default() };
+    let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
+
+    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    eventually("the install to start", Duration::from_secs(5), || async {
+        (pool.instance(&id).await.unwrap().step == Some(Step::Install)).then_some(())
+    })
+    .await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let row = pool.instance(&id).await.unwrap();
+        if row.step != Some(Step::Install) {
+            break;
+        }
+        assert!(pool.store.take_lease(&id, "intruder", Duration::from_secs(1), 0).await.unwrap().is_none());
+    }
+    pool.settled_idle(1).await;
+    assert_eq!(pool.emulator.count("exec").await, 1, "one install run");
+    // Looked for a running install once, before starting it; never had to look again.
+    assert_eq!(pool.emulator.count("exec.sessions").await, 1, "the run never gave up waiting");
+}

@@ -3,6 +3,7 @@
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::gateway::GatewayError;
 use shared::store::{ClaimStatus, Status};
 use sqlx::PgPool;
 
@@ -103,6 +104,18 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     // The claim ran replenish; with min_idle 0 it had nothing to add.
     assert_eq!(pool.store.instances().await.unwrap().len(), 1);
 
+    // Bound: the gateway refuses a second conversation.
+    let gateway = shared::gateway::GatewayClient::new(crate::harness::test_timeouts()).unwrap();
+    let url = claimed.url.clone().unwrap();
+    let next = shared::gateway::CreateConversation {
+        name: "next".into(),
+        profile_name: "next".into(),
+        env: "dev".into(),
+        instructions: String::new(),
+    };
+    let before = gateway.create_conversation(&url, &claimed.gateway_token, &next).await.unwrap_err();
+    assert!(matches!(before, GatewayError::AlreadyBound(_)), "{before}");
+
     // Recycle: golden state back, a new token, the old one refused.
     assert_eq!(pool.engine.recycle(&id).await.unwrap(), Status::Recycling);
     pool.settled_idle(1).await;
@@ -119,6 +132,10 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     let (code, _) = pool.gateway_status(&recycled, &claimed.gateway_token).await;
     assert_eq!(code, 401, "the previous user's token no longer opens the gateway");
     assert!(pool.read_file(&recycled.sprite_name, "/home/sprite/.convos").await.is_none());
+    // Unbound again: the next conversation can be created (this one is then thrown away).
+    gateway.create_conversation(&url, &recycled.gateway_token, &next).await.unwrap();
+    assert_eq!(pool.engine.recycle(&id).await.unwrap(), Status::Recycling);
+    pool.settled_idle(1).await;
 
     // Destroy: the Sprite and the row go, the history stays.
     assert_eq!(pool.engine.destroy(&id).await.unwrap(), Status::Destroying);
@@ -132,7 +149,18 @@ async fn claim_recycle_and_destroy(db: PgPool) {
         events.iter().rev().filter(|e| e.reason != "step_failed").map(|e| e.to_status.as_str()).collect();
     assert_eq!(
         path,
-        vec!["provisioning", "idle", "claiming", "claimed", "recycling", "idle", "destroying", "destroyed"]
+        vec![
+            "provisioning",
+            "idle",
+            "claiming",
+            "claimed",
+            "recycling",
+            "idle",
+            "recycling",
+            "idle",
+            "destroying",
+            "destroyed"
+        ]
     );
 }
 
