@@ -5,39 +5,18 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimStatus {
-    Pending,
-    Created,
-    Joined,
-    WaitingForAcceptance,
-    Failed,
+super::text_enum! {
+    pub enum ClaimStatus {
+        Pending = "pending",
+        Created = "created",
+        Joined = "joined",
+        WaitingForAcceptance = "waiting_for_acceptance",
+        Failed = "failed",
+    }
 }
 
-impl ClaimStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClaimStatus::Pending => "pending",
-            ClaimStatus::Created => "created",
-            ClaimStatus::Joined => "joined",
-            ClaimStatus::WaitingForAcceptance => "waiting_for_acceptance",
-            ClaimStatus::Failed => "failed",
-        }
-    }
-
-    fn parse(value: &str) -> Result<Self, StoreError> {
-        [
-            ClaimStatus::Pending,
-            ClaimStatus::Created,
-            ClaimStatus::Joined,
-            ClaimStatus::WaitingForAcceptance,
-            ClaimStatus::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == value)
-        .ok_or_else(|| StoreError::Corrupt { column: "claims.status", value: value.to_string() })
-    }
+fn parse_claim_status(value: &str) -> Result<ClaimStatus, StoreError> {
+    value.parse().map_err(|_| StoreError::Corrupt { column: "claims.status", value: value.to_string() })
 }
 
 #[derive(Clone)]
@@ -101,7 +80,7 @@ impl Store {
         .await?;
         row.map(|r| {
             Ok(Claim {
-                status: ClaimStatus::parse(&r.status)?,
+                status: parse_claim_status(&r.status)?,
                 id: r.id,
                 instance_id: r.instance_id,
                 agent_name: r.agent_name,

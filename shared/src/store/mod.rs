@@ -11,7 +11,6 @@ mod instances;
 mod pool_state;
 mod sweeps;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -66,123 +65,70 @@ impl Store {
     }
 }
 
-/// Where an instance is in its life (ARCHITECTURE §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Provisioning,
-    Idle,
-    Claiming,
-    Claimed,
-    Recycling,
-    Destroying,
-    Crashed,
-}
+/// An enum stored as text: its variants, their spellings, parsing and display, in one place.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
 
-impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Provisioning,
-        Status::Idle,
-        Status::Claiming,
-        Status::Claimed,
-        Status::Recycling,
-        Status::Destroying,
-        Status::Crashed,
-    ];
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Provisioning => "provisioning",
-            Status::Idle => "idle",
-            Status::Claiming => "claiming",
-            Status::Claimed => "claimed",
-            Status::Recycling => "recycling",
-            Status::Destroying => "destroying",
-            Status::Crashed => "crashed",
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
         }
-    }
-}
 
-impl FromStr for Status {
-    type Err = ();
+        impl std::str::FromStr for $name {
+            type Err = ();
 
-    fn from_str(value: &str) -> Result<Self, ()> {
-        Status::ALL.into_iter().find(|s| s.as_str() == value).ok_or(())
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The durable steps (ARCHITECTURE §4). Each is idempotent: running it twice, or after a
-/// process died halfway through it, ends in the same place as running it once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    Create,
-    Install,
-    Configure,
-    StartGateway,
-    AwaitReady,
-    VerifyClean,
-    Checkpoint,
-    Restore,
-    RotateToken,
-    /// The API process creating a conversation holds this; met by anyone else it means that
-    /// process died mid-call, so the instance may be half-bound.
-    ClaimCreate,
-    ClaimJoin,
-    Destroy,
-}
-
-impl Step {
-    pub const ALL: [Step; 12] = [
-        Step::Create,
-        Step::Install,
-        Step::Configure,
-        Step::StartGateway,
-        Step::AwaitReady,
-        Step::VerifyClean,
-        Step::Checkpoint,
-        Step::Restore,
-        Step::RotateToken,
-        Step::ClaimCreate,
-        Step::ClaimJoin,
-        Step::Destroy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Create => "create",
-            Step::Install => "install",
-            Step::Configure => "configure",
-            Step::StartGateway => "start_gateway",
-            Step::AwaitReady => "await_ready",
-            Step::VerifyClean => "verify_clean",
-            Step::Checkpoint => "checkpoint",
-            Step::Restore => "restore",
-            Step::RotateToken => "rotate_token",
-            Step::ClaimCreate => "claim_create",
-            Step::ClaimJoin => "claim_join",
-            Step::Destroy => "destroy",
+            fn from_str(value: &str) -> Result<Self, ()> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == value).ok_or(())
+            }
         }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum! {
+    /// Where an instance is in its life (ARCHITECTURE §3).
+    pub enum Status {
+        Provisioning = "provisioning",
+        Idle = "idle",
+        Claiming = "claiming",
+        Claimed = "claimed",
+        Recycling = "recycling",
+        Destroying = "destroying",
+        Crashed = "crashed",
     }
 }
 
-impl FromStr for Step {
-    type Err = ();
-
-    fn from_str(value: &str) -> Result<Self, ()> {
-        Step::ALL.into_iter().find(|s| s.as_str() == value).ok_or(())
-    }
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+text_enum! {
+    /// The durable steps (ARCHITECTURE §4). Each is idempotent: running it twice, or after a
+    /// process died halfway through it, ends in the same place as running it once.
+    pub enum Step {
+        Create = "create",
+        Install = "install",
+        Configure = "configure",
+        StartGateway = "start_gateway",
+        AwaitReady = "await_ready",
+        VerifyClean = "verify_clean",
+        Checkpoint = "checkpoint",
+        Restore = "restore",
+        RotateToken = "rotate_token",
+        /// The API process creating a conversation holds this; met by anyone else it means that
+        /// process died mid-call, so the instance may be half-bound.
+        ClaimCreate = "claim_create",
+        ClaimJoin = "claim_join",
+        Destroy = "destroy",
     }
 }
 
