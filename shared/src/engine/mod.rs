@@ -15,8 +15,9 @@ use secrecy::SecretString;
 
 use crate::chain::{Chain, Delivery};
 use crate::config::{Config, PoolEnvironment};
-use crate::gateway::GatewayClient;
-use crate::provider::Provider;
+use crate::gateway::{GatewayClient, GatewayTimeouts};
+use crate::provider::{Provider, SpritesProvider, SpritesProviderSettings};
+use crate::sprites::{SpritesClient, SpritesConfig};
 use crate::store::{Store, StoreError};
 
 pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
@@ -121,6 +122,15 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Why an engine could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("Sprites client: {0}")]
+    Sprites(#[from] crate::sprites::SpritesError),
+    #[error("gateway client: {0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
+}
+
 pub struct Engine {
     store: Store,
     provider: Arc<dyn Provider>,
@@ -143,6 +153,24 @@ impl Engine {
     ) -> Self {
         let process = format!("p{}-{}", std::process::id(), random_id(6));
         Engine { store, provider, gateway, chain, settings, process, runs: AtomicU64::new(0) }
+    }
+
+    /// The engine on Sprites, as every process builds it once at start-up.
+    pub fn for_sprites(config: &Config, store: Store, chain: Arc<dyn Chain>) -> Result<Self, BuildError> {
+        let client = SpritesClient::new(SpritesConfig::new(
+            config.sprites_api_url.clone(),
+            config.sprite_token.clone(),
+        ))?;
+        let provider = SpritesProvider::new(
+            client,
+            SpritesProviderSettings {
+                xmtp_env: config.instance_xmtp_env.clone(),
+                anthropic_api_key: config.instance_anthropic_api_key.clone(),
+                install_detach_limit: Duration::from_secs(30 * 60),
+            },
+        );
+        let gateway = GatewayClient::new(GatewayTimeouts::default())?;
+        Ok(Engine::new(store, Arc::new(provider), gateway, chain, EngineSettings::from_config(config)))
     }
 
     pub fn store(&self) -> &Store {

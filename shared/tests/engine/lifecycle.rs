@@ -189,3 +189,48 @@ async fn drain_destroys_the_oldest_idle_instances(db: PgPool) {
     assert!(pool.store.instances().await.unwrap().is_empty());
     assert!(pool.sprite_names().await.is_empty());
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
+    let emulator = sprites_emulator::Emulator::start(sprites_emulator::EmulatorConfig {
+        speed: 0.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base_url = emulator.base_url().to_string();
+    let vars = [
+        ("POOL_API_KEY", "key"),
+        ("DATABASE_URL", "postgres://unused"),
+        ("SPRITE_TOKEN", emulator.token()),
+        ("SPRITES_API_URL", base_url.as_str()),
+        ("POOL_ENVIRONMENT", "staging"),
+        ("POOL_MIN_IDLE", "1"),
+        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-from-env"),
+    ];
+    let config = shared::config::Config::from_lookup(|name| {
+        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let (chain, rx) = shared::chain::InProcessChain::new();
+    let store = shared::store::Store::new(db);
+    let engine = std::sync::Arc::new(
+        shared::engine::Engine::for_sprites(&config, store.clone(), std::sync::Arc::new(chain)).unwrap(),
+    );
+    shared::chain::run_in_process(std::sync::Arc::downgrade(&engine), rx);
+
+    assert_eq!(engine.replenish().await.unwrap().created.len(), 1);
+    let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {
+        store.instances().await.unwrap().into_iter().find(|i| i.status == Status::Idle)
+    })
+    .await;
+    assert!(idle.sprite_name.starts_with("convos-agent-staging-"));
+    assert_eq!(idle.openclaw_git_ref, "staging");
+    let client = shared::sprites::SpritesClient::new(shared::sprites::SpritesConfig::new(
+        base_url.parse().unwrap(),
+        emulator.token().to_string().into(),
+    ))
+    .unwrap();
+    let env = client.read_file(&idle.sprite_name, "/home/sprite/.openclaw/.env").await.unwrap().unwrap();
+    assert_eq!(&env[..], b"ANTHROPIC_API_KEY=sk-ant-from-env\n");
+}
