@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use url::Url;
 use uuid::Uuid;
 
 use super::{Engine, EngineError, new_gateway_token};
 use crate::config::PoolEnvironment;
-use crate::gateway::{CreateConversation, JoinConversation, JoinOutcome};
+use crate::gateway::{CreateConversation, GatewayError, JoinConversation, JoinOutcome};
 use crate::store::{Claim, ClaimStatus, Fence, Instance, NewClaim, Status, Step, StoreError};
 
 pub const MAX_AGENT_NAME_CHARS: usize = 100;
@@ -17,6 +19,8 @@ pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
 pub const MAX_JOIN_URL_BYTES: usize = 2048;
 /// One failed instance may be followed by one more attempt on another.
 const CLAIM_ATTEMPTS: i32 = 2;
+/// A retry is only worth starting with at least this much of the claim budget left.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(2);
 
 /// A field the caller got wrong, named so the 400 can say which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,8 +210,13 @@ impl Engine {
         request: &ClaimRequest,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
+        let deadline = Instant::now() + self.settings.claim_budget;
         let mut last_error = String::new();
         for attempt in 0..CLAIM_ATTEMPTS {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if attempt > 0 && remaining < MIN_ATTEMPT_TIME {
+                break;
+            }
             let owner = self.new_owner();
             let Some(instance) = self.take_for_claim(&view, Step::ClaimCreate, &owner).await? else {
                 if attempt == 0 {
@@ -225,7 +234,10 @@ impl Engine {
                 instructions: request.instructions.clone(),
             };
             let url = instance.url.as_deref().unwrap_or_default();
-            match self.gateway.create_conversation(url, &instance.gateway_token, &body).await {
+            let call = self.gateway.create_conversation(url, &instance.gateway_token, &body);
+            let answer =
+                tokio::time::timeout(remaining, call).await.unwrap_or(Err(GatewayError::Timeout(remaining)));
+            match answer {
                 Ok(created) => {
                     let recorded = self
                         .store
@@ -282,7 +294,7 @@ impl Engine {
         // Hand the step over: release the lease (due now) and deliver it.
         self.store.step_wait(&instance.id, &owner, Duration::ZERO).await?;
         self.deliver(&instance.id, 0, Duration::ZERO).await;
-        let deadline = tokio::time::Instant::now() + self.settings.claim_wait;
+        let deadline = Instant::now() + self.settings.claim_wait.min(self.settings.claim_budget);
         loop {
             let claim = self
                 .store
@@ -294,7 +306,7 @@ impl Engine {
                 ClaimStatus::Failed => return Err(ClaimError::Failed(claim.error.unwrap_or_default())),
                 _ => return Ok(ClaimOutcome::Done(ClaimResult::from(&claim))),
             }
-            if tokio::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 let instance_id = claim.instance_id.unwrap_or(instance.id);
                 return Ok(ClaimOutcome::Accepted { claim_id, instance_id });
             }

@@ -51,6 +51,9 @@ pub struct EngineSettings {
     pub ready_timeout: Duration,
     /// How long a claim with a join URL waits before answering 202.
     pub claim_wait: Duration,
+    /// The most a claim request may take, retries included: API Gateway cuts requests at
+    /// 30 s, and an answer cut off there would leave the caller guessing.
+    pub claim_budget: Duration,
     /// An unleased `claiming` instance older than this is released to recycling.
     pub claim_stale: Duration,
     /// A `provisioning` instance older than this is destroyed.
@@ -92,6 +95,7 @@ impl EngineSettings {
             ready_poll: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(300),
             claim_wait: Duration::from_secs(20),
+            claim_budget: Duration::from_secs(25),
             claim_stale: Duration::from_secs(300),
             stuck_timeout: config.stuck_timeout,
             breaker_threshold: 3,

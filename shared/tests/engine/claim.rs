@@ -130,6 +130,25 @@ async fn claim_failing_everywhere_fails_cleanly(db: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_claim_answers_within_its_budget(db: PgPool) {
+    let mut settings = test_settings();
+    settings.claim_budget = Duration::from_millis(1500);
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+    pool.provision(2).await;
+    pool.emulator.fault(fault_json("gateway.conversation", json!({"type": "hang"}))).await;
+
+    let started = std::time::Instant::now();
+    let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, ClaimError::Failed(_)), "{err}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // Too little budget was left for a second attempt; the first instance is recycling.
+    assert_eq!(pool.emulator.count("gateway.conversation").await, 1);
+    no_claiming_rows(&pool).await;
+    assert_eq!(pool.count(Status::Idle).await + pool.count(Status::Recycling).await, 2);
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn no_idle_instance_is_refused_with_retry_after(db: PgPool) {
     let pool = pool(db).await;
     let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
