@@ -259,7 +259,16 @@ impl Engine {
                                 None,
                             )
                             .await?;
-                        return self.finished(claim_id).await;
+                        return Ok(ClaimOutcome::Done(ClaimResult {
+                            claim_id,
+                            instance_id: Some(instance.id),
+                            status: ClaimStatus::Created,
+                            joined: false,
+                            conversation_id: Some(created.conversation_id),
+                            invite_url: Some(created.invite_url),
+                            agent_name: request.agent_name.clone(),
+                            error: None,
+                        }));
                     }
                     last_error =
                         "the instance was taken away while the conversation was being created".into();
@@ -312,12 +321,6 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    async fn finished(&self, claim_id: Uuid) -> Result<ClaimOutcome, ClaimError> {
-        let claim =
-            self.store.claim(claim_id).await?.ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
-        Ok(ClaimOutcome::Done(ClaimResult::from(&claim)))
     }
 
     /// The join step (run by the chain or the tick, never by the API request).

@@ -147,8 +147,12 @@ impl Engine {
             .await;
         let mut report = HeartbeatReport::default();
         for (id, result) in results {
+            let beat = result?;
+            if matches!(beat, Beat::Skipped) {
+                continue;
+            }
             report.pinged += 1;
-            match result? {
+            match beat {
                 Beat::Healthy => report.healthy += 1,
                 Beat::Recycled => {
                     report.healthy += 1;
@@ -167,7 +171,7 @@ impl Engine {
                     report.failed += 1;
                     report.crashed.push(id);
                 }
-                Beat::Skipped => report.pinged -= 1,
+                Beat::Skipped => {}
             }
         }
         Ok(report)
@@ -302,13 +306,12 @@ impl Engine {
             }
         }
         let names: HashSet<&str> = known.iter().map(|k| k.sprite_name.as_str()).collect();
+        let grace = time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default();
         for machine in &remote {
             if names.contains(machine.name.as_str()) {
                 continue;
             }
-            let old_enough = machine.created_at.is_some_and(|t| {
-                listed_at - t > time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default()
-            });
+            let old_enough = machine.created_at.is_some_and(|t| listed_at - t > grace);
             if !old_enough {
                 report.orphans_waiting.push(machine.name.clone());
                 continue;

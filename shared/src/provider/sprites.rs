@@ -147,12 +147,13 @@ impl Provider for SpritesProvider {
         };
         let output = result.map_err(from_sprites)?;
         if !output.success() {
+            // The last 400 characters: where a failing script says why.
             let stderr = output.stderr_text();
-            let tail: String = stderr.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            let start = stderr.char_indices().rev().nth(399).map_or(0, |(i, _)| i);
             return Err(ProviderError::transient(format!(
                 "sprite-setup.sh exited {}: {}",
                 output.exit_code,
-                tail.trim()
+                stderr[start..].trim()
             )));
         }
         if self.marker_present(name).await? {
