@@ -1,9 +1,15 @@
 //! The pool's library: everything the Lambda functions and the local main job run.
+pub mod api;
 pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod gateway;
+pub mod lambda;
+pub mod logging;
+pub mod metrics;
+pub mod process;
 pub mod provider;
 pub mod sprites;
 pub mod store;
+pub mod sweep_loop;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
 mod claim;
+mod inspect;
 mod pool;
 mod steps;
 mod sweeps;
@@ -21,6 +22,7 @@ use crate::sprites::{SpritesClient, SpritesConfig};
 use crate::store::{Store, StoreError};
 
 pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use inspect::DrainAllReport;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use sweeps::{HeartbeatReport, ReconcileReport, TickReport};
 

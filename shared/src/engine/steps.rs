@@ -241,6 +241,7 @@ impl Engine {
         let id = instance.id.as_str();
         let message = format!("{step}: {err}");
         tracing::warn!(instance = id, %step, attempts = instance.attempts + 1, error = %err, "step failed");
+        crate::metrics::step_failure();
         let provisioning = instance.status == Status::Provisioning;
         if step == Step::Create {
             let breaker = self

@@ -96,4 +96,8 @@ pub trait Provider: Send + Sync {
 
     /// Every machine whose name starts with `prefix`, all pages.
     async fn list(&self, prefix: &str) -> Result<Vec<RemoteMachine>, ProviderError>;
+
+    /// What an operator needs to see when an instance misbehaves: the provider's view of the
+    /// machine and a few fixed probes run on it. The caller redacts the instance's secrets.
+    async fn diagnose(&self, name: &str) -> Result<serde_json::Value, ProviderError>;
 }

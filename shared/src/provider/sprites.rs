@@ -148,12 +148,10 @@ impl Provider for SpritesProvider {
         let output = result.map_err(from_sprites)?;
         if !output.success() {
             // The last 400 characters: where a failing script says why.
-            let stderr = output.stderr_text();
-            let start = stderr.char_indices().rev().nth(399).map_or(0, |(i, _)| i);
             return Err(ProviderError::transient(format!(
                 "sprite-setup.sh exited {}: {}",
                 output.exit_code,
-                stderr[start..].trim()
+                tail(&output.stderr_text(), 400).trim()
             )));
         }
         if self.marker_present(name).await? {
@@ -230,6 +228,63 @@ impl Provider for SpritesProvider {
         Ok(())
     }
 
+    async fn diagnose(&self, name: &str) -> Result<serde_json::Value, ProviderError> {
+        let sprite = self.client.get_sprite(name).await.map_err(from_sprites)?;
+        let services = match self.client.list_services(name).await {
+            Ok(services) => serde_json::Value::Array(
+                services
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "name": s.name,
+                            "httpPort": s.http_port,
+                            "status": s.state.as_ref().map(|st| st.status.as_str()),
+                        })
+                    })
+                    .collect(),
+            ),
+            Err(err) => serde_json::json!({ "error": err.to_string() }),
+        };
+        let local_status = format!("http://127.0.0.1:{GATEWAY_PORT}/convos/status");
+        // Fixed argv only: nothing from a request reaches the Sprite.
+        let probes: [(&str, Vec<&str>); 4] = [
+            ("processes", vec!["ps", "-eo", "pid,etime,rss,args"]),
+            ("listeningPorts", vec!["ss", "-ltn"]),
+            (
+                "localGateway",
+                vec!["curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", &local_status],
+            ),
+            ("configPresent", vec!["test", "-s", OPENCLAW_CONFIG]),
+        ];
+        let mut report = serde_json::Map::new();
+        report.insert(
+            "sprite".into(),
+            serde_json::json!({
+                "name": sprite.name,
+                "status": sprite.status,
+                "url": sprite.url,
+                "createdAt": sprite.created_at,
+                "updatedAt": sprite.updated_at,
+            }),
+        );
+        report.insert("services".into(), services);
+        for (key, argv) in probes {
+            let request = ExecRequest::new(argv);
+            let value =
+                match tokio::time::timeout(Duration::from_secs(15), self.client.exec(name, &request)).await {
+                    Err(_) => serde_json::json!({ "error": "timed out after 15 s" }),
+                    Ok(Err(err)) => serde_json::json!({ "error": err.to_string() }),
+                    Ok(Ok(output)) => serde_json::json!({
+                        "exitCode": output.exit_code,
+                        "stdout": tail(&output.stdout_text(), 4096),
+                        "stderr": tail(&output.stderr_text(), 1024),
+                    }),
+                };
+            report.insert(key.into(), value);
+        }
+        Ok(serde_json::Value::Object(report))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<RemoteMachine>, ProviderError> {
         let sprites = self.client.list_all_sprites(prefix).await.map_err(from_sprites)?;
         Ok(sprites
@@ -253,4 +308,10 @@ fn from_sprites(err: SpritesError) -> ProviderError {
         _ => Failure::Transient,
     };
     ProviderError { failure, message: err.to_string() }
+}
+
+/// The last `chars` characters of `text`.
+fn tail(text: &str, chars: usize) -> &str {
+    let start = text.char_indices().rev().nth(chars.saturating_sub(1)).map_or(0, |(i, _)| i);
+    &text[start..]
 }

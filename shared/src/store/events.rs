@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Event {
     pub id: i64,
     pub instance_id: String,

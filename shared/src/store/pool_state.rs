@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::{Store, StoreError, secs};
 
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Breaker {
     pub consecutive_failures: i32,
     #[serde(with = "time::serde::rfc3339::option")]

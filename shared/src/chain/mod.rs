@@ -76,3 +76,6 @@ pub struct TickOnlyChain;
 impl Chain for TickOnlyChain {
     async fn deliver(&self, _delivery: Delivery) {}
 }
+
+mod eventbridge;
+pub use eventbridge::{EventBridgeChain, STEP_DETAIL_TYPE, STEP_SOURCE, StepDetail, sdk_config};

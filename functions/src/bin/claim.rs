@@ -1,0 +1,6 @@
+//! `claim`: serves Route::Claim behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Claim).await
+}

@@ -1,0 +1,6 @@
+//! `claimed-ids`: serves Route::ClaimedIds behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::ClaimedIds).await
+}

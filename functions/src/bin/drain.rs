@@ -1,0 +1,6 @@
+//! `drain`: serves Route::Drain behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Drain).await
+}

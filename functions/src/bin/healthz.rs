@@ -1,0 +1,6 @@
+//! `healthz`: serves Route::Healthz behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Healthz).await
+}

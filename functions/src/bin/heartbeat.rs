@@ -1,0 +1,6 @@
+//! `heartbeat`: the heartbeat sweep, fired by its EventBridge schedule.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_sweep(shared::sweep_loop::Sweep::Heartbeat).await
+}

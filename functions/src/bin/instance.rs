@@ -1,0 +1,6 @@
+//! `instance`: serves Route::Instance behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Instance).await
+}

@@ -1,0 +1,6 @@
+//! `reconcile-now`: serves Route::ReconcileNow behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::ReconcileNow).await
+}

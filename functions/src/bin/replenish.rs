@@ -1,0 +1,6 @@
+//! `replenish`: serves Route::Replenish behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Replenish).await
+}

@@ -1,0 +1,6 @@
+//! `version`: serves Route::Version behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::Version).await
+}

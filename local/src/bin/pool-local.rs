@@ -1,0 +1,112 @@
+//! The main job: the Sprites emulator, migrations, every API route and the sweeps in one
+//! process at http://127.0.0.1:3001 (ARCHITECTURE §9). `scripts/dev` runs it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use shared::config::Config;
+use shared::process::Process;
+use shared::store::Store;
+use shared::sweep_loop::{self, Sweep};
+use sprites_emulator::{Emulator, EmulatorConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    shared::logging::init_readable();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pool-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+async fn run() -> Result<(), String> {
+    // The emulator stands in for Fly.io unless SPRITES_API_URL points elsewhere.
+    let emulator = match env("SPRITES_API_URL") {
+        Some(_) => None,
+        None => Some(start_emulator().await?),
+    };
+    let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", "dev-pool-key".to_string())]);
+    if let Some(emulator) = &emulator {
+        defaults.insert("SPRITES_API_URL", emulator.base_url());
+        defaults.insert("SPRITE_TOKEN", emulator.token().to_string());
+    }
+    let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
+        .map_err(|err| err.to_string())?;
+    let store = Store::connect_lazy(config.database_url.expose_secret(), 10).map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| format!("migrations: {e}"))?;
+    let process = Arc::new(Process::in_process(config, store).map_err(|e| e.to_string())?);
+
+    for sweep in [Sweep::Tick, Sweep::Heartbeat, Sweep::Reconcile] {
+        let interval = sweep.interval(&process.config);
+        tokio::spawn(sweep_loop::run_forever(sweep, interval, process.engine.clone()));
+    }
+
+    let addr = pool_local::listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("binding {addr}: {e}"))?;
+    print_banner(&process.config, addr, emulator.as_ref());
+    let served = pool_local::serve(process, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping");
+    })
+    .await;
+    if let Some(emulator) = emulator {
+        emulator.shutdown().await;
+    }
+    served.map_err(|e| e.to_string())
+}
+
+async fn start_emulator() -> Result<Emulator, String> {
+    let number = |name: &str, default: f64| env(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let port = env("EMULATOR_PORT").and_then(|p| p.parse().ok()).unwrap_or(8090);
+    // A Sprite is set up in 20 s here instead of ~5 min: fast enough to watch a pool fill.
+    let config = EmulatorConfig {
+        token: env("EMULATOR_TOKEN").unwrap_or_else(|| "emulator-token".into()),
+        speed: number("EMULATOR_SPEED", 0.1),
+        setup_secs: number("EMULATOR_SETUP_SECS", 200.0),
+        ..EmulatorConfig::default()
+    };
+    Emulator::start_on(SocketAddr::from(([127, 0, 0, 1], port)), config)
+        .await
+        .map_err(|e| format!("starting the Sprites emulator on port {port}: {e}"))
+}
+
+fn print_banner(config: &Config, addr: SocketAddr, emulator: Option<&Emulator>) {
+    let key = config.api_key.expose_secret();
+    let base = format!("http://{addr}");
+    let sprites = match emulator {
+        Some(emulator) => format!("emulator at {}", emulator.base_url()),
+        None => config.sprites_api_url.to_string(),
+    };
+    let wait = Duration::from_secs(60).as_secs();
+    println!(
+        r#"
+Convos agent pool ({env}) listening on {base}
+  Sprites:  {sprites}
+  API key:  {key}
+  Pool:     {min} idle wanted, at most {max} in all (about {wait} s to fill on the emulator)
+
+Try:
+  curl -s {base}/api/pool/counts
+  curl -s -H "Authorization: Bearer {key}" {base}/api/pool/status
+  curl -s -X POST {base}/api/pool/claim -H "Authorization: Bearer {key}" \
+       -H "Content-Type: application/json" \
+       -d '{{"agentName": "tokyo-trip-planner", "instructions": "You are a helpful trip planner for Tokyo."}}'
+Ctrl-C stops it all.
+"#,
+        env = config.environment,
+        min = config.min_idle,
+        max = config.max_total,
+    );
+}

@@ -1,0 +1,200 @@
+//! Operator CLI on the same code as the functions: it reads the pool's settings from the
+//! environment (or `.env`), talks to the database and Sprites directly, and runs the steps it
+//! starts in this process, waiting for them before it exits.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use shared::config::Config;
+use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
+use shared::process::Process;
+use shared::store::Status;
+
+#[derive(Parser)]
+#[command(about = "Operate a Convos agent pool", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Counts, breaker and every instance.
+    Status,
+    /// Claim an idle instance and print its invite.
+    Claim {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        instructions: String,
+        #[arg(long)]
+        join_url: Option<String>,
+    },
+    /// Restore an instance to its golden checkpoint and return it to idle.
+    Recycle { id: String },
+    /// Delete an instance's Sprite and its row.
+    Destroy { id: String },
+    /// Destroy idle instances (--count N), or everything of this environment (--all).
+    Drain {
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        count: Option<u32>,
+        /// Every Sprite of this environment, claimed ones too, and their rows.
+        #[arg(long)]
+        all: bool,
+        /// Skip the confirmation (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Apply the SQL migrations (through DATABASE_URL_DIRECT when set).
+    Migrate,
+}
+
+/// How long a command waits for the steps it started before leaving them to the tick.
+const WAIT: Duration = Duration::from_secs(300);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    shared::logging::init_readable();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("poolctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Command::Migrate = command {
+        let store = Process::migration_store(&config).map_err(|e| e.to_string())?;
+        store.migrate().await.map_err(|e| e.to_string())?;
+        println!("migrations applied");
+        return Ok(());
+    }
+    let store =
+        shared::store::Store::connect_lazy(secrecy::ExposeSecret::expose_secret(&config.database_url), 4)
+            .map_err(|e| e.to_string())?;
+    let process = Process::in_process(config, store).map_err(|e| e.to_string())?;
+    let engine = &process.engine;
+    let failed = |e: &dyn std::fmt::Display| e.to_string();
+    match command {
+        Command::Migrate => unreachable!("handled above"),
+        Command::Status => {
+            let status = engine.status().await.map_err(|e| failed(&e))?;
+            print_json(&json!(status));
+            for i in engine.store().instances().await.map_err(|e| failed(&e))? {
+                let step = i.step.map_or("-", |s| s.as_str());
+                let error = i.last_error.as_deref().unwrap_or("");
+                println!("{:<14} {:<12} {:<14} {}", i.id, i.status, step, error);
+            }
+        }
+        Command::Claim { name, instructions, join_url } => {
+            let request = ClaimRequest::new(name, instructions, join_url, engine.settings().environment)
+                .map_err(|e| e.to_string())?;
+            match engine.claim(request).await.map_err(|e| e.to_string())? {
+                ClaimOutcome::Done(result) => print_json(&json!(result)),
+                ClaimOutcome::Accepted { claim_id, .. } => {
+                    eprintln!("join running; waiting for it (claim {claim_id})");
+                    let deadline = tokio::time::Instant::now() + WAIT;
+                    loop {
+                        let claim = engine.claim_status(claim_id).await.map_err(|e| failed(&e))?;
+                        let pending = claim.as_ref().is_some_and(|c| c.status.as_str() == "pending");
+                        if !pending || tokio::time::Instant::now() > deadline {
+                            print_json(&json!(claim));
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        Command::Recycle { id } => {
+            engine.recycle(&id).await.map_err(|e| e.to_string())?;
+            wait_settled(engine, &[id]).await?;
+        }
+        Command::Destroy { id } => {
+            engine.destroy(&id).await.map_err(|e| e.to_string())?;
+            wait_settled(engine, &[id]).await?;
+        }
+        Command::Drain { count: Some(n), all: false, .. } => {
+            let ids = engine.drain(Some(n)).await.map_err(|e| failed(&e))?;
+            println!("draining {} idle instance(s)", ids.len());
+            wait_settled(engine, &ids).await?;
+        }
+        Command::Drain { yes, .. } => drain_all(engine, yes).await?,
+    }
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// The seeds' `npm run drain:all`, with a confirmation first: it destroys live agents.
+async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
+    let environment = engine.settings().environment.as_str();
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err("drain --all destroys every agent; pass --yes to run it without a terminal".into());
+        }
+        print!(
+            "This destroys EVERY instance and Sprite of the {environment} pool, claimed ones too. Type {environment} to go on: "
+        );
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+        if answer.trim() != environment {
+            return Err("not confirmed; nothing was done".into());
+        }
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let report = engine.drain_all().await.map_err(|e| e.to_string())?;
+        for name in &report.orphans_deleted {
+            println!("deleted Sprite {name} (no row)");
+        }
+        for problem in &report.orphan_errors {
+            eprintln!("could not delete: {problem}");
+        }
+        let left = engine.store().instances().await.map_err(|e| e.to_string())?;
+        if left.is_empty() && report.orphan_errors.is_empty() {
+            println!("drained: no instance and no Sprite left in {environment}");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{} instance(s) still being destroyed; run it again", left.len()));
+        }
+        println!("{} instance(s) being destroyed...", left.len());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Waits until none of `ids` is recycling or destroying (their steps run in this process).
+async fn wait_settled(engine: &Engine, ids: &[String]) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut busy = Vec::new();
+        for id in ids {
+            match engine.store().instance(id).await.map_err(|e| e.to_string())? {
+                Some(i) if matches!(i.status, Status::Recycling | Status::Destroying) => {
+                    busy.push(id.clone())
+                }
+                Some(i) => println!("{id}: {}", i.status),
+                None => println!("{id}: destroyed"),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("still working on {}; the pool's tick finishes it", busy.join(", ")));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

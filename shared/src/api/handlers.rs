@@ -1,0 +1,236 @@
+//! One function per route. Each takes what it needs and answers a [`Reply`].
+
+use std::time::Instant;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Reply;
+use super::views::{AgentView, InstanceDetail, InstanceView};
+use crate::engine::{ActionError, ClaimError, ClaimOutcome, ClaimRequest, Engine};
+use crate::metrics;
+use crate::store::Status;
+
+/// The Node pool capped manual replenish and drain at 20 per request.
+const MAX_COUNT: u64 = 20;
+const INSTANCE_EVENTS: i64 = 20;
+
+pub fn healthz() -> Reply {
+    Reply::ok(json!({ "ok": true }))
+}
+
+pub fn version(engine: &Engine) -> Reply {
+    let (version, commit) = super::build_version();
+    Reply::ok(json!({
+        "version": format!("{version}+{commit}"),
+        "commit": commit,
+        "environment": engine.settings().environment.as_str(),
+    }))
+}
+
+/// Every status with its count, zeros included, so a client never has to guess a key.
+pub async fn counts(engine: &Engine) -> Reply {
+    match engine.store().counts().await {
+        Err(err) => Reply::internal(&err),
+        Ok(counts) => {
+            let mut map = serde_json::Map::new();
+            for status in Status::ALL {
+                let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+                map.insert(status.as_str().into(), n.into());
+            }
+            Reply::ok(Value::Object(map))
+        }
+    }
+}
+
+/// Claimed agents and crashed ones (which still hold a conversation until destroyed).
+pub async fn agents(engine: &Engine) -> Reply {
+    match engine.store().instances().await {
+        Err(err) => Reply::internal(&err),
+        Ok(all) => {
+            let agents: Vec<AgentView> = all
+                .iter()
+                .filter(|i| matches!(i.status, Status::Claimed | Status::Crashed))
+                .map(AgentView::from)
+                .collect();
+            Reply::ok(json!({ "agents": agents }))
+        }
+    }
+}
+
+pub async fn claim(engine: &Engine, body: &[u8]) -> Reply {
+    let request = match ClaimRequest::from_json(body, engine.settings().environment) {
+        Ok(request) => request,
+        Err(invalid) => return Reply::bad_request(invalid.field, &invalid.message),
+    };
+    let started = Instant::now();
+    let outcome = engine.claim(request).await;
+    metrics::claim_latency(started.elapsed(), outcome.is_ok());
+    match outcome {
+        Ok(ClaimOutcome::Done(result)) => Reply::ok(result),
+        Ok(ClaimOutcome::Accepted { claim_id, instance_id }) => {
+            let url = format!("/api/pool/claims/{claim_id}");
+            Reply::accepted(
+                json!({
+                    "claimId": claim_id,
+                    "instanceId": instance_id,
+                    "status": "pending",
+                    "statusUrl": url,
+                }),
+                &url,
+            )
+        }
+        Err(ClaimError::Invalid(invalid)) => Reply::bad_request(invalid.field, &invalid.message),
+        Err(err @ ClaimError::NoIdle { retry_after }) => {
+            Reply::error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()).retry_after(retry_after.as_secs())
+        }
+        Err(err @ ClaimError::Failed(_)) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        Err(ClaimError::Engine(err)) => Reply::internal(&err),
+    }
+}
+
+pub async fn claim_status(engine: &Engine, id: &str) -> Reply {
+    let Ok(claim_id) = Uuid::parse_str(id) else {
+        return Reply::not_found("claim");
+    };
+    match engine.claim_status(claim_id).await {
+        Ok(Some(result)) => Reply::ok(result),
+        Ok(None) => Reply::not_found("claim"),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+/// The Node pool's `DELETE /api/pool/instances`: the ids of claimed instances, which its
+/// dashboard then recycled one by one.
+pub async fn claimed_ids(engine: &Engine) -> Reply {
+    match engine.store().instances().await {
+        Err(err) => Reply::internal(&err),
+        Ok(all) => {
+            let ids: Vec<&str> =
+                all.iter().filter(|i| i.status == Status::Claimed).map(|i| i.id.as_str()).collect();
+            Reply::ok(json!({ "ids": ids }))
+        }
+    }
+}
+
+pub async fn instance(engine: &Engine, id: &str) -> Reply {
+    let instance = match engine.store().instance(id).await {
+        Ok(Some(instance)) => instance,
+        Ok(None) => return Reply::not_found("instance"),
+        Err(err) => return Reply::internal(&err),
+    };
+    match engine.store().events(Some(id), INSTANCE_EVENTS).await {
+        Ok(events) => Reply::ok(InstanceDetail { instance: InstanceView::from(&instance), events: &events }),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+pub async fn recycle(engine: &Engine, id: &str) -> Reply {
+    action(id, engine.recycle(id).await)
+}
+
+pub async fn destroy(engine: &Engine, id: &str) -> Reply {
+    action(id, engine.destroy(id).await)
+}
+
+/// Recycle and destroy run as steps: answer 202 at once with where to watch them.
+fn action(id: &str, result: Result<Status, ActionError>) -> Reply {
+    match result {
+        Ok(status) => {
+            let url = format!("/api/pool/instances/{id}");
+            Reply::accepted(json!({ "instanceId": id, "status": status, "statusUrl": url }), &url)
+        }
+        Err(ActionError::NotFound) => Reply::not_found("instance"),
+        Err(err @ (ActionError::Busy(_) | ActionError::WrongStatus(_))) => {
+            Reply::error(StatusCode::CONFLICT, err.to_string())
+        }
+        Err(ActionError::Engine(err)) => Reply::internal(&err),
+    }
+}
+
+/// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more.
+pub async fn replenish(engine: &Engine, body: &[u8]) -> Reply {
+    let count = match count_field(body, false) {
+        Ok(count) => count,
+        Err(reply) => return reply,
+    };
+    let result = match count {
+        None => engine.replenish().await,
+        Some(n) => engine.add_instances(n).await,
+    };
+    match result {
+        Ok(refill) => Reply::ok(json!({
+            "ok": true,
+            "created": refill.created.len(),
+            "ids": refill.created,
+            "warm": refill.warm,
+            "total": refill.total,
+            "breakerOpen": refill.breaker_open,
+        })),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+/// `{"count": N}`: destroy up to N idle instances, oldest first.
+pub async fn drain(engine: &Engine, body: &[u8]) -> Reply {
+    let count = match count_field(body, true) {
+        Ok(count) => count,
+        Err(reply) => return reply,
+    };
+    match engine.drain(count).await {
+        Ok(ids) => Reply::ok(json!({ "ok": true, "drained": ids.len(), "ids": ids })),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+pub async fn reconcile(engine: &Engine) -> Reply {
+    match engine.reconcile().await {
+        Ok(report) => Reply::ok(json!({ "ok": true, "report": report })),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+pub async fn status(engine: &Engine) -> Reply {
+    let (pool, instances) = match (engine.status().await, engine.store().instances().await) {
+        (Ok(pool), Ok(instances)) => (pool, instances),
+        (Err(err), _) => return Reply::internal(&err),
+        (_, Err(err)) => return Reply::internal(&err),
+    };
+    let views: Vec<InstanceView> = instances.iter().map(InstanceView::from).collect();
+    Reply::ok(json!({
+        "environment": pool.environment,
+        "counts": pool.counts,
+        "total": pool.total,
+        "minIdle": pool.min_idle,
+        "maxTotal": pool.max_total,
+        "breaker": pool.breaker,
+        "instances": views,
+    }))
+}
+
+pub async fn debug(engine: &Engine, id: &str) -> Reply {
+    match engine.debug(id).await {
+        Ok(report) => Reply::ok(report),
+        Err(ActionError::NotFound) => Reply::not_found("instance"),
+        Err(err) => Reply::internal(&err),
+    }
+}
+
+/// Reads `{"count": N}` with 1 <= N <= 20; an empty body is `None` unless `required`.
+fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if required { Err(Reply::bad_request("count", "is required")) } else { Ok(None) };
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Reply::bad_request("body", format!("not valid JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| Reply::bad_request("body", "must be a JSON object"))?;
+    match object.get("count") {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(Reply::bad_request("count", "is required")),
+        Some(count) => match count.as_u64() {
+            Some(n @ 1..=MAX_COUNT) => Ok(Some(n as u32)),
+            _ => Err(Reply::bad_request("count", format!("must be a whole number from 1 to {MAX_COUNT}"))),
+        },
+    }
+}

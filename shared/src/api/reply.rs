@@ -1,0 +1,95 @@
+//! JSON answers and the error shape every route shares: `{"error": "..."}`.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Method, Response, StatusCode};
+use serde::Serialize;
+
+/// What a handler answers; turned into an HTTP response in one place.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Serialize) -> Reply {
+        Reply::with(StatusCode::OK, body)
+    }
+
+    pub fn with(status: StatusCode, body: impl Serialize) -> Reply {
+        let body = serde_json::to_value(body).unwrap_or_else(|err| {
+            tracing::error!(error = %err, "response did not serialize");
+            serde_json::json!({ "error": "internal error" })
+        });
+        Reply { status, body, headers: Vec::new() }
+    }
+
+    /// A 202 whose progress is polled at `status_url`.
+    pub fn accepted(body: impl Serialize, status_url: &str) -> Reply {
+        let mut reply = Reply::with(StatusCode::ACCEPTED, body);
+        if let Ok(value) = HeaderValue::from_str(status_url) {
+            reply.headers.push((LOCATION, value));
+        }
+        reply
+    }
+
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+        Reply::with(status, serde_json::json!({ "error": message.into() }))
+    }
+
+    pub fn bad_request(field: &str, message: impl std::fmt::Display) -> Reply {
+        Reply::with(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("{field}: {message}"), "field": field }),
+        )
+    }
+
+    pub fn not_found(what: &str) -> Reply {
+        Reply::error(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn unauthorized() -> Reply {
+        let mut reply = Reply::error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
+        reply.headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        reply
+    }
+
+    pub fn method_not_allowed(allowed: &[Method]) -> Reply {
+        let mut reply = Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        if let Ok(value) = HeaderValue::from_str(&list) {
+            reply.headers.push((ALLOW, value));
+        }
+        reply
+    }
+
+    pub fn too_large(limit: usize) -> Reply {
+        Reply::error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {limit} bytes"))
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Reply {
+        self.headers.push((RETRY_AFTER, HeaderValue::from(seconds)));
+        self
+    }
+
+    /// For failures whose cause stays in the logs: the caller learns only that it failed.
+    pub fn internal(err: &dyn std::fmt::Display) -> Reply {
+        tracing::error!(error = %err, "request failed");
+        Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+
+    pub fn into_response(self) -> Response<Bytes> {
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response
+    }
+}

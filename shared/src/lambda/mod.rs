@@ -1,0 +1,145 @@
+//! Lambda glue: what each function's `main()` calls. Every function builds its [`Process`]
+//! once per execution environment and then serves events with it; the handlers below are plain
+//! async functions so tests drive them with the same events AWS sends.
+
+mod migrate;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use lambda_http::Body;
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::api::{Api, Route};
+use crate::chain::StepDetail;
+use crate::engine::Engine;
+use crate::process::Process;
+use crate::sweep_loop::{self, LoopReport, Plan, Sweep};
+pub use migrate::{MigrateError, migrate_event};
+
+pub type Error = lambda_runtime::Error;
+
+/// The `main()` of an API route function.
+pub async fn serve_route(route: Route) -> Result<(), Error> {
+    crate::logging::init_json();
+    let process = Process::for_lambda().await?;
+    let api = &process.api;
+    // Boxed: the runtime's future nests deep enough to overflow the compiler's layout limit.
+    Box::pin(lambda_http::run(service_fn(move |request: lambda_http::Request| async move {
+        Ok::<_, std::convert::Infallible>(http(api, route, request).await)
+    })))
+    .await
+}
+
+/// The `main()` of a sweep function (tick, heartbeat, reconcile).
+pub async fn serve_sweep(sweep: Sweep) -> Result<(), Error> {
+    crate::logging::init_json();
+    let process = Process::for_lambda().await?;
+    let plan = sweep.plan(&process.config);
+    let engine = &process.engine;
+    Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let report = sweep_event(engine, sweep, plan, event.context.deadline()).await;
+        Ok::<_, std::convert::Infallible>(serde_json::to_value(report).unwrap_or_default())
+    })))
+    .await
+}
+
+/// The `main()` of the step worker.
+pub async fn serve_step_worker() -> Result<(), Error> {
+    crate::logging::init_json();
+    let process = Process::for_lambda().await?;
+    let engine = &process.engine;
+    Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        step_event(engine, &event.payload, event.context.deadline()).await
+    })))
+    .await
+}
+
+/// The `main()` of the migration function.
+pub async fn serve_migrate() -> Result<(), Error> {
+    crate::logging::init_json();
+    let config = crate::config::Config::from_env()?;
+    let store = Process::migration_store(&config)?;
+    let http = crate::tls::http_client_builder()?.timeout(Duration::from_secs(30)).build()?;
+    let (store, http) = (&store, &http);
+    Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        migrate_event(store, http, &event.payload).await
+    })))
+    .await
+}
+
+/// An API Gateway HTTP API request, answered by the API for `route`.
+pub async fn http(api: &Api, route: Route, request: lambda_http::Request) -> lambda_http::Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(data) => Bytes::from(data),
+        _ => Bytes::new(),
+    };
+    let response = api.handle(Some(route), http::Request::from_parts(parts, bytes)).await;
+    let (parts, body) = response.into_parts();
+    let body = match String::from_utf8(body.to_vec()) {
+        Ok(text) => Body::Text(text),
+        Err(err) => Body::Binary(err.into_bytes()),
+    };
+    lambda_http::Response::from_parts(parts, body)
+}
+
+/// How long is left before `deadline`, as a tokio instant.
+fn instant_of(deadline: SystemTime) -> tokio::time::Instant {
+    let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + left
+}
+
+/// One scheduled invocation of a sweep.
+pub async fn sweep_event(engine: &Engine, sweep: Sweep, plan: Plan, deadline: SystemTime) -> LoopReport {
+    sweep_loop::run_invocation(sweep, plan, engine, instant_of(deadline)).await
+}
+
+/// Why a step event was not run; Lambda retries it, then sends it to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StepEventError {
+    #[error("not a step event: {0}")]
+    Malformed(String),
+    #[error("step failed to run: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+impl From<StepEventError> for Diagnostic {
+    fn from(err: StepEventError) -> Diagnostic {
+        let error_type = match err {
+            StepEventError::Malformed(_) => "MalformedStepEvent",
+            StepEventError::Engine(_) => "StepRunFailed",
+        };
+        Diagnostic { error_type: error_type.into(), error_message: err.to_string() }
+    }
+}
+
+/// Time kept back from the invocation deadline: a step cut here has its lease run out and is
+/// re-driven by the tick, which beats being killed mid-write.
+const STEP_MARGIN: Duration = Duration::from_secs(10);
+
+/// Runs the step an EventBridge event names. Takes the envelope or a bare detail (a direct
+/// `cargo lambda invoke`).
+pub async fn step_event(
+    engine: &Engine,
+    event: &Value,
+    deadline: SystemTime,
+) -> Result<Value, StepEventError> {
+    let detail = event.get("detail").unwrap_or(event);
+    let detail: StepDetail =
+        serde_json::from_value(detail.clone()).map_err(|e| StepEventError::Malformed(e.to_string()))?;
+    let stop = instant_of(deadline).checked_sub(STEP_MARGIN).unwrap_or_else(tokio::time::Instant::now);
+    match tokio::time::timeout_at(stop, engine.run_step(&detail.instance_id, detail.hop)).await {
+        Ok(result) => {
+            result?;
+            Ok(serde_json::json!({ "instanceId": detail.instance_id, "hop": detail.hop, "ran": true }))
+        }
+        Err(_) => {
+            tracing::warn!(instance = %detail.instance_id, "step cut at the invocation deadline; the tick re-drives it");
+            Ok(serde_json::json!({ "instanceId": detail.instance_id, "hop": detail.hop, "ran": false }))
+        }
+    }
+}
