@@ -178,17 +178,17 @@ async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
 /// Waits until none of `ids` is recycling or destroying (their steps run in this process).
 async fn wait_settled(engine: &Engine, ids: &[String]) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut busy = ids.to_vec();
     loop {
-        let mut busy = Vec::new();
-        for id in ids {
-            match engine.store().instance(id).await.map_err(|e| e.to_string())? {
-                Some(i) if matches!(i.status, Status::Recycling | Status::Destroying) => {
-                    busy.push(id.clone())
-                }
+        let mut still = Vec::new();
+        for id in busy {
+            match engine.store().instance(&id).await.map_err(|e| e.to_string())? {
+                Some(i) if matches!(i.status, Status::Recycling | Status::Destroying) => still.push(id),
                 Some(i) => println!("{id}: {}", i.status),
                 None => println!("{id}: destroyed"),
             }
         }
+        busy = still;
         if busy.is_empty() {
             return Ok(());
         }

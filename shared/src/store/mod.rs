@@ -47,10 +47,18 @@ impl Store {
 
     /// A small lazy pool: a Lambda sandbox serves one request at a time and Neon's pooler does
     /// the fan-in, so a handful of connections is plenty; nothing connects until first use.
+    /// Nothing here needs session state, so it works through a transaction-mode pooler
+    /// (tests/engine/pgbouncer.rs proves it).
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            // A thawed Lambda sandbox may hold sockets the pooler closed long ago: drop idle
+            // connections early and check each one before use.
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .max_lifetime(Some(Duration::from_secs(30 * 60)))
+            .test_before_acquire(true)
             .connect_lazy(url)?;
         Ok(Store { pool })
     }

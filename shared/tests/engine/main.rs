@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod api;
 mod breaker;
 mod claim;
 mod durability;
 mod heartbeat;
+mod lambda_glue;
 mod lifecycle;
 mod reconcile;

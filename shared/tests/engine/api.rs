@@ -1,0 +1,364 @@
+//! Every route through the handler the Lambda functions run, fed API Gateway HTTP API (v2)
+//! events as AWS sends them: auth, each 4xx, the 202 poll flows, and no secret in any answer.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use shared::api::{Api, Miss, Route, resolve};
+use shared::store::Status;
+use sprites_emulator::EmulatorConfig;
+use sqlx::PgPool;
+
+use crate::harness::{Options, Pool, eventually, pool, pool_with, test_settings};
+
+const KEY: &str = "test-pool-key-0123456789";
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+fn api(pool: &Pool) -> Api {
+    Api::new(pool.engine.clone(), SecretString::from(KEY))
+}
+
+/// An API Gateway v2 event, shaped as in events/*.json.
+fn event(
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    base64: bool,
+) -> lambda_http::Request {
+    let mut headers = json!({ "content-type": "application/json", "user-agent": "api-test" });
+    if let Some(key) = key {
+        headers["authorization"] = json!(format!("Bearer {key}"));
+    }
+    let event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "api-test" },
+            "requestId": "req-1",
+            "routeKey": format!("{method} {path}"),
+            "stage": "$default",
+            "time": "21/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_795_262_400_000u64,
+        },
+        "body": body,
+        "isBase64Encoded": base64,
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// Sends a request to the function API Gateway would route it to (`$default` -> healthz).
+async fn send(api: &Api, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+    let route = match resolve(&method.parse().unwrap(), path) {
+        Ok((route, _)) => route,
+        // The ANY route of a known path goes to one of its functions; unknown paths to $default.
+        Err(Miss::MethodNotAllowed(_)) => route_of_path(path),
+        Err(Miss::NotFound) => Route::Healthz,
+    };
+    to_answer(shared::lambda::http(api, route, event(method, path, key, body, false)).await)
+}
+
+fn route_of_path(path: &str) -> Route {
+    for method in ["GET", "POST", "DELETE"] {
+        if let Ok((route, _)) = resolve(&method.parse().unwrap(), path) {
+            return route;
+        }
+    }
+    Route::Healthz
+}
+
+fn to_answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
+    let (parts, body) = response.into_parts();
+    let text = match body {
+        lambda_http::Body::Text(text) => text,
+        lambda_http::Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
+        _ => String::new(),
+    };
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status: parts.status, headers: parts.headers, body, text }
+}
+
+async fn get(api: &Api, path: &str) -> Answer {
+    send(api, "GET", path, Some(KEY), None).await
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn public_routes_answer_without_a_key(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+
+    let health = send(&api, "GET", "/healthz", None, None).await;
+    assert_eq!((health.status, health.body.clone()), (StatusCode::OK, json!({ "ok": true })));
+    assert_eq!(health.headers["content-type"], "application/json");
+
+    let version = send(&api, "GET", "/version", None, None).await;
+    assert_eq!(version.status, StatusCode::OK);
+    assert_eq!(version.body["environment"], "dev");
+    let commit = version.body["commit"].as_str().unwrap();
+    assert!(!commit.is_empty() && version.body["version"].as_str().unwrap().ends_with(commit));
+
+    let counts = send(&api, "GET", "/api/pool/counts", None, None).await;
+    assert_eq!(counts.status, StatusCode::OK);
+    for status in Status::ALL {
+        assert_eq!(counts.body[status.as_str()], 0, "{}", counts.text);
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_other_route_refuses_a_missing_or_wrong_key(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let wrong_keys = [None, Some("wrong"), Some("test-pool-key-0123456788"), Some("")];
+    for route in Route::ALL.iter().filter(|r| r.needs_key()) {
+        for (method, pattern) in route.patterns() {
+            let path = pattern.replace("{id}", "some-id");
+            for key in wrong_keys {
+                let answer = send(&api, method.as_str(), &path, key, Some("{}")).await;
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}");
+                assert_eq!(answer.body["error"], "missing or wrong API key");
+                assert_eq!(answer.headers["www-authenticate"], "Bearer");
+            }
+        }
+    }
+    // The scheme is "Bearer " exactly; a raw key is not accepted.
+    let mut request = event("GET", "/api/pool/status", None, None, false);
+    request.headers_mut().insert("authorization", KEY.parse().unwrap());
+    let answer = to_answer(shared::lambda::http(&api, Route::Status, request).await);
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wrong_methods_unknown_paths_misrouted_events_and_big_bodies(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+
+    let answer = send(&api, "PUT", "/api/pool/instances/abc", Some(KEY), None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.headers["allow"], "GET, DELETE");
+    assert_eq!(answer.body["error"], "method not allowed");
+    let answer = send(&api, "GET", "/api/pool/claim", Some(KEY), None).await;
+    assert_eq!(
+        (answer.status, answer.headers["allow"].to_str().unwrap()),
+        (StatusCode::METHOD_NOT_ALLOWED, "POST")
+    );
+
+    let answer = send(&api, "GET", "/api/pool/nothing-here", Some(KEY), None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.body["error"], "route not found");
+
+    // A claim event that reaches the status function (a mis-wired route) does not run.
+    let request = event("POST", "/api/pool/claim", Some(KEY), Some("{}"), false);
+    let answer = to_answer(shared::lambda::http(&api, Route::Status, request).await);
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+    let big = json!({ "agentName": "a", "instructions": "x".repeat(300 * 1024) }).to_string();
+    let answer = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(&big)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer.body["error"].as_str().unwrap().contains("262144"));
+
+    for path in ["/api/pool/instances/nope", "/api/pool/debug/nope"] {
+        assert_eq!(get(&api, path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in ["/api/pool/instances/nope", "/api/pool/instances/nope/destroy", "/api/pool/crashed/nope"] {
+        let answer = send(&api, "DELETE", path, Some(KEY), None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.body["error"], "instance not found");
+    }
+    let answer = get(&api, "/api/pool/claims/not-a-uuid").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = get(&api, "/api/pool/claims/6f1c2a0e-4d7b-4f59-9a63-2b8f0f2c1d11").await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("claim not found"))
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_fields_are_named_in_a_400(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let cases = [
+        ("/api/pool/claim", r#"{"instructions": "hi"}"#, "agentName"),
+        ("/api/pool/claim", r#"{"agentName": 7, "instructions": "hi"}"#, "agentName"),
+        ("/api/pool/claim", r#"{"agentName": "a"}"#, "instructions"),
+        (
+            "/api/pool/claim",
+            r#"{"agentName": "a", "instructions": "hi", "joinUrl": "https://popup.convos.org/v2?i=x"}"#,
+            "joinUrl",
+        ),
+        ("/api/pool/claim", "not json", "body"),
+        ("/api/pool/claim", "[1]", "body"),
+        ("/api/pool/replenish", r#"{"count": 0}"#, "count"),
+        ("/api/pool/replenish", r#"{"count": 21}"#, "count"),
+        ("/api/pool/replenish", r#"{"count": "3"}"#, "count"),
+        ("/api/pool/drain", "", "count"),
+        ("/api/pool/drain", r#"{"count": -1}"#, "count"),
+    ];
+    for (path, body, field) in cases {
+        let answer = send(&api, "POST", path, Some(KEY), Some(body)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}: {}", answer.text);
+        assert_eq!(answer.body["field"], field, "{path} {body}");
+        assert!(answer.body["error"].as_str().unwrap().starts_with(field), "{}", answer.text);
+    }
+    assert_eq!(pool.store.instances().await.unwrap().len(), 0, "nothing was started");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let claim_body =
+        r#"{"agentName": "tokyo-trip-planner", "instructions": "You are a helpful trip planner for Tokyo."}"#;
+
+    let empty = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim_body)).await;
+    assert_eq!(empty.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(empty.headers["retry-after"], "30");
+    assert_eq!(empty.body["error"], "No idle instances available. Try again in a few minutes.");
+
+    let started = send(&api, "POST", "/api/pool/replenish", Some(KEY), Some(r#"{"count": 2}"#)).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    assert_eq!((started.body["ok"].clone(), started.body["created"].clone()), (json!(true), json!(2)));
+    pool.settled_idle(2).await;
+
+    let claimed = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim_body)).await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+    let id = claimed.body["instanceId"].as_str().unwrap().to_string();
+    assert!(claimed.body["inviteUrl"].as_str().unwrap().starts_with("https://dev.convos.org/"));
+    assert!(claimed.body["conversationId"].is_string());
+    assert_eq!(claimed.body["joined"], false);
+    assert_eq!(claimed.body["status"], "created");
+    assert_eq!(claimed.body["agentName"], "tokyo-trip-planner");
+
+    let agents = get(&api, "/api/pool/agents").await;
+    assert_eq!(agents.body["agents"][0]["instanceId"], id.as_str());
+    assert_eq!(agents.body["agents"][0]["instructions"], "You are a helpful trip planner for Tokyo.");
+    let ids = send(&api, "DELETE", "/api/pool/instances", Some(KEY), None).await;
+    assert_eq!(ids.body, json!({ "ids": [id] }));
+    let status = get(&api, "/api/pool/status").await;
+    assert_eq!(status.body["counts"]["claimed"], 1);
+    assert_eq!(status.body["instances"].as_array().unwrap().len(), 2, "one idle, one claimed");
+    let detail = get(&api, &format!("/api/pool/instances/{id}")).await;
+    assert_eq!(detail.body["status"], "claimed");
+    assert!(
+        detail.body["events"].as_array().unwrap().iter().any(|e| e["toStatus"] == "claimed"),
+        "{}",
+        detail.text
+    );
+    let debug = get(&api, &format!("/api/pool/debug/{id}")).await;
+    assert_eq!(debug.status, StatusCode::OK, "{}", debug.text);
+    assert_eq!(debug.body["gateway"]["ready"], true);
+    assert!(debug.body["machine"]["services"].is_array(), "{}", debug.text);
+    let counts = send(&api, "GET", "/api/pool/counts", None, None).await;
+
+    let token = pool.instance(&id).await.unwrap().gateway_token.expose_secret().to_string();
+    for answer in [&claimed, &agents, &ids, &status, &detail, &debug, &counts] {
+        assert!(!answer.text.contains(&token), "a gateway token leaked: {}", answer.text);
+        assert!(!answer.text.contains(KEY), "the API key leaked");
+        assert!(!answer.text.contains(crate::harness::ANTHROPIC_KEY), "the Anthropic key leaked");
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_slow_join_answers_202_and_its_status_url_reports_the_end(db: PgPool) {
+    let mut settings = test_settings();
+    settings.claim_wait = Duration::from_millis(300);
+    let emulator = EmulatorConfig { speed: 0.001, join_delay_ms: 1_500_000, ..EmulatorConfig::default() };
+    let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
+    let api = api(&pool);
+    pool.provision(1).await;
+
+    let body =
+        r#"{"agentName": "joiner", "instructions": "hi", "joinUrl": "https://dev.convos.org/v2?i=abc"}"#;
+    let accepted = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(body)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    assert_eq!(accepted.body["status"], "pending");
+    let url = accepted.body["statusUrl"].as_str().unwrap().to_string();
+    assert_eq!(accepted.headers["location"], url.as_str());
+    assert!(url.starts_with("/api/pool/claims/"));
+
+    let pending = get(&api, &url).await;
+    assert_eq!((pending.status, pending.body["status"].as_str()), (StatusCode::OK, Some("pending")));
+    let done = eventually("the join to finish", Duration::from_secs(10), || async {
+        let answer = get(&api, &url).await;
+        (answer.body["status"] != "pending").then_some(answer)
+    })
+    .await;
+    assert_eq!(done.body["status"], "joined", "{}", done.text);
+    assert_eq!(done.body["joined"], true);
+    assert_eq!(done.body["instanceId"], accepted.body["instanceId"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn recycle_and_destroy_answer_202_and_the_instance_route_follows_them(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let ids: Vec<String> = pool.provision(2).await.into_iter().map(|i| i.id).collect();
+    let claim = r#"{"agentName": "a", "instructions": "b"}"#;
+    let claimed = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim)).await;
+    let id = claimed.body["instanceId"].as_str().unwrap().to_string();
+
+    let recycle = send(&api, "DELETE", &format!("/api/pool/instances/{id}"), Some(KEY), None).await;
+    assert_eq!(recycle.status, StatusCode::ACCEPTED, "{}", recycle.text);
+    assert_eq!(recycle.body["status"], "recycling");
+    let url = recycle.body["statusUrl"].as_str().unwrap().to_string();
+    let idle = eventually("the recycle to finish", Duration::from_secs(10), || async {
+        let answer = get(&api, &url).await;
+        (answer.body["status"] == "idle").then_some(answer)
+    })
+    .await;
+    assert!(
+        idle.body["events"].as_array().unwrap().iter().any(|e| e["reason"] == "recycle"),
+        "{}",
+        idle.text
+    );
+
+    let other = ids.iter().find(|i| **i != id).unwrap();
+    let destroy = send(&api, "DELETE", &format!("/api/pool/crashed/{other}"), Some(KEY), None).await;
+    assert_eq!((destroy.status, destroy.body["status"].as_str()), (StatusCode::ACCEPTED, Some("destroying")));
+    eventually("the row to go", Duration::from_secs(10), || async {
+        (get(&api, &format!("/api/pool/instances/{other}")).await.status == StatusCode::NOT_FOUND)
+            .then_some(())
+    })
+    .await;
+
+    // Drained, the instance is past recycling.
+    let drained = send(&api, "POST", "/api/pool/drain", Some(KEY), Some(r#"{"count": 5}"#)).await;
+    assert_eq!((drained.body["ok"].clone(), drained.body["drained"].clone()), (json!(true), json!(1)));
+    let again = send(&api, "DELETE", &format!("/api/pool/instances/{id}"), Some(KEY), None).await;
+    assert!(matches!(again.status, StatusCode::CONFLICT | StatusCode::NOT_FOUND), "{}", again.text);
+
+    let reconcile = send(&api, "POST", "/api/pool/reconcile", Some(KEY), None).await;
+    assert_eq!(reconcile.status, StatusCode::OK, "{}", reconcile.text);
+    assert_eq!(reconcile.body["ok"], true);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_base64_body_is_read_as_sent(db: PgPool) {
+    use base64::Engine as _;
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let body = base64::engine::general_purpose::STANDARD.encode(r#"{"count": 1}"#);
+    let request = event("POST", "/api/pool/replenish", Some(KEY), Some(&body), true);
+    let answer = to_answer(shared::lambda::http(&api, Route::Replenish, request).await);
+    assert_eq!(
+        (answer.status, answer.body["created"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{}",
+        answer.text
+    );
+}
