@@ -11,7 +11,8 @@ pub fn init_json() {
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        // The innermost span carries the instance and step of a step run.
+        .with_current_span(true)
         .with_span_list(false)
         .with_ansi(false)
         .with_env_filter(filter())
