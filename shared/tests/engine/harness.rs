@@ -95,8 +95,13 @@ pub async fn pool(db: PgPool) -> Pool {
 }
 
 pub async fn pool_with(db: PgPool, options: Options) -> Pool {
+    pool_on(Store::new(db), options).await
+}
+
+/// A pool on a store the test built itself (through a pooler, say) rather than on the test's
+/// own connection pool.
+pub async fn pool_on(store: Store, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
-    let store = Store::new(db);
     let engine = engine(&emulator, &store, options.settings, options.timeouts.clone(), options.chain);
     Pool { emulator, engine, store, timeouts: options.timeouts }
 }
@@ -149,6 +154,12 @@ impl Pool {
     /// Another process on the same database and Sprites org.
     pub fn other_process(&self, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
         engine(&self.emulator, &self.store, settings, self.timeouts.clone(), chain)
+    }
+
+    /// Another process on the same Sprites org with its own store (its own connection pool),
+    /// its steps run in-process.
+    pub fn process_on(&self, store: &Store, settings: EngineSettings) -> Arc<Engine> {
+        engine(&self.emulator, store, settings, self.timeouts.clone(), None)
     }
 
     pub async fn count(&self, status: Status) -> i64 {
