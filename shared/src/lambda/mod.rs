@@ -39,7 +39,8 @@ pub async fn serve_sweep(sweep: Sweep) -> Result<(), Error> {
     let plan = sweep.plan(&process.config);
     let engine = &process.engine;
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let report = sweep_event(engine, sweep, plan, event.context.deadline()).await;
+        let deadline = effective_deadline(event.context.deadline(), SWEEP_TIMEOUT);
+        let report = sweep_event(engine, sweep, plan, deadline).await;
         Ok::<_, std::convert::Infallible>(serde_json::to_value(report).unwrap_or_default())
     })))
     .await
@@ -51,7 +52,7 @@ pub async fn serve_step_worker() -> Result<(), Error> {
     let process = Process::for_lambda().await?;
     let engine = &process.engine;
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        step_event(engine, &event.payload, event.context.deadline()).await
+        step_event(engine, &event.payload, effective_deadline(event.context.deadline(), STEP_TIMEOUT)).await
     })))
     .await
 }
@@ -92,6 +93,18 @@ fn instant_of(deadline: SystemTime) -> tokio::time::Instant {
     let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
     tokio::time::Instant::now() + left
 }
+
+/// The deadline to plan with. Lambda always sends a future one; a deadline already past when
+/// the event arrives (cargo lambda watch sends a fixed one in 1970) means "unknown": plan with
+/// the function's configured timeout instead of finding no time at all.
+pub fn effective_deadline(deadline: SystemTime, timeout: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    if deadline > now { deadline } else { now + timeout }
+}
+
+/// The timeouts in infra/template.yaml, for runtimes that give no usable deadline.
+const SWEEP_TIMEOUT: Duration = Duration::from_secs(75);
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One scheduled invocation of a sweep.
 pub async fn sweep_event(engine: &Engine, sweep: Sweep, plan: Plan, deadline: SystemTime) -> LoopReport {
@@ -141,5 +154,21 @@ pub async fn step_event(
             tracing::warn!(instance = %detail.instance_id, "step cut at the invocation deadline; the tick re-drives it");
             Ok(serde_json::json!({ "instanceId": detail.instance_id, "hop": detail.hop, "ran": false }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_already_past_is_read_as_unknown() {
+        let timeout = Duration::from_secs(75);
+        let future = SystemTime::now() + Duration::from_secs(30);
+        assert_eq!(effective_deadline(future, timeout), future);
+        let watch = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        let planned = effective_deadline(watch, timeout);
+        let left = planned.duration_since(SystemTime::now()).unwrap();
+        assert!(left > Duration::from_secs(70) && left <= timeout, "{left:?}");
     }
 }
