@@ -3,6 +3,7 @@
 //! main job runs them for ever at their intervals.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -67,18 +68,25 @@ impl Sweep {
         Plan { passes, interval, pass_budget }
     }
 
-    /// One pass; its report as JSON for the log.
-    pub async fn run_once(self, engine: &Engine) -> Result<Value, EngineError> {
-        let report = match self {
-            Sweep::Tick => {
-                let report = serde_json::to_value(engine.tick().await?).unwrap_or_default();
-                report_counts(engine).await;
-                report
-            }
-            Sweep::Heartbeat => serde_json::to_value(engine.heartbeat().await?).unwrap_or_default(),
-            Sweep::Reconcile => serde_json::to_value(engine.reconcile().await?).unwrap_or_default(),
-        };
-        Ok(report)
+    /// One pass; its report as JSON for the log. Boxed and type-erased: inlined into a
+    /// function's runtime loop, a tick's future nests past the compiler's layout depth limit in
+    /// release builds.
+    pub fn run_once(
+        self,
+        engine: &Engine,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, EngineError>> + Send + '_>> {
+        Box::pin(async move {
+            let report = match self {
+                Sweep::Tick => {
+                    let report = serde_json::to_value(engine.tick().await?).unwrap_or_default();
+                    report_counts(engine).await;
+                    report
+                }
+                Sweep::Heartbeat => serde_json::to_value(engine.heartbeat().await?).unwrap_or_default(),
+                Sweep::Reconcile => serde_json::to_value(engine.reconcile().await?).unwrap_or_default(),
+            };
+            Ok(report)
+        })
     }
 }
 

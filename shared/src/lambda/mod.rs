@@ -145,7 +145,10 @@ pub async fn step_event(
     let detail: StepDetail =
         serde_json::from_value(detail.clone()).map_err(|e| StepEventError::Malformed(e.to_string()))?;
     let stop = instant_of(deadline).checked_sub(STEP_MARGIN).unwrap_or_else(tokio::time::Instant::now);
-    match tokio::time::timeout_at(stop, engine.run_step(&detail.instance_id, detail.hop)).await {
+    // Type-erased for the same reason as a sweep pass (sweep_loop::Sweep::run_once).
+    let run: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =
+        Box::pin(engine.run_step(&detail.instance_id, detail.hop));
+    match tokio::time::timeout_at(stop, run).await {
         Ok(result) => {
             result?;
             Ok(serde_json::json!({ "instanceId": detail.instance_id, "hop": detail.hop, "ran": true }))
