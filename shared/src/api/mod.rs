@@ -31,10 +31,6 @@ impl Api {
         Api { engine, api_key }
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
-    }
-
     /// Answers one request. `only` is the route of the Lambda function serving it: anything
     /// else that reaches that function is a 404, so a mis-wired API Gateway route cannot run
     /// another route's code.
