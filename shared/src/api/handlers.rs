@@ -15,6 +15,8 @@ use crate::store::Status;
 /// The Node pool capped manual replenish and drain at 20 per request.
 const MAX_COUNT: u64 = 20;
 const INSTANCE_EVENTS: i64 = 20;
+const FEED_EVENTS: i64 = 50;
+const MAX_FEED_EVENTS: i64 = 500;
 
 pub fn healthz() -> Reply {
     Reply::ok(json!({ "ok": true }))
@@ -232,5 +234,27 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
             Some(n @ 1..=MAX_COUNT) => Ok(Some(n as u32)),
             _ => Err(Reply::bad_request("count", format!("must be a whole number from 1 to {MAX_COUNT}"))),
         },
+    }
+}
+
+/// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
+pub async fn events(engine: &Engine, query: Option<&str>) -> Reply {
+    let mut limit = FEED_EVENTS;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "limit" {
+            match value.parse::<i64>() {
+                Ok(n @ 1..=MAX_FEED_EVENTS) => limit = n,
+                _ => {
+                    return Reply::bad_request(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_FEED_EVENTS}"),
+                    );
+                }
+            }
+        }
+    }
+    match engine.store().events(None, limit).await {
+        Ok(events) => Reply::ok(json!({ "events": events })),
+        Err(err) => Reply::internal(&err),
     }
 }

@@ -15,8 +15,11 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
-pub use reply::Reply;
+pub use reply::{Payload, Reply};
 pub use routes::{Miss, Route, resolve};
+
+/// The operator dashboard: one self-contained page (no outside host, no key inside).
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The largest request body accepted. Instructions may be 64 KiB; JSON escaping can grow them.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -56,6 +59,7 @@ impl Api {
         let id = param.unwrap_or_default();
         let body = request.body();
         match route {
+            Route::Dashboard => Reply::page(DASHBOARD),
             Route::Healthz => handlers::healthz(),
             Route::Version => handlers::version(&self.engine),
             Route::Counts => handlers::counts(&self.engine).await,
@@ -71,6 +75,7 @@ impl Api {
             Route::ReconcileNow => handlers::reconcile(&self.engine).await,
             Route::Status => handlers::status(&self.engine).await,
             Route::Debug => handlers::debug(&self.engine, &id).await,
+            Route::Events => handlers::events(&self.engine, request.uri().query()).await,
         }
     }
 

@@ -9,9 +9,20 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
-    pub body: serde_json::Value,
+    pub body: Payload,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
+
+#[derive(Debug)]
+pub enum Payload {
+    Json(serde_json::Value),
+    /// A page built into the binary.
+    Html(&'static str),
+}
+
+/// The page may load and call nothing but this origin, and never be framed.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 impl Reply {
     pub fn ok(body: impl Serialize) -> Reply {
@@ -23,7 +34,15 @@ impl Reply {
             tracing::error!(error = %err, "response did not serialize");
             serde_json::json!({ "error": "internal error" })
         });
-        Reply { status, body, headers: Vec::new() }
+        Reply { status, body: Payload::Json(body), headers: Vec::new() }
+    }
+
+    pub fn page(html: &'static str) -> Reply {
+        let mut reply = Reply { status: StatusCode::OK, body: Payload::Html(html), headers: Vec::new() };
+        reply.headers.push((http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_POLICY)));
+        reply.headers.push((http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
+        reply.headers.push((http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+        reply
     }
 
     /// A 202 whose progress is polled at `status_url`.
@@ -81,11 +100,16 @@ impl Reply {
     }
 
     pub fn into_response(self) -> Response<Bytes> {
-        let body = serde_json::to_vec(&self.body).unwrap_or_default();
-        let mut response = Response::new(Bytes::from(body));
+        let (body, content_type) = match &self.body {
+            Payload::Json(value) => {
+                (Bytes::from(serde_json::to_vec(value).unwrap_or_default()), "application/json")
+            }
+            Payload::Html(page) => (Bytes::from_static(page.as_bytes()), "text/html; charset=utf-8"),
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (name, value) in self.headers {
             headers.insert(name, value);

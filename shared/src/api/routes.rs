@@ -6,6 +6,7 @@ use http::Method;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
+    Dashboard,
     Healthz,
     Version,
     Counts,
@@ -21,10 +22,12 @@ pub enum Route {
     ReconcileNow,
     Status,
     Debug,
+    Events,
 }
 
 /// `{id}` matches one non-empty path segment.
 const TABLE: &[(Method, &str, Route)] = &[
+    (Method::GET, "/", Route::Dashboard),
     (Method::GET, "/healthz", Route::Healthz),
     (Method::GET, "/version", Route::Version),
     (Method::GET, "/api/pool/counts", Route::Counts),
@@ -42,10 +45,12 @@ const TABLE: &[(Method, &str, Route)] = &[
     (Method::POST, "/api/pool/reconcile", Route::ReconcileNow),
     (Method::GET, "/api/pool/status", Route::Status),
     (Method::GET, "/api/pool/debug/{id}", Route::Debug),
+    (Method::GET, "/api/pool/events", Route::Events),
 ];
 
 impl Route {
     pub const ALL: &[Route] = &[
+        Route::Dashboard,
         Route::Healthz,
         Route::Version,
         Route::Counts,
@@ -61,11 +66,13 @@ impl Route {
         Route::ReconcileNow,
         Route::Status,
         Route::Debug,
+        Route::Events,
     ];
 
     /// The Lambda function (cargo binary) that serves this route.
     pub fn function(self) -> &'static str {
         match self {
+            Route::Dashboard => "dashboard",
             Route::Healthz => "healthz",
             Route::Version => "version",
             Route::Counts => "counts",
@@ -81,13 +88,15 @@ impl Route {
             Route::ReconcileNow => "reconcile-now",
             Route::Status => "status",
             Route::Debug => "debug",
+            Route::Events => "events",
         }
     }
 
-    /// Health, version and counts are public, as in the Node pool. Everything else, the agent
-    /// list included (it holds invite URLs and instructions), needs the key.
+    /// The page, health, version and counts are public, as in the Node pool (the page holds no
+    /// key: the operator types it in). Everything else, the agent list included (it holds invite
+    /// URLs and instructions), needs the key.
     pub fn needs_key(self) -> bool {
-        !matches!(self, Route::Healthz | Route::Version | Route::Counts)
+        !matches!(self, Route::Dashboard | Route::Healthz | Route::Version | Route::Counts)
     }
 
     /// Every (method, path pattern) this route answers.
@@ -163,6 +172,7 @@ mod tests {
     #[test]
     fn resolves_params_methods_and_misses() {
         assert_eq!(resolve(&Method::GET, "/healthz/"), Ok((Route::Healthz, None)));
+        assert_eq!(resolve(&Method::GET, "/"), Ok((Route::Dashboard, None)));
         assert_eq!(
             resolve(&Method::DELETE, "/api/pool/instances/abc"),
             Ok((Route::Recycle, Some("abc".into())))

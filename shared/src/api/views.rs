@@ -68,6 +68,9 @@ pub struct AgentView<'a> {
     pub status: Status,
     #[serde(with = "time::serde::rfc3339::option")]
     pub claimed_at: Option<OffsetDateTime>,
+    /// The invite URL as a QR code (SVG), drawn here: invite URLs are private, so no outside
+    /// QR service ever sees one.
+    pub invite_qr_svg: Option<String>,
 }
 
 impl<'a> From<&'a Instance> for AgentView<'a> {
@@ -81,8 +84,14 @@ impl<'a> From<&'a Instance> for AgentView<'a> {
             join_status: i.join_status.as_deref(),
             status: i.status,
             claimed_at: i.claimed_at,
+            invite_qr_svg: i.invite_url.as_deref().and_then(qr_svg),
         }
     }
+}
+
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(code.render::<qrcode::render::svg::Color>().min_dimensions(160, 160).quiet_zone(true).build())
 }
 
 #[derive(Debug, Serialize)]

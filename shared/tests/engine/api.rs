@@ -29,11 +29,12 @@ fn api(pool: &Pool) -> Api {
 /// An API Gateway v2 event, shaped as in events/*.json.
 fn event(
     method: &str,
-    path: &str,
+    target: &str,
     key: Option<&str>,
     body: Option<&str>,
     base64: bool,
 ) -> lambda_http::Request {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut headers = json!({ "content-type": "application/json", "user-agent": "api-test" });
     if let Some(key) = key {
         headers["authorization"] = json!(format!("Bearer {key}"));
@@ -42,7 +43,7 @@ fn event(
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -63,14 +64,15 @@ fn event(
 }
 
 /// Sends a request to the function API Gateway would route it to (`$default` -> healthz).
-async fn send(api: &Api, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+async fn send(api: &Api, method: &str, target: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let route = match resolve(&method.parse().unwrap(), path) {
         Ok((route, _)) => route,
         // The ANY route of a known path goes to one of its functions; unknown paths to $default.
         Err(Miss::MethodNotAllowed(_)) => route_of_path(path),
         Err(Miss::NotFound) => Route::Healthz,
     };
-    to_answer(shared::lambda::http(api, route, event(method, path, key, body, false)).await)
+    to_answer(shared::lambda::http(api, route, event(method, target, key, body, false)).await)
 }
 
 fn route_of_path(path: &str) -> Route {
@@ -361,4 +363,42 @@ async fn a_base64_body_is_read_as_sent(db: PgPool) {
         "{}",
         answer.text
     );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_page_is_public_self_contained_and_keyless(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let page = send(&api, "GET", "/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+    assert!(!page.text.contains(KEY), "the page never carries the key");
+    assert!(page.text.contains("<html"), "{}", page.text);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_feed_lists_events_and_agents_carry_a_qr_code_of_their_invite(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    pool.provision(1).await;
+    let claim = r#"{"agentName": "qr", "instructions": "x"}"#;
+    assert_eq!(send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim)).await.status, StatusCode::OK);
+
+    let agents = get(&api, "/api/pool/agents").await;
+    let svg = agents.body["agents"][0]["inviteQrSvg"].as_str().unwrap();
+    assert!(svg.contains("<svg") && svg.contains("<path"), "{svg}");
+    let invite = agents.body["agents"][0]["inviteUrl"].as_str().unwrap();
+    assert!(!svg.contains(invite), "the URL is drawn, not written");
+
+    let feed = get(&api, "/api/pool/events?limit=3").await;
+    let events = feed.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3, "{}", feed.text);
+    assert_eq!(events[0]["toStatus"], "claimed", "newest first");
+    assert!(events[0]["id"].as_i64() > events[1]["id"].as_i64());
+    for bad in ["0", "501", "ten"] {
+        let answer = get(&api, &format!("/api/pool/events?limit={bad}")).await;
+        assert_eq!((answer.status, answer.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+    }
 }
