@@ -1,6 +1,8 @@
 // The operator dashboard in a real browser: Debian's headless Chromium, driven by
 // playwright-core, against a running pool-local on the emulator (scripts/browser-test starts
-// it). BASE_URL is the server, POOL_API_KEY its key; screenshots go to SCREENSHOT_DIR.
+// it). BASE_URL is the server, POOL_API_KEY its key, EMULATOR_URL the emulator pool-local runs
+// (its control API under /_emulator slows joins down and makes creation fail); screenshots go
+// to SCREENSHOT_DIR.
 // Prints each step; exits non-zero on the first failure (with a screenshot of the page then).
 
 import assert from 'node:assert/strict';
@@ -10,6 +12,7 @@ import { chromium } from 'playwright-core';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
 const KEY = process.env.POOL_API_KEY || '';
+const EMULATOR_URL = (process.env.EMULATOR_URL || '').replace(/\/+$/, '');
 const SHOTS = process.env.SCREENSHOT_DIR || 'artifacts/screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // The emulator is fast, CI machines are slow: every wait is generous.
@@ -17,6 +20,7 @@ const WAIT = Number(process.env.WAIT_MS || 30_000);
 
 assert.ok(BASE_URL, 'BASE_URL is required (e.g. http://127.0.0.1:3001)');
 assert.ok(KEY, 'POOL_API_KEY is required');
+assert.ok(EMULATOR_URL, "EMULATOR_URL is required (the emulator's base URL, e.g. http://127.0.0.1:8090)");
 const ORIGIN = new URL(BASE_URL).origin;
 mkdirSync(SHOTS, { recursive: true });
 
@@ -72,6 +76,8 @@ page.on('dialog', async (dialog) => {
 
 async function shot(name) {
   const file = path.join(SHOTS, name);
+  // From the top: scrolled, the sticky header would be drawn over the middle of a full-page shot.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: file, fullPage: true });
   process.stdout.write(`   screenshot ${file}\n`);
 }
@@ -93,6 +99,65 @@ async function waitCount(status, min, max = Infinity) {
     throw new Error(`counts: waited for ${status} ${label}: ${err.message.split('\n')[0]}`);
   });
 }
+// The emulator's control API (loopback, no token) and the pool's API, from node: these are not
+// the page's requests, so they do not count as requests to other hosts.
+async function emulator(method, route, body) {
+  const response = await fetch(`${EMULATOR_URL}/_emulator${route}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`emulator ${method} ${route}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+async function poolGet(route) {
+  const response = await fetch(`${BASE_URL}${route}`, {
+    headers: { Authorization: `Bearer ${KEY}`, Accept: 'application/json' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`pool GET ${route}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+// Polls `probe` until it returns something truthy; fails with `what` after `timeout` ms.
+async function until(what, probe, timeout = WAIT * 2) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`waited ${timeout / 1000} s for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+const secsSince = (t) => ((Date.now() - t) / 1000).toFixed(1);
+// Records every text the launch result's heading shows (with its spinner or not), so a state
+// the test could miss on a slow machine is still seen.
+async function watchResultHead() {
+  await page.evaluate(() => {
+    const head = document.querySelector('[data-testid="result-head"]');
+    window.__heads = [];
+    const note = () => {
+      const entry = { text: head.textContent.trim(), spinner: !!head.querySelector('.spinner') };
+      const last = window.__heads[window.__heads.length - 1];
+      if (entry.text && (!last || last.text !== entry.text || last.spinner !== entry.spinner)) window.__heads.push(entry);
+    };
+    window.__headObserver?.disconnect();
+    window.__headObserver = new MutationObserver(note);
+    window.__headObserver.observe(head, { childList: true, subtree: true, characterData: true });
+  });
+}
+async function fillJoin(name, instructions) {
+  await page.locator(tid('launch-mode-join')).check();
+  await page.locator(tid('launch-name')).fill(name);
+  await page.locator(tid('launch-join-url')).fill(JOIN_URL);
+  await page.locator(tid('launch-instructions')).fill(instructions);
+}
+const JOIN_URL = 'https://dev.convos.org/v2?i=browser-test';
+const claimPost = (r) => r.url() === `${ORIGIN}/api/pool/claim` && r.request().method() === 'POST';
+
 function assertKeyNotInPage(html, where) {
   assert.ok(!html.includes(KEY), `the page HTML contains the API key (${where})`);
 }
@@ -223,6 +288,169 @@ try {
   await shot('03-agent-recycled.png');
   ok(`gone from the agents list; claimed ${await count('claimed')}; instance ${instanceId} idle again`);
 
+  step('a join that outlasts the claim\'s 20 s wait: the claim answers 202 and the page waits');
+  // The emulator scales join_delay_ms by its speed: ask for ~25 s of real time, 5 s more than
+  // the pool's claim waits before answering 202 (EngineSettings claim_wait).
+  const emulatorConfig = await emulator('GET', '/config');
+  const { speed } = emulatorConfig;
+  assert.ok(speed > 0, `the emulator runs at speed ${speed}; a join delay needs speed > 0`);
+  const savedJoin = { join_delay_ms: emulatorConfig.join_delay_ms, join_outcome: emulatorConfig.join_outcome };
+  const slowJoinMs = Math.round(25_000 / speed);
+  const slowConfig = await emulator('PUT', '/config', { join_delay_ms: slowJoinMs, join_outcome: 'joined' });
+  assert.equal(slowConfig.join_delay_ms, slowJoinMs);
+  await waitCount('idle', 1);
+  const joinName = `browser-join-${Math.random().toString(36).slice(2, 8)}`;
+  await fillJoin(joinName, 'You join trips already planned.');
+  await watchResultHead();
+  // Every answer of the claim's status URL, in order.
+  const claimPolls = [];
+  page.on('response', async (r) => {
+    if (/\/api\/pool\/claims\/[^/]+$/.test(new URL(r.url()).pathname) && r.request().method() === 'GET') {
+      try { claimPolls.push({ url: r.url(), status: r.status(), body: await r.json() }); } catch { /* page gone */ }
+    }
+  });
+  const joinStarted = Date.now();
+  const gotClaim = page.waitForResponse(claimPost, { timeout: 60_000 });
+  await page.locator(tid('launch-submit')).click();
+  const submit = page.locator(tid('launch-submit'));
+  await page.waitForFunction(() => {
+    const b = document.querySelector('[data-testid="launch-submit"]');
+    return b.disabled && b.getAttribute('aria-busy') === 'true';
+  }, null, { timeout: 5_000 });
+  assert.match(await submit.textContent(), /joining/i, 'the submit button says it is joining');
+  const accepted = await gotClaim;
+  const claimSecs = secsSince(joinStarted);
+  assert.equal(accepted.status(), 202, `the claim answered ${accepted.status()}, not 202`);
+  const pendingBody = await accepted.json();
+  assert.equal(pendingBody.status, 'pending');
+  assert.match(pendingBody.statusUrl, /^\/api\/pool\/claims\/[0-9a-f-]{36}$/, 'a same-origin status URL');
+  assert.ok(pendingBody.instanceId, 'the 202 names the instance');
+  assert.ok(Date.now() - joinStarted >= 15_000, `the claim answered 202 after only ${claimSecs} s`);
+  // The waiting state: a spinner in the result heading, the busy button, no invite yet.
+  const head = page.locator(tid('result-head'));
+  await page.locator(`${tid('result-head')} .spinner`).waitFor({ state: 'visible', timeout: 10_000 });
+  assert.match(await head.textContent(), /joining/i);
+  assert.equal(await page.locator(tid('result-invite-url')).isVisible(), false, 'no invite while waiting');
+  assert.equal(await submit.isDisabled(), true, 'the submit button stays busy while the join runs');
+  // The page polls the status URL (every 1.5 s) and says it is still waiting.
+  await page.waitForResponse((r) => r.url() === `${ORIGIN}${pendingBody.statusUrl}`, { timeout: 15_000 });
+  await page.locator(tid('result-sub')).filter({ hasText: /still waiting/ }).waitFor({ state: 'visible', timeout: 10_000 });
+  assert.ok(claimPolls.some((p) => p.body.status === 'pending'), 'a poll answered pending');
+  await shot('04-join-waiting.png');
+  ok(`202 after ${claimSecs} s (join delay ${slowJoinMs} ms at speed ${speed}); waiting state shown; polling ${pendingBody.statusUrl}`);
+
+  step('the join finishes: the page shows the joined result and lists the agent');
+  await page.waitForFunction(() => {
+    const h = document.querySelector('[data-testid="result-head"]');
+    return !h.querySelector('.spinner') && h.textContent.trim() === 'Agent joined the conversation';
+  }, null, { timeout: 60_000 });
+  const joinSecs = secsSince(joinStarted);
+  // (Bodies are read after the page has them: wait for the final one here too.)
+  const finalPoll = await until('a final answer of the status URL', () =>
+    claimPolls.find((p) => p.url === `${ORIGIN}${pendingBody.statusUrl}` && p.body.status !== 'pending'), 5_000);
+  assert.equal(finalPoll.status, 200);
+  assert.equal(finalPoll.body.status, 'joined');
+  assert.equal(finalPoll.body.joined, true);
+  assert.equal(finalPoll.body.instanceId, pendingBody.instanceId);
+  assert.ok(finalPoll.body.conversationId, 'the joined claim has a conversation');
+  assert.match(await page.locator(tid('result-sub')).textContent(), new RegExp(`conversation ${finalPoll.body.conversationId}`));
+  assert.equal((await page.locator(tid('result-invite-url')).textContent()).trim(), finalPoll.body.inviteUrl);
+  await page.waitForFunction(() => !document.querySelector('[data-testid="launch-submit"]').disabled, null, { timeout: 5_000 });
+  const heads = await page.evaluate(() => window.__heads);
+  const firstPending = heads.findIndex((h) => h.spinner);
+  const firstJoined = heads.findIndex((h) => h.text === 'Agent joined the conversation');
+  assert.ok(firstPending >= 0 && firstPending < firstJoined, `heading went waiting -> joined (${JSON.stringify(heads)})`);
+  const joinedRow = page.locator(`${tid('agent-row')}[data-instance-id="${pendingBody.instanceId}"]`);
+  await joinedRow.waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal((await joinedRow.locator(tid('agent-name')).textContent()).trim(), joinName);
+  await page.waitForFunction(
+    (id) => document.querySelector(`[data-testid="agent-row"][data-instance-id="${id}"] [data-testid="agent-join"]`)?.textContent === 'join: joined',
+    pendingBody.instanceId,
+    { timeout: WAIT },
+  );
+  await shot('05-join-joined.png');
+  ok(`joined after ${joinSecs} s (${claimPolls.length} polls); claim status joined, joined true; agent ${pendingBody.instanceId} listed`);
+
+  step('a join that ends waiting for acceptance');
+  const quickJoinMs = Math.round(1_000 / speed);
+  await emulator('PUT', '/config', { join_delay_ms: quickJoinMs, join_outcome: 'waiting_for_acceptance' });
+  await waitCount('idle', 1);
+  const waitingName = `browser-wait-${Math.random().toString(36).slice(2, 8)}`;
+  await fillJoin(waitingName, 'You wait to be let in.');
+  await watchResultHead();
+  const gotWaiting = page.waitForResponse(claimPost, { timeout: WAIT * 2 });
+  await page.locator(tid('launch-submit')).click();
+  const waitingReply = await gotWaiting;
+  assert.equal(waitingReply.status(), 200, `the claim answered ${waitingReply.status()}`);
+  const waitingBody = await waitingReply.json();
+  assert.equal(waitingBody.status, 'waiting_for_acceptance');
+  assert.equal(waitingBody.joined, false);
+  await page.waitForFunction(() => {
+    const h = document.querySelector('[data-testid="result-head"]');
+    return !h.querySelector('.spinner') && /waiting for the conversation's creator to accept/i.test(h.textContent);
+  }, null, { timeout: WAIT });
+  const waitingHead = (await head.textContent()).trim();
+  const waitingRow = page.locator(`${tid('agent-row')}[data-instance-id="${waitingBody.instanceId}"]`);
+  await waitingRow.waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal((await waitingRow.locator(tid('agent-name')).textContent()).trim(), waitingName);
+  await page.waitForFunction(
+    (id) => document.querySelector(`[data-testid="agent-row"][data-instance-id="${id}"] [data-testid="agent-join"]`)?.textContent === 'join: waiting for acceptance',
+    waitingBody.instanceId,
+    { timeout: WAIT },
+  );
+  const restored = await emulator('PUT', '/config', savedJoin);
+  assert.equal(restored.join_delay_ms, savedJoin.join_delay_ms);
+  assert.equal(restored.join_outcome, savedJoin.join_outcome);
+  await shot('06-join-waiting-for-acceptance.png');
+  ok(`result "${waitingHead}"; agent ${waitingBody.instanceId} listed with "join: waiting for acceptance"; join settings reset`);
+
+  // Last: an open breaker pauses creation for 5 minutes.
+  step('creation fails: the circuit-breaker banner shows the pause and the last failure');
+  // An instance reaching idle closes the breaker: start from a pool with nothing provisioning.
+  const settled = await until('nothing provisioning and the minimum idle', async () => {
+    const status = await poolGet('/api/pool/status');
+    return (status.counts.provisioning || 0) === 0 && (status.counts.idle || 0) >= status.minIdle && status;
+  });
+  assert.equal(settled.breaker.openUntil, null, 'the breaker is closed before the faults');
+  assert.equal(await page.locator(tid('breaker-banner')).isVisible(), false, 'no banner before the faults');
+  const failure = 'browser-test: injected create failure';
+  const fault = await emulator('POST', '/faults', {
+    route: 'sprites.create',
+    count: 50,
+    kind: { type: 'status', status: 500, body: JSON.stringify({ error: failure }) },
+  });
+  assert.ok(fault.id, 'the fault has an id');
+  const breakerStarted = Date.now();
+  await page.locator(tid('replenish-count')).fill('3');
+  await page.locator(tid('replenish-submit')).click();
+  await page.locator(tid('controls-msg')).filter({ hasText: /Started 3 instances/ }).waitFor({ state: 'visible', timeout: WAIT });
+  const banner = page.locator(tid('breaker-banner'));
+  // Creation steps retry with backoff; the breaker opens on the 3rd failure in a row.
+  await banner.waitFor({ state: 'visible', timeout: 45_000 });
+  const bannerSecs = secsSince(breakerStarted);
+  const bannerText = (await banner.textContent()).replace(/\s+/g, ' ').trim();
+  const { breaker } = await poolGet('/api/pool/status');
+  assert.ok(breaker.openUntil, 'the pool says the breaker is open');
+  const pauseMs = Date.parse(breaker.openUntil) - Date.now();
+  assert.ok(pauseMs > 200_000 && pauseMs <= 300_000, `paused for ${pauseMs} ms more`);
+  assert.ok(breaker.consecutiveFailures >= 3, `${breaker.consecutiveFailures} failures in a row`);
+  assert.match(breaker.lastFailure, new RegExp(failure));
+  const untilClock = await page.evaluate((iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }), breaker.openUntil);
+  assert.match(bannerText, /^Creation paused until /);
+  assert.ok(bannerText.includes(`until ${untilClock}`), `the banner shows the pause end ${untilClock}: "${bannerText}"`);
+  assert.match(bannerText, /\(in [45]m \d\ds\)/, 'the banner shows how long the pause lasts');
+  assert.ok(bannerText.includes(failure), `the banner shows the last failure: "${bannerText}"`);
+  assert.match(bannerText, /\d+ failures in a row/);
+  // Replenishing now starts nothing and says why.
+  await page.locator(tid('replenish-count')).fill('1');
+  await page.locator(tid('replenish-submit')).click();
+  await page.locator(tid('controls-msg')).filter({ hasText: /Creation is paused \(circuit breaker\); started 0/ }).waitFor({ state: 'visible', timeout: WAIT });
+  const faults = await emulator('GET', '/faults');
+  const hits = (Array.isArray(faults) ? faults : faults.faults || []).find((f) => f.id === fault.id)?.hits;
+  await shot('07-breaker-open.png');
+  await emulator('DELETE', '/faults');
+  ok(`banner after ${bannerSecs} s: "${bannerText}"; ${hits ?? '?'} create calls refused; replenish says creation is paused`);
+
   step('the page never held the key and asked nothing of other hosts');
   assertKeyNotInPage(await page.content(), 'at the end');
   assert.deepEqual(foreign, [], `requests to other origins: ${foreign.join(', ')}`);
@@ -234,6 +462,9 @@ try {
   try {
     await shot('99-failure.png');
   } catch { /* the page may be gone */ }
+  try {
+    await emulator('DELETE', '/faults');
+  } catch { /* the emulator may be gone */ }
   if (pageErrors.length) process.stdout.write(`page errors: ${pageErrors.join(' | ')}\n`);
   if (consoleErrors.length) process.stdout.write(`console errors: ${consoleErrors.join(' | ')}\n`);
   await browser.close();
