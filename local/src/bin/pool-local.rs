@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use shared::config::Config;
@@ -44,8 +43,9 @@ async fn run() -> Result<(), String> {
     }
     let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
         .map_err(|err| err.to_string())?;
+    let migrations = Process::migration_store(&config).map_err(|e| e.to_string())?;
+    migrations.migrate().await.map_err(|e| format!("migrations: {e}"))?;
     let store = Store::connect_lazy(config.database_url.expose_secret(), 10).map_err(|e| e.to_string())?;
-    store.migrate().await.map_err(|e| format!("migrations: {e}"))?;
     let process = Arc::new(Process::in_process(config, store).map_err(|e| e.to_string())?);
 
     for sweep in [Sweep::Tick, Sweep::Heartbeat, Sweep::Reconcile] {
@@ -89,13 +89,12 @@ fn print_banner(config: &Config, addr: SocketAddr, emulator: Option<&Emulator>) 
         Some(emulator) => format!("emulator at {}", emulator.base_url()),
         None => config.sprites_api_url.to_string(),
     };
-    let wait = Duration::from_secs(60).as_secs();
     println!(
         r#"
 Convos agent pool ({env}) listening on {base}
   Sprites:  {sprites}
   API key:  {key}
-  Pool:     {min} idle wanted, at most {max} in all (about {wait} s to fill on the emulator)
+  Pool:     {min} idle wanted, at most {max} in all (about a minute to fill on the emulator)
 
 Try:
   curl -s {base}/api/pool/counts

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use shared::config::Config;
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
 use shared::process::Process;
-use shared::store::Status;
+use shared::store::{ClaimStatus, Status, Store};
 
 #[derive(Parser)]
 #[command(about = "Operate a Convos agent pool", version)]
@@ -77,18 +78,15 @@ async fn run(command: Command) -> Result<(), String> {
         println!("migrations applied");
         return Ok(());
     }
-    let store =
-        shared::store::Store::connect_lazy(secrecy::ExposeSecret::expose_secret(&config.database_url), 4)
-            .map_err(|e| e.to_string())?;
+    let store = Store::connect_lazy(config.database_url.expose_secret(), 4).map_err(|e| e.to_string())?;
     let process = Process::in_process(config, store).map_err(|e| e.to_string())?;
     let engine = &process.engine;
-    let failed = |e: &dyn std::fmt::Display| e.to_string();
     match command {
         Command::Migrate => unreachable!("handled above"),
         Command::Status => {
-            let status = engine.status().await.map_err(|e| failed(&e))?;
+            let status = engine.status().await.map_err(|e| e.to_string())?;
             print_json(&json!(status));
-            for i in engine.store().instances().await.map_err(|e| failed(&e))? {
+            for i in engine.store().instances().await.map_err(|e| e.to_string())? {
                 let step = i.step.map_or("-", |s| s.as_str());
                 let error = i.last_error.as_deref().unwrap_or("");
                 println!("{:<14} {:<12} {:<14} {}", i.id, i.status, step, error);
@@ -103,8 +101,8 @@ async fn run(command: Command) -> Result<(), String> {
                     eprintln!("join running; waiting for it (claim {claim_id})");
                     let deadline = tokio::time::Instant::now() + WAIT;
                     loop {
-                        let claim = engine.claim_status(claim_id).await.map_err(|e| failed(&e))?;
-                        let pending = claim.as_ref().is_some_and(|c| c.status.as_str() == "pending");
+                        let claim = engine.claim_status(claim_id).await.map_err(|e| e.to_string())?;
+                        let pending = claim.as_ref().is_some_and(|c| c.status == ClaimStatus::Pending);
                         if !pending || tokio::time::Instant::now() > deadline {
                             print_json(&json!(claim));
                             break;
@@ -123,7 +121,7 @@ async fn run(command: Command) -> Result<(), String> {
             wait_settled(engine, &[id]).await?;
         }
         Command::Drain { count: Some(n), all: false, .. } => {
-            let ids = engine.drain(Some(n)).await.map_err(|e| failed(&e))?;
+            let ids = engine.drain(Some(n)).await.map_err(|e| e.to_string())?;
             println!("draining {} idle instance(s)", ids.len());
             wait_settled(engine, &ids).await?;
         }

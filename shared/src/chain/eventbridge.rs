@@ -37,7 +37,7 @@ impl EventBridgeChain {
         EventBridgeChain { client, bus: bus.into(), max_inline_delay: Duration::from_secs(10) }
     }
 
-    pub fn entry(&self, delivery: &Delivery) -> PutEventsRequestEntry {
+    fn entry(&self, delivery: &Delivery) -> PutEventsRequestEntry {
         let detail = StepDetail { instance_id: delivery.instance_id.clone(), hop: delivery.hop };
         PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
