@@ -21,6 +21,12 @@ pub enum JoinOutcome {
 pub struct EmulatorConfig {
     /// The only bearer token the API (and `sprite`-auth URLs) accept.
     pub token: String,
+    /// The only bearer token the Railway GraphQL API accepts.
+    pub railway_token: String,
+    /// The only OpenRouter management key `/api/v1/keys` accepts.
+    pub openrouter_key: String,
+    /// The only bearer token the AgentMail API accepts.
+    pub agentmail_key: String,
     /// Multiplies every simulated latency; 0 makes them instant.
     pub speed: f64,
     /// How long the setup script runs, before `speed`.
@@ -39,6 +45,9 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             token: "emulator-token".to_string(),
+            railway_token: "emulator-railway-token".to_string(),
+            openrouter_key: "emulator-openrouter-key".to_string(),
+            agentmail_key: "emulator-agentmail-key".to_string(),
             speed: 1.0,
             setup_secs: 240.0,
             gateway_boot_ms: 2000,

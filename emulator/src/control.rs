@@ -44,6 +44,9 @@ pub async fn reset(State(app): State<App>) -> Response {
     world.sprites.clear();
     world.faults.clear();
     world.counters.clear();
+    world.railway = Default::default();
+    world.openrouter = Default::default();
+    world.agentmail = Default::default();
     world.config = RuntimeConfig::from_start(&app.0.start_config);
     respond::json(StatusCode::OK, json!({"ok": true}))
 }

@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admission;
+mod agentmail;
 mod checkpoints;
 mod config;
 mod control;
@@ -23,6 +24,8 @@ mod fs;
 mod fs_routes;
 mod gateway;
 mod latency;
+mod openrouter;
+mod railway;
 mod respond;
 mod services;
 mod shell;
@@ -86,6 +89,9 @@ fn router(app: App) -> Router {
         .route("/_emulator/faults/{id}", axum::routing::delete(control::fault_delete))
         .route("/_emulator/sprites/{name}/kill", post(control::kill_sprite))
         .route("/_emulator/sprites/{name}/gateway", post(control::gateway))
+        .merge(railway::routes())
+        .merge(openrouter::routes())
+        .merge(agentmail::routes())
         // Files of several hundred MB are plausible on a real Sprite; the gateway enforces
         // its own 1 MB limit.
         .layer(DefaultBodyLimit::max(512 << 20))

@@ -291,6 +291,9 @@ pub struct World {
     pub config: RuntimeConfig,
     /// Session ids and service pids come from one counter, like pids on one kernel.
     pub next_pid: u32,
+    pub railway: crate::railway::RailwayWorld,
+    pub openrouter: crate::openrouter::OpenRouterWorld,
+    pub agentmail: crate::agentmail::AgentMailWorld,
 }
 
 impl World {
@@ -302,6 +305,9 @@ impl World {
             counters: BTreeMap::new(),
             config: RuntimeConfig::from_start(config),
             next_pid: 100,
+            railway: Default::default(),
+            openrouter: Default::default(),
+            agentmail: Default::default(),
         }
     }
 

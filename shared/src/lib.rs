@@ -9,6 +9,8 @@ pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod provider;
+pub mod railway;
+pub mod resources;
 pub mod sprites;
 pub mod store;
 pub mod sweep_loop;
