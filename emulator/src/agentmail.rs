@@ -1,12 +1,307 @@
-//! Placeholder: filled in by the agentmail emulation.
+//! AgentMail inboxes (`/v0/inboxes`): create (idempotent by `client_id`), list with
+//! `limit`/`page_token` pages (newest first), get and delete.
+//!
+//! An inbox's id is its address, `<username>@<domain>` (default domain `agentmail.to`). Any
+//! syntactically valid domain is accepted, as if verified. Errors carry the documented
+//! `{"name", "code", "message"}` body.
+
+use std::collections::BTreeMap;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
 
+use crate::admission::{admit, bearer_ok};
+use crate::respond;
+use crate::rfc3339;
 use crate::state::App;
 
+pub const DEFAULT_DOMAIN: &str = "agentmail.to";
+pub const DEFAULT_LIMIT: usize = 10;
+pub const MAX_LIMIT: usize = 100;
+const POD_ID: &str = "emulator-pod";
+
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub inbox_id: String,
+    pub display_name: Option<String>,
+    pub client_id: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Inbox {
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "pod_id": POD_ID,
+            "inbox_id": self.inbox_id,
+            "email": self.inbox_id,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        });
+        if let Some(d) = &self.display_name {
+            v["display_name"] = json!(d);
+        }
+        if let Some(c) = &self.client_id {
+            v["client_id"] = json!(c);
+        }
+        v
+    }
+}
+
+/// Every live inbox by creation sequence (so pages are stable while others are created).
 #[derive(Debug, Default)]
-pub struct AgentMailWorld;
+pub struct AgentMailWorld {
+    pub inboxes: BTreeMap<u64, Inbox>,
+    pub next_seq: u64,
+}
+
+impl AgentMailWorld {
+    fn find(&self, inbox_id: &str) -> Option<u64> {
+        let wanted = inbox_id.to_ascii_lowercase();
+        self.inboxes.iter().find(|(_, i)| i.inbox_id == wanted).map(|(seq, _)| *seq)
+    }
+}
 
 pub(crate) fn routes() -> Router<App> {
     Router::new()
+        .route("/v0/inboxes", get(list).post(create))
+        .route("/v0/inboxes/{inbox_id}", get(get_one).delete(delete))
+        .route("/_emulator/agentmail/inboxes", get(dump))
+}
+
+fn error(status: StatusCode, name: &str, code: &str, message: &str) -> Response {
+    respond::json(status, json!({"name": name, "code": code, "message": message}))
+}
+
+fn validation(field: &str, message: &str) -> Response {
+    respond::json(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "name": "ValidationError",
+            "code": "validation_error",
+            "message": message,
+            "errors": [{"path": [field], "message": message}],
+        }),
+    )
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "NotFoundError", "not_found", "Inbox not found")
+}
+
+async fn admitted(app: &App, route: &'static str, headers: &HeaderMap) -> Result<(), Response> {
+    let authorized = bearer_ok(headers, &app.0.start_config.agentmail_key);
+    admit(app, route, None, authorized).await.map(|_| ())
+}
+
+fn valid_username(u: &str) -> bool {
+    (1..=64).contains(&u.len())
+        && u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+        && !u.starts_with('.')
+        && !u.ends_with('.')
+}
+
+fn valid_domain(d: &str) -> bool {
+    (3..=253).contains(&d.len())
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    username: Option<String>,
+    domain: Option<String>,
+    display_name: Option<String>,
+    client_id: Option<String>,
+}
+
+pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(resp) = admitted(&app, "agentmail.inboxes.create", &headers).await {
+        return resp;
+    }
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody { username: None, domain: None, display_name: None, client_id: None }
+    } else {
+        match serde_json::from_slice::<CreateBody>(&body) {
+            Ok(r) => r,
+            Err(e) => return validation("body", &format!("invalid request body: {e}")),
+        }
+    };
+    if let Some(c) = &req.client_id
+        && (c.is_empty() || c.len() > 256)
+    {
+        return validation("client_id", "client_id must be 1-256 characters");
+    }
+    let username = match req.username {
+        Some(u) if !valid_username(&u) => {
+            return validation(
+                "username",
+                "username may only contain letters, digits, '.', '_', '-' and '+'",
+            );
+        }
+        Some(u) => u.to_ascii_lowercase(),
+        None => format!("inbox-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+    };
+    let domain = match req.domain {
+        Some(d) if !valid_domain(&d) => return validation("domain", "domain is not a valid domain name"),
+        Some(d) => d.to_ascii_lowercase(),
+        None => DEFAULT_DOMAIN.to_string(),
+    };
+    let inbox_id = format!("{username}@{domain}");
+    let mut world = app.world();
+    let am = &mut world.agentmail;
+    // Idempotency: a create with a client_id already used returns that inbox unchanged.
+    if let Some(client_id) = &req.client_id
+        && let Some(existing) = am.inboxes.values().find(|i| i.client_id.as_ref() == Some(client_id))
+    {
+        return respond::json(StatusCode::OK, existing.to_json());
+    }
+    if am.inboxes.values().any(|i| i.inbox_id == inbox_id) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "IsTakenError",
+            "is_taken",
+            &format!("Inbox {inbox_id} is taken"),
+        );
+    }
+    let now = OffsetDateTime::now_utc();
+    let inbox = Inbox {
+        inbox_id,
+        display_name: req.display_name,
+        client_id: req.client_id,
+        created_at: now,
+        updated_at: now,
+    };
+    let body = inbox.to_json();
+    am.next_seq += 1;
+    let seq = am.next_seq;
+    am.inboxes.insert(seq, inbox);
+    respond::json(StatusCode::OK, body)
+}
+
+/// The page token is the opaque form of the last sequence number handed out.
+fn encode_token(seq: u64, ascending: bool) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{seq}", if ascending { "a" } else { "d" }))
+}
+
+fn decode_token(token: &str) -> Option<(u64, bool)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let (dir, seq) = raw.split_once(':')?;
+    let ascending = match dir {
+        "a" => true,
+        "d" => false,
+        _ => return None,
+    };
+    Some((seq.parse().ok()?, ascending))
+}
+
+pub async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(resp) = admitted(&app, "agentmail.inboxes.list", &headers).await {
+        return resp;
+    }
+    let mut limit = DEFAULT_LIMIT;
+    let mut after: Option<u64> = None;
+    let mut ascending = false;
+    let mut token_direction: Option<bool> = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" if !v.is_empty() => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => return validation("limit", &format!("limit must be an integer from 1 to {MAX_LIMIT}")),
+            },
+            "page_token" if !v.is_empty() => match decode_token(&v) {
+                Some((seq, dir)) => {
+                    after = Some(seq);
+                    token_direction = Some(dir);
+                }
+                None => return validation("page_token", "invalid page_token"),
+            },
+            "ascending" if !v.is_empty() => match v.as_ref() {
+                "true" => ascending = true,
+                "false" => ascending = false,
+                _ => return validation("ascending", "ascending must be true or false"),
+            },
+            _ => {}
+        }
+    }
+    if token_direction.is_some_and(|d| d != ascending) {
+        return validation("page_token", "page_token belongs to a listing in the other order");
+    }
+    let world = app.world();
+    let inboxes = &world.agentmail.inboxes;
+    let mut iter: Box<dyn Iterator<Item = (&u64, &Inbox)>> = match (ascending, after) {
+        (false, None) => Box::new(inboxes.iter().rev()),
+        (false, Some(a)) => Box::new(inboxes.range(..a).rev()),
+        (true, None) => Box::new(inboxes.iter()),
+        (true, Some(a)) => Box::new(inboxes.range(a + 1..)),
+    };
+    let page: Vec<(u64, Value)> = iter.by_ref().take(limit).map(|(seq, i)| (*seq, i.to_json())).collect();
+    let more = iter.next().is_some();
+    let mut body = json!({
+        "count": page.len(),
+        "limit": limit,
+        "inboxes": page.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+    });
+    if more && let Some((last, _)) = page.last() {
+        body["next_page_token"] = json!(encode_token(*last, ascending));
+    }
+    respond::json(StatusCode::OK, body)
+}
+
+pub async fn get_one(State(app): State<App>, Path(inbox_id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(resp) = admitted(&app, "agentmail.inboxes.get", &headers).await {
+        return resp;
+    }
+    let world = app.world();
+    match world.agentmail.find(&inbox_id) {
+        Some(seq) => respond::json(StatusCode::OK, world.agentmail.inboxes[&seq].to_json()),
+        None => not_found(),
+    }
+}
+
+pub async fn delete(State(app): State<App>, Path(inbox_id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(resp) = admitted(&app, "agentmail.inboxes.delete", &headers).await {
+        return resp;
+    }
+    let mut world = app.world();
+    match world.agentmail.find(&inbox_id) {
+        Some(seq) => {
+            world.agentmail.inboxes.remove(&seq);
+            StatusCode::OK.into_response()
+        }
+        None => not_found(),
+    }
+}
+
+/// `GET /_emulator/agentmail/inboxes`: every inbox, oldest first. Not counted.
+pub async fn dump(State(app): State<App>) -> Response {
+    let world = app.world();
+    let inboxes: Vec<Value> = world
+        .agentmail
+        .inboxes
+        .values()
+        .map(|i| {
+            json!({
+                "inbox_id": i.inbox_id,
+                "client_id": i.client_id,
+                "display_name": i.display_name,
+                "created_at": rfc3339(i.created_at),
+            })
+        })
+        .collect();
+    respond::json(StatusCode::OK, json!({ "inboxes": inboxes }))
 }

@@ -7,5 +7,7 @@ mod control;
 mod exec;
 mod fs;
 mod gateway;
+mod railway;
+mod resources;
 mod services;
 mod sprites;

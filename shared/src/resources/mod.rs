@@ -1,1 +1,305 @@
 //! Per-instance resources: an OpenRouter key and an AgentMail inbox (convos-contracts §4).
+//!
+//! Both clients share [`Http`]: Bearer auth from a [`SecretString`], one request timeout, and
+//! bounded retries with exponential backoff and jitter on 429 (honouring `Retry-After`), 408,
+//! 5xx, timeouts and connection errors. Every other 4xx is permanent. No secret — the
+//! management key, the API key or a created key — ever reaches `Debug` output, an error or a
+//! log line: they live in [`SecretString`]s and only in sensitive header values.
+
+pub mod agentmail;
+pub mod openrouter;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use url::Url;
+
+pub use agentmail::{AgentMailClient, AgentMailSettings, InboxInfo};
+pub use openrouter::{CreatedKey, KeyInfo, OpenRouterClient, OpenRouterSettings};
+
+/// A failed resource call. `transient` means trying again later may succeed (rate limits,
+/// 5xx, timeouts, connection errors after the retries inside the client ran out); otherwise
+/// the request itself was refused (401, 400, 403…).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ResourceError {
+    pub transient: bool,
+    pub message: String,
+}
+
+impl ResourceError {
+    pub(crate) fn permanent(message: impl Into<String>) -> Self {
+        ResourceError { transient: false, message: message.into() }
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        ResourceError { transient: true, message: message.into() }
+    }
+}
+
+/// How often and how patiently a call is retried inside a client.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retries).
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A longer `Retry-After` is not slept through: the call fails (transient) at once.
+    pub max_server_delay: Duration,
+    /// Per attempt, connect to last body byte.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_server_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// "Equal jitter": half of the capped exponential delay is fixed, half random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+        let half = exp.min(self.max_delay) / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+        half + Duration::from_millis(jitter)
+    }
+}
+
+/// A final answer that was not retried away: any status the caller must interpret.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ResourceError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ResourceError::permanent(format!("{what}: undecodable answer ({}): {e}", self.status))
+        })
+    }
+
+    /// The permanent error for a refused request.
+    pub fn refused(&self, what: &str) -> ResourceError {
+        ResourceError::permanent(format!("{what}: HTTP {}: {}", self.status.as_u16(), excerpt(&self.body)))
+    }
+}
+
+/// What both clients share: the HTTP client, the Bearer header and the retry policy.
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    pub secret: SecretString,
+    pub retry: RetryPolicy,
+    /// `openrouter` or `agentmail`, for messages and logs.
+    pub service: &'static str,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("service", &self.service)
+            .field("secret", &"[redacted]")
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl Http {
+    fn auth(&self) -> Result<HeaderValue, ResourceError> {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", self.secret.expose_secret())).map_err(|_| {
+                ResourceError::permanent(format!(
+                    "{}: the key contains characters not allowed in a header",
+                    self.service
+                ))
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Sends the request `build` makes (once per attempt) until it gets an answer that is not
+    /// worth retrying or the attempts run out. `Ok` holds any such answer, 4xx included.
+    pub async fn call(
+        &self,
+        operation: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ResourceError> {
+        let what = format!("{} {operation}", self.service);
+        let auth = self.auth()?;
+        let mut attempt = 1u32;
+        loop {
+            let request = build(&self.client)
+                .header(header::AUTHORIZATION, auth.clone())
+                .timeout(self.retry.request_timeout);
+            let (err, server_delay) = match request.send().await {
+                Err(e) if e.is_builder() => {
+                    return Err(ResourceError::permanent(format!(
+                        "{what}: bad request: {}",
+                        e.without_url()
+                    )));
+                }
+                Err(e) => (ResourceError::transient(format!("{what}: {}", transport(e))), None),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    match response.bytes().await {
+                        Err(e) => (ResourceError::transient(format!("{what}: {}", transport(e))), None),
+                        Ok(body) if !retryable(status) => {
+                            tracing::debug!(
+                                service = self.service,
+                                operation,
+                                status = status.as_u16(),
+                                attempt,
+                                "resource call answered"
+                            );
+                            return Ok(Reply { status, body });
+                        }
+                        Ok(body) => (
+                            ResourceError::transient(format!(
+                                "{what}: HTTP {}: {}",
+                                status.as_u16(),
+                                excerpt(&body)
+                            )),
+                            retry_after,
+                        ),
+                    }
+                }
+            };
+            if attempt >= self.retry.max_attempts {
+                tracing::warn!(service = self.service, operation, attempt, error = %err, "resource call failed");
+                return Err(err);
+            }
+            let delay = match server_delay {
+                Some(asked) if asked > self.retry.max_server_delay => {
+                    tracing::warn!(
+                        service = self.service,
+                        operation,
+                        asked_secs = asked.as_secs(),
+                        "resource call rate limited for longer than allowed"
+                    );
+                    return Err(ResourceError::transient(format!(
+                        "{} (retry after {}s)",
+                        err.message,
+                        asked.as_secs()
+                    )));
+                }
+                Some(asked) => asked,
+                None => self.retry.backoff(attempt),
+            };
+            tracing::debug!(service = self.service, operation, attempt, delay_ms = delay.as_millis() as u64, error = %err, "resource call will be retried");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+fn transport(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+/// `Retry-After` in seconds (fractions allowed); HTTP dates fall back to backoff.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// At most 300 characters of an error body, on one line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// `base` with `segments` appended, each percent-encoded like `encodeURIComponent` (so the
+/// `@` of an inbox id travels as `%40`).
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    let mut path = url.path().trim_end_matches('/').to_string();
+    for segment in segments {
+        path.push('/');
+        for b in segment.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                path.push(b as char);
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    url.set_path(&path);
+    url
+}
+
+pub(crate) fn parse_time(value: Option<&str>) -> Option<OffsetDateTime> {
+    value.and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_encode_segments() {
+        let base: Url = "https://api.agentmail.to/v0".parse().unwrap();
+        assert_eq!(
+            endpoint(&base, &["inboxes", "a@b.to"]).as_str(),
+            "https://api.agentmail.to/v0/inboxes/a%40b.to"
+        );
+        let slash: Url = "https://openrouter.ai/api/v1/".parse().unwrap();
+        assert_eq!(endpoint(&slash, &["keys", "x/y"]).as_str(), "https://openrouter.ai/api/v1/keys/x%2Fy");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        for attempt in 1..12 {
+            let d = p.backoff(attempt);
+            let full = p.base_delay.saturating_mul(1 << (attempt - 1)).min(p.max_delay);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_and_excerpts() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(excerpt(b"a\n  b"), "a b");
+        assert_eq!(excerpt("x".repeat(400).as_bytes()).chars().count(), 301);
+        assert!(retryable(StatusCode::TOO_MANY_REQUESTS));
+        assert!(retryable(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(!retryable(StatusCode::UNAUTHORIZED));
+        assert!(!retryable(StatusCode::NOT_FOUND));
+    }
+}
