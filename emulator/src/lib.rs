@@ -45,6 +45,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, JoinOutcome};
+
+/// The one Railway project and environment the emulator knows.
+pub const RAILWAY_PROJECT_ID: &str = "emulator-project";
+pub const RAILWAY_ENVIRONMENT_ID: &str = "emulator-environment";
 use state::{App, Shared, World};
 
 /// RFC 3339 in UTC with whole seconds, which every SDK's date parser accepts.
@@ -162,6 +166,11 @@ impl Emulator {
 
     pub fn token(&self) -> &str {
         &self.app.0.token
+    }
+
+    /// The configuration it started with (the Railway, OpenRouter and AgentMail credentials).
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.app.0.start_config
     }
 
     /// Stops accepting, ends every exec session and hanging request, and gives open

@@ -75,6 +75,61 @@ impl fmt::Display for PoolEnvironment {
     }
 }
 
+/// The compute backend (`POOL_PROVIDER`).
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    Sprites {
+        token: SecretString,
+        api_url: Url,
+    },
+    Railway(RailwayConfig),
+}
+
+impl ProviderConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::Sprites { .. } => "sprites",
+            ProviderConfig::Railway(_) => "railway",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RailwayConfig {
+    pub api_url: Url,
+    pub token: SecretString,
+    pub project_id: String,
+    pub environment_id: String,
+    /// The runtime image every instance runs; pin it by digest in production.
+    pub image: String,
+    pub start_command: Option<String>,
+    pub cpu: f64,
+    pub memory_mb: u64,
+    /// Local use only: domains are served under this URL (the emulator) instead of https.
+    pub public_url_base: Option<Url>,
+}
+
+/// An OpenRouter key per instance, when `OPENROUTER_MANAGEMENT_KEY` is set.
+#[derive(Debug, Clone)]
+pub struct OpenRouterConfig {
+    pub api_url: Url,
+    pub management_key: SecretString,
+    pub limit_usd: f64,
+    pub limit_reset: Option<String>,
+}
+
+/// An AgentMail inbox per instance, when `AGENTMAIL_API_KEY` is set.
+#[derive(Debug, Clone)]
+pub struct AgentMailConfig {
+    pub api_url: Url,
+    pub api_key: SecretString,
+    pub domain: Option<String>,
+}
+
+pub const RAILWAY_API_URL: &str = "https://backboard.railway.com/graphql/v2";
+pub const OPENROUTER_API_URL: &str = "https://openrouter.ai/api/v1";
+pub const AGENTMAIL_API_URL: &str = "https://api.agentmail.to/v0";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: PoolEnvironment,
@@ -82,8 +137,9 @@ pub struct Config {
     pub database_url: SecretString,
     /// Migrations and anything session-scoped bypass a transaction-mode pooler.
     pub database_url_direct: Option<SecretString>,
-    pub sprite_token: SecretString,
-    pub sprites_api_url: Url,
+    pub provider: ProviderConfig,
+    pub openrouter: Option<OpenRouterConfig>,
+    pub agentmail: Option<AgentMailConfig>,
     pub instance_anthropic_api_key: Option<SecretString>,
     pub instance_xmtp_env: String,
     pub openclaw_git_ref: String,
@@ -151,6 +207,27 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         }
     }
 
+    fn url(&mut self, name: &str, default: &str) -> Url {
+        let fallback = || Url::parse(default).expect("the default URL parses");
+        match self.get(name) {
+            None => fallback(),
+            Some(raw) => match Url::parse(&raw) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+                _ => {
+                    self.problems.push(format!("{name} must be an http(s) URL"));
+                    fallback()
+                }
+            },
+        }
+    }
+
+    fn required(&mut self, name: &str, why: &str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is required {why}"));
+            String::new()
+        })
+    }
+
     fn millis(&mut self, name: &str, default_ms: u64) -> Duration {
         let ms = self.parsed(name, default_ms, "a whole number of milliseconds");
         if ms == 0 {
@@ -177,17 +254,44 @@ impl Config {
         let api_key = r.required_secret("POOL_API_KEY");
         let database_url = r.required_secret("DATABASE_URL");
         let database_url_direct = r.optional_secret("DATABASE_URL_DIRECT");
-        let sprite_token = r.required_secret("SPRITE_TOKEN");
-        let sprites_api_url = match r.get("SPRITES_API_URL") {
-            None => Url::parse(DEFAULT_API_URL).expect("the default API URL parses"),
-            Some(raw) => match Url::parse(&raw) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-                _ => {
-                    r.problems.push("SPRITES_API_URL must be an http(s) URL".into());
-                    Url::parse(DEFAULT_API_URL).expect("the default API URL parses")
+        let provider = match r.get("POOL_PROVIDER").as_deref() {
+            None | Some("sprites") => ProviderConfig::Sprites {
+                token: r.required_secret("SPRITE_TOKEN"),
+                api_url: r.url("SPRITES_API_URL", DEFAULT_API_URL),
+            },
+            Some("railway") => ProviderConfig::Railway(railway_config(&mut r)),
+            Some(_) => {
+                r.problems.push("POOL_PROVIDER must be sprites or railway".into());
+                ProviderConfig::Sprites {
+                    token: SecretString::from(String::new()),
+                    api_url: Url::parse(DEFAULT_API_URL).expect("the default API URL parses"),
+                }
+            }
+        };
+        let openrouter = r.optional_secret("OPENROUTER_MANAGEMENT_KEY").map(|management_key| OpenRouterConfig {
+            api_url: r.url("OPENROUTER_API_URL", OPENROUTER_API_URL),
+            management_key,
+            limit_usd: r.parsed("OPENROUTER_KEY_LIMIT", 20.0, "a number of US dollars"),
+            limit_reset: match r.get("OPENROUTER_KEY_LIMIT_RESET").as_deref() {
+                None => Some("monthly".to_string()),
+                Some("none") => None,
+                Some(v @ ("daily" | "weekly" | "monthly")) => Some(v.to_string()),
+                Some(_) => {
+                    r.problems.push("OPENROUTER_KEY_LIMIT_RESET must be daily, weekly, monthly or none".into());
+                    None
                 }
             },
-        };
+        });
+        if let Some(openrouter) = &openrouter
+            && !(openrouter.limit_usd.is_finite() && openrouter.limit_usd > 0.0)
+        {
+            r.problems.push("OPENROUTER_KEY_LIMIT must be greater than 0".into());
+        }
+        let agentmail = r.optional_secret("AGENTMAIL_API_KEY").map(|api_key| AgentMailConfig {
+            api_url: r.url("AGENTMAIL_API_URL", AGENTMAIL_API_URL),
+            api_key,
+            domain: r.get("AGENTMAIL_DOMAIN"),
+        });
         let instance_anthropic_api_key = r.optional_secret("INSTANCE_ANTHROPIC_API_KEY");
         let instance_xmtp_env =
             r.get("INSTANCE_XMTP_ENV").unwrap_or_else(|| environment.default_xmtp_env().to_string());
@@ -216,8 +320,9 @@ impl Config {
             api_key,
             database_url,
             database_url_direct,
-            sprite_token,
-            sprites_api_url,
+            provider,
+            openrouter,
+            agentmail,
             instance_anthropic_api_key,
             instance_xmtp_env,
             openclaw_git_ref,
@@ -229,6 +334,33 @@ impl Config {
             stuck_timeout,
             step_event_bus,
         })
+    }
+}
+
+fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayConfig {
+    let why = "when POOL_PROVIDER=railway";
+    let token = r.get("RAILWAY_API_TOKEN").map(SecretString::from).unwrap_or_else(|| {
+        r.problems.push(format!("RAILWAY_API_TOKEN is required {why}"));
+        SecretString::from(String::new())
+    });
+    let cpu = r.parsed("RAILWAY_CPU", 4.0, "a number of vCPUs");
+    if !(cpu.is_finite() && cpu > 0.0) {
+        r.problems.push("RAILWAY_CPU must be greater than 0".into());
+    }
+    let memory_mb = r.parsed("RAILWAY_MEMORY_MB", 4096, "a whole number of MB");
+    if memory_mb == 0 {
+        r.problems.push("RAILWAY_MEMORY_MB must be greater than 0".into());
+    }
+    RailwayConfig {
+        api_url: r.url("RAILWAY_API_URL", RAILWAY_API_URL),
+        token,
+        project_id: r.required("RAILWAY_PROJECT_ID", why),
+        environment_id: r.required("RAILWAY_ENVIRONMENT_ID", why),
+        image: r.required("RAILWAY_RUNTIME_IMAGE", why),
+        start_command: r.get("RAILWAY_START_COMMAND"),
+        cpu,
+        memory_mb,
+        public_url_base: r.get("RAILWAY_PUBLIC_URL_BASE").map(|_| r.url("RAILWAY_PUBLIC_URL_BASE", "http://127.0.0.1/")),
     }
 }
 
@@ -259,7 +391,11 @@ mod tests {
         assert_eq!(dev.openclaw_git_ref, "staging");
         assert_eq!((dev.min_idle, dev.max_total), (3, 10));
         assert_eq!(dev.stuck_timeout, Duration::from_secs(900));
-        assert_eq!(dev.sprites_api_url.as_str(), "https://api.sprites.dev/");
+        match &dev.provider {
+            ProviderConfig::Sprites { api_url, .. } => assert_eq!(api_url.as_str(), "https://api.sprites.dev/"),
+            other => panic!("sprites by default, not {}", other.kind()),
+        }
+        assert!(dev.openrouter.is_none() && dev.agentmail.is_none());
         assert_eq!(dev.environment.sprite_prefix(), "convos-agent-dev-");
 
         let mut vars = REQUIRED.to_vec();
@@ -302,6 +438,52 @@ mod tests {
         vars.extend([("POOL_MIN_IDLE", "12"), ("POOL_MAX_TOTAL", "5")]);
         let err = load(&vars).unwrap_err();
         assert_eq!(err.problems, vec!["POOL_MIN_IDLE (12) must not exceed POOL_MAX_TOTAL (5)".to_string()]);
+    }
+
+    #[test]
+    fn railway_needs_its_own_settings_and_not_a_sprite_token() {
+        let base = [("POOL_API_KEY", "key-123"), ("DATABASE_URL", "postgres://u:pw@h/db"), ("POOL_PROVIDER", "railway")];
+        let err = load(&base).unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        for expected in ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID", "RAILWAY_RUNTIME_IMAGE"] {
+            assert!(err.to_string().contains(expected), "{expected} missing from {err}");
+        }
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("RAILWAY_API_TOKEN", "rw-secret"),
+            ("RAILWAY_PROJECT_ID", "p1"),
+            ("RAILWAY_ENVIRONMENT_ID", "e1"),
+            ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/x/runtime@sha256:abc"),
+            ("OPENROUTER_MANAGEMENT_KEY", "or-secret"),
+            ("OPENROUTER_KEY_LIMIT_RESET", "weekly"),
+            ("AGENTMAIL_API_KEY", "am-secret"),
+        ]);
+        let config = load(&vars).unwrap();
+        let ProviderConfig::Railway(railway) = &config.provider else { panic!("railway") };
+        assert_eq!(railway.api_url.as_str(), RAILWAY_API_URL);
+        assert_eq!((railway.cpu, railway.memory_mb), (4.0, 4096));
+        let openrouter = config.openrouter.as_ref().unwrap();
+        assert_eq!((openrouter.limit_usd, openrouter.limit_reset.as_deref()), (20.0, Some("weekly")));
+        assert_eq!(config.agentmail.as_ref().unwrap().api_url.as_str(), AGENTMAIL_API_URL);
+        let debug = format!("{config:?}");
+        for secret in ["rw-secret", "or-secret", "am-secret"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn bad_resource_settings_are_named() {
+        let mut vars = REQUIRED.to_vec();
+        vars.extend([
+            ("POOL_PROVIDER", "fly"),
+            ("OPENROUTER_MANAGEMENT_KEY", "k"),
+            ("OPENROUTER_KEY_LIMIT", "-3"),
+            ("OPENROUTER_KEY_LIMIT_RESET", "yearly"),
+        ]);
+        let err = load(&vars).unwrap_err();
+        for expected in ["POOL_PROVIDER", "OPENROUTER_KEY_LIMIT must be greater", "OPENROUTER_KEY_LIMIT_RESET"] {
+            assert!(err.to_string().contains(expected), "{expected} missing from {err}");
+        }
     }
 
     #[test]

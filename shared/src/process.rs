@@ -62,7 +62,7 @@ impl Process {
     }
 
     fn assemble(config: Config, store: Store, chain: Arc<dyn Chain>) -> Result<Process, StartError> {
-        let engine = Arc::new(Engine::for_sprites(&config, store, chain)?);
+        let engine = Arc::new(Engine::from_config(&config, store, chain)?);
         let api = Api::new(engine.clone(), config.api_key.clone());
         Ok(Process { config, engine, api })
     }

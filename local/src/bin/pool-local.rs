@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
-use shared::config::Config;
+use shared::config::{Config, ProviderConfig};
 use shared::process::Process;
 use shared::store::Store;
 use shared::sweep_loop::{self, Sweep};
@@ -31,15 +31,16 @@ fn env(name: &str) -> Option<String> {
 }
 
 async fn run() -> Result<(), String> {
-    // The emulator stands in for Fly.io unless SPRITES_API_URL points elsewhere.
-    let emulator = match env("SPRITES_API_URL") {
+    // The emulator stands in for Fly.io (or Railway) unless the provider's API URL points
+    // elsewhere; it also serves OpenRouter and AgentMail, so every instance gets both.
+    let railway = env("POOL_PROVIDER").as_deref() == Some("railway");
+    let emulator = match env(if railway { "RAILWAY_API_URL" } else { "SPRITES_API_URL" }) {
         Some(_) => None,
         None => Some(start_emulator().await?),
     };
     let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", "dev-pool-key".to_string())]);
     if let Some(emulator) = &emulator {
-        defaults.insert("SPRITES_API_URL", emulator.base_url());
-        defaults.insert("SPRITE_TOKEN", emulator.token().to_string());
+        defaults.extend(emulator_defaults(emulator));
     }
     let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
         .map_err(|err| err.to_string())?;
@@ -82,19 +83,48 @@ async fn start_emulator() -> Result<Emulator, String> {
         .map_err(|e| format!("starting the Sprites emulator on port {port}: {e}"))
 }
 
+/// Every outside service pointed at the emulator, with the emulator's own credentials.
+fn emulator_defaults(emulator: &Emulator) -> [(&'static str, String); 12] {
+    let base = emulator.base_url();
+    let config = emulator.config();
+    [
+        ("SPRITES_API_URL", base.clone()),
+        ("SPRITE_TOKEN", emulator.token().to_string()),
+        ("RAILWAY_API_URL", format!("{base}/graphql/v2")),
+        ("RAILWAY_API_TOKEN", config.railway_token.clone()),
+        ("RAILWAY_PROJECT_ID", sprites_emulator::RAILWAY_PROJECT_ID.to_string()),
+        ("RAILWAY_ENVIRONMENT_ID", sprites_emulator::RAILWAY_ENVIRONMENT_ID.to_string()),
+        ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/xmtplabs/convos-runtime:emulated".to_string()),
+        ("RAILWAY_PUBLIC_URL_BASE", format!("{base}/_railway")),
+        ("OPENROUTER_API_URL", format!("{base}/api/v1")),
+        ("OPENROUTER_MANAGEMENT_KEY", config.openrouter_key.clone()),
+        ("AGENTMAIL_API_URL", format!("{base}/v0")),
+        ("AGENTMAIL_API_KEY", config.agentmail_key.clone()),
+    ]
+}
+
 fn print_banner(config: &Config, addr: SocketAddr, emulator: Option<&Emulator>) {
     let key = config.api_key.expose_secret();
     let base = format!("http://{addr}");
-    let sprites = match emulator {
-        Some(emulator) => format!("emulator at {}", emulator.base_url()),
-        None => config.sprites_api_url.to_string(),
+    let provider = config.provider.kind();
+    let machines = match (emulator, &config.provider) {
+        (Some(emulator), _) => format!("{provider} on the emulator at {}", emulator.base_url()),
+        (None, ProviderConfig::Sprites { api_url, .. }) => format!("sprites at {api_url}"),
+        (None, ProviderConfig::Railway(railway)) => format!("railway at {}", railway.api_url),
+    };
+    let resources = match (&config.openrouter, &config.agentmail) {
+        (Some(_), Some(_)) => "an OpenRouter key and an AgentMail inbox per instance",
+        (Some(_), None) => "an OpenRouter key per instance",
+        (None, Some(_)) => "an AgentMail inbox per instance",
+        (None, None) => "none",
     };
     println!(
         r#"
 Convos agent pool ({env}) listening on {base}
-  Sprites:  {sprites}
-  API key:  {key}
-  Pool:     {min} idle wanted, at most {max} in all (about a minute to fill on the emulator)
+  Machines:  {machines}
+  Resources: {resources}
+  API key:   {key}
+  Pool:      {min} idle wanted, at most {max} in all (about a minute to fill on the emulator)
 
 Try:
   curl -s {base}/api/pool/counts

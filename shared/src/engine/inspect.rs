@@ -45,10 +45,17 @@ impl Engine {
             "status": instance.status,
             "step": instance.step,
             "lastError": instance.last_error,
+            "provider": instance.provider,
+            "resources": {
+                "openrouterKeyHash": instance.openrouter_key_hash,
+                "agentmailInboxId": instance.agentmail_inbox_id,
+            },
             "gateway": gateway,
             "machine": machine,
         });
-        Ok(redact(report, &[instance.gateway_token.expose_secret()]))
+        let mut secrets = vec![instance.gateway_token.expose_secret()];
+        secrets.extend(instance.openrouter_key.as_ref().map(|k| k.expose_secret()));
+        Ok(redact(report, &secrets))
     }
 
     /// Destroys every instance of this environment, claimed ones too, and every prefixed Sprite

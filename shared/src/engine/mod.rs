@@ -4,6 +4,7 @@
 mod claim;
 mod inspect;
 mod pool;
+mod resources;
 mod steps;
 mod sweeps;
 
@@ -15,16 +16,19 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::chain::{Chain, Delivery};
-use crate::config::{Config, PoolEnvironment};
+use crate::config::{Config, PoolEnvironment, ProviderConfig};
+use crate::railway::{RailwayClient, RailwaySettings};
+use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
-use crate::provider::{Provider, SpritesProvider, SpritesProviderSettings};
+use crate::provider::{Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings};
 use crate::sprites::{SpritesClient, SpritesConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{Status, Step, Store, StoreError};
 
 pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
 pub use inspect::DrainAllReport;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
-pub use sweeps::{HeartbeatReport, ReconcileReport, TickReport};
+pub use resources::{ResourceSweep, Resources};
+pub use sweeps::{HeartbeatReport, ObserveReport, ReconcileReport, TickReport};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.
 #[derive(Debug, Clone)]
@@ -135,6 +139,8 @@ pub enum BuildError {
     Sprites(#[from] crate::sprites::SpritesError),
     #[error("gateway client: {0}")]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("HTTP client: {0}")]
+    Http(String),
 }
 
 pub struct Engine {
@@ -143,6 +149,7 @@ pub struct Engine {
     gateway: GatewayClient,
     chain: Arc<dyn Chain>,
     settings: EngineSettings,
+    resources: Resources,
     /// Names this process in lease owners; each run adds a counter so two runs in one
     /// process never share a fence.
     process: String,
@@ -158,25 +165,85 @@ impl Engine {
         settings: EngineSettings,
     ) -> Self {
         let process = format!("p{}-{}", std::process::id(), random_id(6));
-        Engine { store, provider, gateway, chain, settings, process, runs: AtomicU64::new(0) }
+        let resources = Resources::default();
+        Engine { store, provider, gateway, chain, settings, resources, process, runs: AtomicU64::new(0) }
     }
 
-    /// The engine on Sprites, as every process builds it once at start-up.
-    pub fn for_sprites(config: &Config, store: Store, chain: Arc<dyn Chain>) -> Result<Self, BuildError> {
-        let client = SpritesClient::new(SpritesConfig::new(
-            config.sprites_api_url.clone(),
-            config.sprite_token.clone(),
-        ))?;
-        let provider = SpritesProvider::new(
-            client,
-            SpritesProviderSettings {
-                xmtp_env: config.instance_xmtp_env.clone(),
-                anthropic_api_key: config.instance_anthropic_api_key.clone(),
-                install_detach_limit: Duration::from_secs(30 * 60),
-            },
-        );
+    /// Gives every instance its own OpenRouter key and AgentMail inbox, as configured.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    /// The engine on the configured provider, with the configured per-instance resources, as
+    /// every process builds it once at start-up.
+    pub fn from_config(config: &Config, store: Store, chain: Arc<dyn Chain>) -> Result<Self, BuildError> {
+        let http = crate::tls::http_client_builder()
+            .and_then(|b| Ok(b.connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(60))))
+            .map_err(|e| BuildError::Http(e.to_string()))?
+            .build()
+            .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
+        let provider: Arc<dyn Provider> = match &config.provider {
+            ProviderConfig::Sprites { token, api_url } => {
+                let client = SpritesClient::new(SpritesConfig::new(api_url.clone(), token.clone()))?;
+                Arc::new(SpritesProvider::new(
+                    client,
+                    SpritesProviderSettings {
+                        xmtp_env: config.instance_xmtp_env.clone(),
+                        anthropic_api_key: config.instance_anthropic_api_key.clone(),
+                        install_detach_limit: Duration::from_secs(30 * 60),
+                    },
+                ))
+            }
+            ProviderConfig::Railway(railway) => {
+                let client = RailwayClient::new(
+                    RailwaySettings {
+                        api_url: railway.api_url.clone(),
+                        token: railway.token.clone(),
+                        project_id: railway.project_id.clone(),
+                        environment_id: railway.environment_id.clone(),
+                        public_url_base: railway.public_url_base.clone(),
+                    },
+                    http.clone(),
+                );
+                Arc::new(RailwayProvider::new(
+                    client,
+                    http.clone(),
+                    RailwayProviderSettings {
+                        image: railway.image.clone(),
+                        start_command: railway.start_command.clone(),
+                        cpu: railway.cpu,
+                        memory_bytes: railway.memory_mb * 1024 * 1024,
+                        xmtp_env: config.instance_xmtp_env.clone(),
+                        pool_environment: config.environment.as_str().to_string(),
+                        anthropic_api_key: config.instance_anthropic_api_key.clone(),
+                        health_timeout: Duration::from_secs(5),
+                    },
+                ))
+            }
+        };
+        let resources = Resources {
+            openrouter: config.openrouter.as_ref().map(|c| {
+                OpenRouterClient::new(
+                    OpenRouterSettings {
+                        api_url: c.api_url.clone(),
+                        management_key: c.management_key.clone(),
+                        limit_usd: c.limit_usd,
+                        limit_reset: c.limit_reset.clone(),
+                    },
+                    http.clone(),
+                )
+            }),
+            agentmail: config.agentmail.as_ref().map(|c| {
+                AgentMailClient::new(
+                    AgentMailSettings { api_url: c.api_url.clone(), api_key: c.api_key.clone(), domain: c.domain.clone() },
+                    http.clone(),
+                )
+            }),
+        };
         let gateway = GatewayClient::new(GatewayTimeouts::default())?;
-        Ok(Engine::new(store, Arc::new(provider), gateway, chain, EngineSettings::from_config(config)))
+        let engine = Engine::new(store, provider, gateway, chain, EngineSettings::from_config(config));
+        Ok(engine.with_resources(resources))
     }
 
     pub fn store(&self) -> &Store {
@@ -185,6 +252,16 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// Where a recycle starts: restoring the golden checkpoint, or, on a provider without
+    /// checkpoints, destroying the machine so replenish creates a fresh one.
+    fn recycle_start(&self) -> (Status, Step) {
+        if self.provider.capabilities().checkpoints {
+            (Status::Recycling, Step::Restore)
+        } else {
+            (Status::Destroying, Step::Destroy)
+        }
     }
 
     fn new_owner(&self) -> String {

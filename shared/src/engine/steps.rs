@@ -7,8 +7,9 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use super::resources::EngineStepError;
 use super::{Engine, EngineError};
-use crate::provider::{Failure, Progress, ProviderError};
+use crate::provider::{Failure, InstanceSecrets, Progress, ProviderError};
 use crate::store::{Fence, Instance, Move, Status, Step};
 
 /// What one run of a step came to.
@@ -89,11 +90,18 @@ impl Engine {
                         self.store
                             .set_machine(&instance.id, owner, &machine.url, machine.provider_ref.as_deref())
                             .await?;
-                        Outcome::next(Status::Provisioning, Step::Install)
+                        Outcome::next(Status::Provisioning, Step::Resources)
                     }
                     Err(err) => Outcome::Failed(err),
                 }
             }
+            Step::Resources => match self.ensure_resources(instance, owner).await {
+                Ok(()) if provider.capabilities().install => Outcome::next(Status::Provisioning, Step::Install),
+                Ok(()) => Outcome::next(Status::Provisioning, Step::Configure),
+                Err(EngineStepError::Provider(err)) => Outcome::Failed(err),
+                Err(EngineStepError::LeaseLost) => Outcome::Settled,
+                Err(EngineStepError::Engine(err)) => return Err(err),
+            },
             Step::Install => {
                 match provider.install(name, &instance.openclaw_git_ref, self.settings.install_wait).await {
                     Ok(Progress::Done) => Outcome::next(Status::Provisioning, Step::Configure),
@@ -101,7 +109,7 @@ impl Engine {
                     Err(err) => Outcome::Failed(err),
                 }
             }
-            Step::Configure => match provider.configure(name, &instance.gateway_token).await {
+            Step::Configure => match provider.configure(name, &secrets(instance)).await {
                 Ok(()) => Outcome::next(Status::Provisioning, Step::StartGateway),
                 Err(err) => Outcome::Failed(err),
             },
@@ -125,13 +133,13 @@ impl Engine {
                     Err(err) => Outcome::Failed(err),
                 },
             },
-            Step::RotateToken => match self.rotate_token(name, &instance.gateway_token).await {
+            Step::RotateToken => match self.rotate_token(name, &secrets(instance)).await {
                 Ok(()) => Outcome::next(Status::Recycling, Step::AwaitReady),
                 Err(err) => Outcome::Failed(err),
             },
             Step::ClaimCreate => self.claim_interrupted(instance, owner).await?,
             Step::ClaimJoin => self.join_step(instance, owner).await?,
-            Step::Destroy => match provider.destroy(name).await {
+            Step::Destroy => match self.destroy_all(instance).await {
                 Ok(()) => {
                     let fence = Fence::Lease { owner, status: instance.status };
                     self.store.delete_instance(&instance.id, fence, "destroyed", None).await?;
@@ -144,9 +152,15 @@ impl Engine {
     }
 
     /// The restored gateway still has the golden token; give it this recycle's token.
-    async fn rotate_token(&self, name: &str, token: &SecretString) -> Result<(), ProviderError> {
-        self.provider.configure(name, token).await?;
+    async fn rotate_token(&self, name: &str, secrets: &InstanceSecrets<'_>) -> Result<(), ProviderError> {
+        self.provider.configure(name, secrets).await?;
         self.provider.restart_gateway(name).await
+    }
+
+    /// The machine first (nothing runs on the resources any more), then the resources.
+    async fn destroy_all(&self, instance: &Instance) -> Result<(), ProviderError> {
+        self.provider.destroy(&instance.sprite_name).await?;
+        self.release_resources(instance).await
     }
 
     async fn await_ready(&self, instance: &Instance) -> Outcome {
@@ -155,7 +169,10 @@ impl Engine {
         };
         let deadline = tokio::time::Instant::now() + self.settings.ready_wait;
         loop {
-            if self.gateway.status(url, &instance.gateway_token).await.is_ok() {
+            // A runtime that says it is not ready yet is asked again; one that cannot be
+            // asked at all is treated like a gateway that does not answer.
+            let runtime_ready = self.provider.runtime_ready(url).await.unwrap_or(false);
+            if runtime_ready && self.gateway.status(url, &instance.gateway_token).await.is_ok() {
                 return Outcome::next(instance.status, Step::VerifyClean);
             }
             if tokio::time::Instant::now() + self.settings.ready_poll > deadline {
@@ -190,7 +207,8 @@ impl Engine {
             Ok(_) if instance.status == Status::Recycling => {
                 Outcome::Next { status: Status::Idle, step: None, reason: "recycled" }
             }
-            Ok(_) => Outcome::next(Status::Provisioning, Step::Checkpoint),
+            Ok(_) if self.provider.capabilities().checkpoints => Outcome::next(Status::Provisioning, Step::Checkpoint),
+            Ok(_) => Outcome::Next { status: Status::Idle, step: None, reason: "provisioned" },
             Err(err) => Outcome::Failed(ProviderError::transient(format!("gateway status: {err}"))),
         }
     }
@@ -287,6 +305,15 @@ impl Engine {
             self.deliver(id, hop + 1, Duration::ZERO).await;
         }
         Ok(())
+    }
+}
+
+fn secrets(instance: &Instance) -> InstanceSecrets<'_> {
+    InstanceSecrets {
+        instance_id: &instance.id,
+        gateway_token: &instance.gateway_token,
+        openrouter_key: instance.openrouter_key.as_ref(),
+        agentmail_inbox_id: instance.agentmail_inbox_id.as_deref(),
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 
-use super::{Engine, EngineError, new_gateway_token};
-use crate::provider::Failure;
+use super::{Engine, EngineError, ResourceSweep, new_gateway_token};
+use crate::provider::{DerivedStatus, Failure, Observed, derive_status};
 use crate::store::{Fence, HeartbeatTarget, Move, Refill, Status, Step};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -20,7 +20,18 @@ pub struct TickReport {
     pub stuck_destroyed: Vec<String>,
     pub stale_claims_released: Vec<String>,
     pub orphaned_claims_failed: usize,
+    /// What the provider's listing showed, where one call lists the whole pool (Railway).
+    pub observed: Option<ObserveReport>,
     pub replenish: Option<Refill>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ObserveReport {
+    pub listed: usize,
+    /// Idle or provisioning instances whose deployment failed or vanished.
+    pub destroyed: Vec<String>,
+    /// Claimed instances whose deployment failed: kept for the operator.
+    pub crashed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -43,8 +54,11 @@ pub struct ReconcileReport {
     pub listed: usize,
     pub rows_removed: Vec<String>,
     pub marked_crashed: Vec<String>,
+    /// Rows whose machine is gone but whose resources still need deleting.
+    pub sent_to_destroy: Vec<String>,
     pub orphans_deleted: Vec<String>,
     pub orphans_waiting: Vec<String>,
+    pub resources: ResourceSweep,
 }
 
 enum Beat {
@@ -107,7 +121,7 @@ impl Engine {
             let Some(instance) = self.store.instance(&id).await? else { continue };
             let fence = Fence::Free { status: Status::Claiming };
             let detail = "claiming for too long";
-            if self.store.begin_recycle(&id, fence, &new_gateway_token(), "stale_claim", Some(detail)).await?
+            if self.store.begin_recycle(&id, fence, &new_gateway_token(), self.recycle_start(), "stale_claim", Some(detail)).await?
             {
                 if let Some(claim_id) = instance.claim_id {
                     let failed = crate::store::ClaimStatus::Failed;
@@ -119,6 +133,9 @@ impl Engine {
         }
         report.orphaned_claims_failed =
             self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
+        if self.provider.capabilities().observing_list {
+            report.observed = self.observe().await?;
+        }
         // Started from the tick, a chain begins again at hop 0.
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
@@ -191,7 +208,7 @@ impl Engine {
                 let detail = "idle instance reported a bound conversation";
                 if self
                     .store
-                    .begin_recycle(&target.id, fence, &new_gateway_token(), "bound_while_idle", Some(detail))
+                    .begin_recycle(&target.id, fence, &new_gateway_token(), self.recycle_start(), "bound_while_idle", Some(detail))
                     .await?
                 {
                     self.deliver(&target.id, 0, Duration::ZERO).await;
@@ -276,7 +293,10 @@ impl Engine {
         };
         let mut report = ReconcileReport { listed: remote.len(), ..Default::default() };
         let present: HashSet<&str> = remote.iter().map(|m| m.name.as_str()).collect();
-        let known = self.store.known_instances().await?;
+        let all_rows = self.store.known_instances().await?;
+        // Rows of another provider (a pool switched between backends) are not in this listing.
+        let known: Vec<_> = all_rows.iter().filter(|row| row.provider == self.provider.kind()).collect();
+        let has_resources = self.resources.openrouter.is_some() || self.resources.agentmail.is_some();
         for row in &known {
             // Only rows whose machine existed before the listing began can be missing from it.
             let created_before = row.sprite_created_at.is_some_and(|t| t < listed_at);
@@ -298,6 +318,20 @@ impl Engine {
                     }
                 }
                 Status::Crashed | Status::Claiming => {}
+                // The destroy step deletes the resources, then the row.
+                _ if has_resources => {
+                    let change = Move {
+                        to: Status::Destroying,
+                        step: Some(Step::Destroy),
+                        delay: Duration::ZERO,
+                        reason: "machine_gone",
+                        detail: None,
+                    };
+                    if self.store.transition(&row.id, fence, change).await? {
+                        self.deliver(&row.id, 0, Duration::ZERO).await;
+                        report.sent_to_destroy.push(row.id.clone());
+                    }
+                }
                 _ => {
                     if self.store.delete_instance(&row.id, fence, "machine_gone", None).await? {
                         report.rows_removed.push(row.id.clone());
@@ -305,7 +339,7 @@ impl Engine {
                 }
             }
         }
-        let names: HashSet<&str> = known.iter().map(|k| k.sprite_name.as_str()).collect();
+        let names: HashSet<&str> = all_rows.iter().map(|k| k.sprite_name.as_str()).collect();
         let grace = time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default();
         for machine in &remote {
             if names.contains(machine.name.as_str()) {
@@ -321,6 +355,71 @@ impl Engine {
                 Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
             }
         }
+        report.resources = self.sweep_resources(&names, self.settings.reconcile_grace).await;
         Ok(report)
+    }
+
+    /// Acts on what one listing of the whole pool says of each machine (the old system's
+    /// `deriveStatus`): a failed deployment under an idle or provisioning instance is
+    /// replaced, one under a claimed instance is marked crashed. Silence is the heartbeat's
+    /// business and a slow start the stuck rule's, so neither is judged here.
+    async fn observe(&self) -> Result<Option<ObserveReport>, EngineError> {
+        let prefix = self.settings.environment.sprite_prefix();
+        let remote = match self.provider.list(&prefix).await {
+            Ok(remote) => remote,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not list machines; nothing observed this tick");
+                return Ok(None);
+            }
+        };
+        let mut report = ObserveReport { listed: remote.len(), ..Default::default() };
+        let observed: std::collections::HashMap<&str, Observed> =
+            remote.iter().filter_map(|m| Some((m.name.as_str(), m.observed?))).collect();
+        let now = OffsetDateTime::now_utc();
+        for row in self.store.known_instances().await? {
+            if row.leased || row.provider != self.provider.kind() {
+                continue;
+            }
+            // A status this code does not know says nothing either way.
+            let Some(&seen) = observed.get(row.sprite_name.as_str()).filter(|o| **o != Observed::Unknown) else {
+                continue;
+            };
+            let age = row.sprite_created_at.map(|t| now - t).unwrap_or_default();
+            let age = Duration::try_from(age).unwrap_or_default();
+            let claimed = matches!(row.status, Status::Claimed);
+            let derived = derive_status(seen, None, false, claimed, age, self.settings.stuck_timeout);
+            let fence = Fence::Free { status: row.status };
+            let waiting_for_deploy =
+                row.status == Status::Provisioning && matches!(row.step, Some(Step::AwaitReady | Step::VerifyClean));
+            match derived {
+                DerivedStatus::Dead if row.status == Status::Idle || waiting_for_deploy => {
+                    let change = Move {
+                        to: Status::Destroying,
+                        step: Some(Step::Destroy),
+                        delay: Duration::ZERO,
+                        reason: "deploy_dead",
+                        detail: Some("the provider reports the deployment failed or gone"),
+                    };
+                    if self.store.transition(&row.id, fence, change).await? {
+                        self.deliver(&row.id, 0, Duration::ZERO).await;
+                        report.destroyed.push(row.id);
+                    }
+                }
+                DerivedStatus::Crashed if claimed => {
+                    let change = Move {
+                        to: Status::Crashed,
+                        step: None,
+                        delay: Duration::ZERO,
+                        reason: "deploy_dead",
+                        detail: Some("the provider reports the deployment failed or gone"),
+                    };
+                    if self.store.transition(&row.id, fence, change).await? {
+                        report.crashed.push(row.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(report))
     }
 }

@@ -1,7 +1,9 @@
 //! The pool's view of a compute backend (ARCHITECTURE §2). The engine sequences the durable
 //! steps and keeps the books; a provider does the remote work of each step, idempotently.
-//! Sprites first; Railway implements the same trait later.
+//! Sprites build OpenClaw on the machine and recycle from a golden checkpoint; Railway runs a
+//! pre-built runtime image and has no checkpoints, so its recycle is a replacement.
 
+mod railway;
 mod sprites;
 
 use std::time::Duration;
@@ -10,7 +12,30 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+pub use railway::{DerivedStatus, Observed, RailwayProvider, RailwayProviderSettings, derive_status};
 pub use sprites::{SpritesProvider, SpritesProviderSettings};
+
+/// What a backend can do; the engine leaves out the steps it cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// OpenClaw is installed on the machine after it is created (Sprites); a pre-built image
+    /// needs no install step (Railway).
+    pub install: bool,
+    /// A golden checkpoint can be taken and restored: recycling restores it. Without one a
+    /// recycle destroys the machine and replenish creates a fresh one.
+    pub checkpoints: bool,
+    /// One call lists the whole pool with each machine's health, so the tick can afford to
+    /// look every time (Railway's batched query); Sprites lists 50 a page and says less.
+    pub observing_list: bool,
+}
+
+/// Everything a machine's configuration carries that is particular to the instance.
+pub struct InstanceSecrets<'a> {
+    pub instance_id: &'a str,
+    pub gateway_token: &'a SecretString,
+    pub openrouter_key: Option<&'a SecretString>,
+    pub agentmail_inbox_id: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -51,6 +76,8 @@ pub struct Machine {
 pub struct RemoteMachine {
     pub name: String,
     pub created_at: Option<OffsetDateTime>,
+    /// What the provider's listing says of its health; `None` when the listing does not say.
+    pub observed: Option<Observed>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +91,8 @@ pub enum Progress {
 pub trait Provider: Send + Sync {
     fn kind(&self) -> &'static str;
 
+    fn capabilities(&self) -> Capabilities;
+
     /// Creates the machine with a public URL, or adopts the one of that name (a retry after a
     /// lost answer finds its own earlier success).
     async fn create(&self, name: &str) -> Result<Machine, ProviderError>;
@@ -71,14 +100,21 @@ pub trait Provider: Send + Sync {
     /// Installs OpenClaw at `git_ref`. Waits at most `wait`; the install goes on without us.
     async fn install(&self, name: &str, git_ref: &str, wait: Duration) -> Result<Progress, ProviderError>;
 
-    /// Writes the OpenClaw configuration with this gateway token.
-    async fn configure(&self, name: &str, gateway_token: &SecretString) -> Result<(), ProviderError>;
+    /// Writes the instance's configuration: its gateway token and resources. On Railway this
+    /// is the one commit of image, start command, limits and variables that starts the deploy.
+    async fn configure(&self, name: &str, secrets: &InstanceSecrets<'_>) -> Result<(), ProviderError>;
 
     /// Defines (or redefines) the gateway service and (re)starts it.
     async fn start_gateway(&self, name: &str) -> Result<(), ProviderError>;
 
     /// Restarts the gateway so it reads its configuration again.
     async fn restart_gateway(&self, name: &str) -> Result<(), ProviderError>;
+
+    /// Whether the runtime in front of the gateway says it is ready (Railway's
+    /// `/pool/health`); providers without such a runtime are ready when the gateway answers.
+    async fn runtime_ready(&self, _url: &str) -> Result<bool, ProviderError> {
+        Ok(true)
+    }
 
     /// Whether any conversation state (an XMTP identity) exists on the machine.
     async fn has_conversation_state(&self, name: &str) -> Result<bool, ProviderError>;

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Failure, Machine, Progress, Provider, ProviderError, RemoteMachine};
+use super::{Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine};
 use crate::sprites::{
     CreateSprite, ExecRequest, ServiceSpec, SpritesClient, SpritesError, UpdateSprite, UrlAuth, UrlSettings,
     WriteFile,
@@ -74,11 +74,26 @@ impl SpritesProvider {
         serde_json::to_vec_pretty(&config).expect("a JSON value serialises")
     }
 
-    fn env_file(&self) -> Vec<u8> {
-        match &self.settings.anthropic_api_key {
-            Some(key) => format!("ANTHROPIC_API_KEY={}\n", key.expose_secret()).into_bytes(),
-            None => Vec::new(),
+    fn env_file(&self, secrets: &InstanceSecrets<'_>) -> Result<Vec<u8>, ProviderError> {
+        let mut lines = Vec::new();
+        if let Some(key) = &self.settings.anthropic_api_key {
+            lines.push(("ANTHROPIC_API_KEY", key.expose_secret()));
         }
+        if let Some(key) = secrets.openrouter_key {
+            lines.push(("OPENROUTER_API_KEY", key.expose_secret()));
+        }
+        if let Some(inbox) = secrets.agentmail_inbox_id {
+            lines.push(("AGENTMAIL_INBOX_ID", inbox));
+        }
+        let mut env = String::new();
+        for (name, value) in lines {
+            // A value with a line break would add variables of its own to the file.
+            if value.chars().any(char::is_control) {
+                return Err(ProviderError::permanent(format!("{name} holds a control character")));
+            }
+            env.push_str(&format!("{name}={value}\n"));
+        }
+        Ok(env.into_bytes())
     }
 
     async fn install_running(&self, name: &str) -> Result<bool, ProviderError> {
@@ -97,6 +112,10 @@ impl SpritesProvider {
 impl Provider for SpritesProvider {
     fn kind(&self) -> &'static str {
         "sprites"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { install: true, checkpoints: true, observing_list: false }
     }
 
     async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
@@ -161,10 +180,11 @@ impl Provider for SpritesProvider {
         }
     }
 
-    async fn configure(&self, name: &str, gateway_token: &SecretString) -> Result<(), ProviderError> {
-        let config = WriteFile::new(OPENCLAW_CONFIG, self.openclaw_config(gateway_token)).mode(0o600);
+    async fn configure(&self, name: &str, secrets: &InstanceSecrets<'_>) -> Result<(), ProviderError> {
+        let env = self.env_file(secrets)?;
+        let config = WriteFile::new(OPENCLAW_CONFIG, self.openclaw_config(secrets.gateway_token)).mode(0o600);
         self.client.write_file(name, &config).await.map_err(from_sprites)?;
-        let env = WriteFile::new(OPENCLAW_ENV, self.env_file()).mode(0o600);
+        let env = WriteFile::new(OPENCLAW_ENV, env).mode(0o600);
         self.client.write_file(name, &env).await.map_err(from_sprites)?;
         Ok(())
     }
@@ -292,6 +312,7 @@ impl Provider for SpritesProvider {
             .map(|s| RemoteMachine {
                 created_at: s.created_at.as_deref().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
                 name: s.name,
+                observed: None,
             })
             .collect())
     }

@@ -59,6 +59,8 @@ pub struct HeartbeatTarget {
 #[derive(Debug, Clone)]
 pub struct Known {
     pub id: String,
+    /// The provider the row's machine lives on; reconcile only judges its own provider's rows.
+    pub provider: String,
     pub sprite_name: String,
     pub status: Status,
     pub step: Option<Step>,
@@ -228,19 +230,23 @@ impl Store {
 
     /// Starts a recycle: forgets the conversation and sets the token the restored instance will
     /// be given, so whoever held the old one can no longer reach it.
+    /// Forgets the claim and starts `first`: a restore (`recycling`/`restore`) where the
+    /// provider has checkpoints, a replacement (`destroying`/`destroy`) where it has none.
     pub(crate) async fn begin_recycle(
         &self,
         id: &str,
         fence: Fence<'_>,
         new_token: &SecretString,
+        first: (Status, Step),
         reason: &str,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
         let (owner, from) = fence.parts();
+        let (to, step) = first;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query!(
             "UPDATE instances SET
-                status = 'recycling', step = 'restore', attempts = 0, last_error = NULL,
+                status = $5, step = $6, attempts = 0, last_error = NULL,
                 lease_owner = NULL, lease_expires_at = NULL, next_run_at = now(),
                 step_started_at = now(), status_changed_at = now(), updated_at = now(),
                 gateway_token = $4, agent_name = NULL, instructions = NULL, join_url = NULL,
@@ -254,13 +260,15 @@ impl Store {
             owner,
             from,
             new_token.expose_secret(),
+            to.as_str(),
+            step.as_str(),
         )
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        log_move(&mut tx, id, fence.status(), Status::Recycling, Some(Step::Restore), reason, detail).await?;
+        log_move(&mut tx, id, fence.status(), to, Some(step), reason, detail).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -404,6 +412,39 @@ impl Store {
             owner,
             url,
             provider_ref,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn set_openrouter_key(
+        &self,
+        id: &str,
+        owner: &str,
+        hash: &str,
+        key: &SecretString,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE instances SET openrouter_key_hash = $3, openrouter_key = $4, updated_at = now()
+             WHERE id = $1 AND lease_owner = $2",
+            id,
+            owner,
+            hash,
+            key.expose_secret(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn set_agentmail_inbox(&self, id: &str, owner: &str, inbox_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE instances SET agentmail_inbox_id = $3, updated_at = now()
+             WHERE id = $1 AND lease_owner = $2",
+            id,
+            owner,
+            inbox_id,
         )
         .execute(&self.pool)
         .await?;
@@ -555,7 +596,7 @@ impl Store {
 
     pub async fn known_instances(&self) -> Result<Vec<Known>, StoreError> {
         let rows = sqlx::query!(
-            r#"SELECT id, sprite_name, status, step, sprite_created_at,
+            r#"SELECT id, provider, sprite_name, status, step, sprite_created_at,
                       (lease_expires_at IS NOT NULL AND lease_expires_at >= now()) AS "leased!"
                FROM instances ORDER BY id"#
         )
@@ -567,6 +608,7 @@ impl Store {
                     status: parse_status(&r.status)?,
                     step: parse_step(r.step.as_deref())?,
                     id: r.id,
+                    provider: r.provider,
                     sprite_name: r.sprite_name,
                     sprite_created_at: r.sprite_created_at,
                     leased: r.leased,

@@ -137,6 +137,8 @@ text_enum! {
         ClaimCreate = "claim_create",
         ClaimJoin = "claim_join",
         Destroy = "destroy",
+        /// The instance's own OpenRouter key and AgentMail inbox, when configured.
+        Resources = "resources",
     }
 }
 
@@ -176,6 +178,9 @@ pub struct Instance {
     pub claimed_at: Option<OffsetDateTime>,
     pub status_changed_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub openrouter_key_hash: Option<String>,
+    pub openrouter_key: Option<secrecy::SecretString>,
+    pub agentmail_inbox_id: Option<String>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.
@@ -228,6 +233,9 @@ pub(crate) struct InstanceRow {
     claimed_at: Option<OffsetDateTime>,
     status_changed_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    openrouter_key_hash: Option<String>,
+    openrouter_key: Option<String>,
+    agentmail_inbox_id: Option<String>,
 }
 
 pub(crate) fn parse_status(value: &str) -> Result<Status, StoreError> {
@@ -278,6 +286,9 @@ impl TryFrom<InstanceRow> for Instance {
             claimed_at: row.claimed_at,
             status_changed_at: row.status_changed_at,
             updated_at: row.updated_at,
+            openrouter_key_hash: row.openrouter_key_hash,
+            openrouter_key: row.openrouter_key.map(Into::into),
+            agentmail_inbox_id: row.agentmail_inbox_id,
         })
     }
 }

@@ -9,9 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use shared::chain::{Chain, InProcessChain, run_in_process};
 use shared::config::PoolEnvironment;
-use shared::engine::{Engine, EngineSettings};
+use shared::engine::{Engine, EngineSettings, Resources};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
-use shared::provider::{SpritesProvider, SpritesProviderSettings};
+use shared::provider::{Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings};
+use shared::railway::{RailwayClient, RailwaySettings};
+use shared::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use shared::store::{Instance, Status, Store};
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
@@ -25,6 +27,8 @@ pub struct Pool {
     pub engine: Arc<Engine>,
     pub store: Store,
     timeouts: GatewayTimeouts,
+    backend: Backend,
+    resources: bool,
 }
 
 pub const ANTHROPIC_KEY: &str = "sk-ant-test-key";
@@ -71,12 +75,22 @@ pub fn test_timeouts() -> GatewayTimeouts {
     }
 }
 
+/// The compute backend under test; both run on the emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sprites,
+    Railway,
+}
+
 pub struct Options {
     pub emulator: EmulatorConfig,
     pub settings: EngineSettings,
     pub timeouts: GatewayTimeouts,
     /// `None`: steps run in-process as they are delivered.
     pub chain: Option<Arc<dyn Chain>>,
+    pub backend: Backend,
+    /// An OpenRouter key and an AgentMail inbox per instance (both on the emulator).
+    pub resources: bool,
 }
 
 impl Default for Options {
@@ -86,6 +100,8 @@ impl Default for Options {
             settings: test_settings(),
             timeouts: test_timeouts(),
             chain: None,
+            backend: Backend::Sprites,
+            resources: false,
         }
     }
 }
@@ -102,35 +118,99 @@ pub async fn pool_with(db: PgPool, options: Options) -> Pool {
 /// own connection pool.
 pub async fn pool_on(store: Store, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
-    let engine = engine(&emulator, &store, options.settings, options.timeouts.clone(), options.chain);
-    Pool { emulator, engine, store, timeouts: options.timeouts }
+    let mut pool = Pool {
+        engine: Arc::new(Engine::new(
+            store.clone(),
+            Arc::new(sprites_provider(&emulator)),
+            GatewayClient::new(options.timeouts.clone()).expect("gateway client"),
+            Arc::new(shared::chain::TickOnlyChain),
+            options.settings.clone(),
+        )),
+        emulator,
+        store,
+        timeouts: options.timeouts,
+        backend: options.backend,
+        resources: options.resources,
+    };
+    pool.engine = pool.build_engine(&pool.store, options.settings, options.chain);
+    pool
 }
 
-fn engine(
-    emulator: &Harness,
-    store: &Store,
-    settings: EngineSettings,
-    timeouts: GatewayTimeouts,
-    chain: Option<Arc<dyn Chain>>,
-) -> Arc<Engine> {
-    let provider = SpritesProvider::new(
+fn sprites_provider(emulator: &Harness) -> SpritesProvider {
+    SpritesProvider::new(
         emulator.client.clone(),
         SpritesProviderSettings {
             xmtp_env: "dev".into(),
             anthropic_api_key: Some(SecretString::from(ANTHROPIC_KEY)),
             install_detach_limit: Duration::from_secs(1800),
         },
-    );
-    let gateway = GatewayClient::new(timeouts).expect("gateway client");
-    match chain {
-        Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, settings)),
-        None => {
-            let (chain, rx) = InProcessChain::new();
-            let engine =
-                Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), settings));
-            run_in_process(Arc::downgrade(&engine), rx);
-            engine
-        }
+    )
+}
+
+pub const RAILWAY_IMAGE: &str = "ghcr.io/xmtplabs/convos-runtime@sha256:0123456789abcdef";
+
+fn http() -> reqwest::Client {
+    shared::tls::http_client_builder().unwrap().build().unwrap()
+}
+
+/// The Railway client on the emulator, retrying quickly.
+pub fn railway_client(emulator: &Harness) -> RailwayClient {
+    let base = emulator.emulator.base_url();
+    let settings = RailwaySettings {
+        api_url: format!("{base}/graphql/v2").parse().unwrap(),
+        token: SecretString::from(emulator.emulator.config().railway_token.clone()),
+        project_id: sprites_emulator::RAILWAY_PROJECT_ID.into(),
+        environment_id: sprites_emulator::RAILWAY_ENVIRONMENT_ID.into(),
+        public_url_base: Some(format!("{base}/_railway").parse().unwrap()),
+    };
+    RailwayClient::new(settings, http()).with_retry(fast_railway_retry())
+}
+
+pub fn railway_provider_for(emulator: &Harness) -> RailwayProvider {
+    RailwayProvider::new(
+        railway_client(emulator),
+        http(),
+        RailwayProviderSettings {
+            image: RAILWAY_IMAGE.into(),
+            start_command: Some("node convos-platform/pool-server/dist/index.js".into()),
+            cpu: 4.0,
+            memory_bytes: 4 << 30,
+            xmtp_env: "dev".into(),
+            pool_environment: "dev".into(),
+            anthropic_api_key: Some(SecretString::from(ANTHROPIC_KEY)),
+            health_timeout: Duration::from_secs(1),
+        },
+    )
+}
+
+/// OpenRouter and AgentMail on the emulator, retrying quickly.
+pub fn resources(emulator: &Harness) -> Resources {
+    let base = emulator.emulator.base_url();
+    let config = emulator.emulator.config();
+    Resources {
+        openrouter: Some(
+            OpenRouterClient::new(
+                OpenRouterSettings {
+                    api_url: format!("{base}/api/v1").parse().unwrap(),
+                    management_key: SecretString::from(config.openrouter_key.clone()),
+                    limit_usd: 20.0,
+                    limit_reset: Some("monthly".into()),
+                },
+                http(),
+            )
+            .with_retry(fast_resource_retry()),
+        ),
+        agentmail: Some(
+            AgentMailClient::new(
+                AgentMailSettings {
+                    api_url: format!("{base}/v0").parse().unwrap(),
+                    api_key: SecretString::from(config.agentmail_key.clone()),
+                    domain: None,
+                },
+                http(),
+            )
+            .with_retry(fast_resource_retry()),
+        ),
     }
 }
 
@@ -153,13 +233,34 @@ where
 impl Pool {
     /// Another process on the same database and Sprites org.
     pub fn other_process(&self, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
-        engine(&self.emulator, &self.store, settings, self.timeouts.clone(), chain)
+        self.build_engine(&self.store, settings, chain)
     }
 
     /// Another process on the same Sprites org with its own store (its own connection pool),
     /// its steps run in-process.
     pub fn process_on(&self, store: &Store, settings: EngineSettings) -> Arc<Engine> {
-        engine(&self.emulator, store, settings, self.timeouts.clone(), None)
+        self.build_engine(store, settings, None)
+    }
+
+    fn build_engine(&self, store: &Store, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
+        let provider: Arc<dyn Provider> = match self.backend {
+            Backend::Sprites => Arc::new(sprites_provider(&self.emulator)),
+            Backend::Railway => Arc::new(railway_provider_for(&self.emulator)),
+        };
+        let resources = if self.resources { resources(&self.emulator) } else { Resources::default() };
+        let gateway = GatewayClient::new(self.timeouts.clone()).expect("gateway client");
+        let build = |chain: Arc<dyn Chain>| {
+            Arc::new(Engine::new(store.clone(), provider.clone(), gateway.clone(), chain, settings.clone()).with_resources(resources.clone()))
+        };
+        match chain {
+            Some(chain) => build(chain),
+            None => {
+                let (chain, rx) = InProcessChain::new();
+                let engine = build(Arc::new(chain));
+                run_in_process(Arc::downgrade(&engine), rx);
+                engine
+            }
+        }
     }
 
     pub async fn count(&self, status: Status) -> i64 {

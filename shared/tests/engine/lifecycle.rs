@@ -215,7 +215,7 @@ async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
     let (chain, rx) = shared::chain::InProcessChain::new();
     let store = shared::store::Store::new(db);
     let engine = std::sync::Arc::new(
-        shared::engine::Engine::for_sprites(&config, store.clone(), std::sync::Arc::new(chain)).unwrap(),
+        shared::engine::Engine::from_config(&config, store.clone(), std::sync::Arc::new(chain)).unwrap(),
     );
     shared::chain::run_in_process(std::sync::Arc::downgrade(&engine), rx);
 

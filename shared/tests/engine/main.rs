@@ -13,3 +13,5 @@ mod lambda_glue;
 mod lifecycle;
 mod pgbouncer;
 mod reconcile;
+mod railway;
+mod resources;

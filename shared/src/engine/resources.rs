@@ -1,0 +1,168 @@
+//! Per-instance resources (convos-contracts §4): an OpenRouter key and an AgentMail inbox, each
+//! named after the instance's machine (`convos-agent-<env>-<id>`), so whatever a lost answer or
+//! a dead process left behind can be found again by name.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{Engine, EngineError};
+use crate::provider::ProviderError;
+use crate::resources::{AgentMailClient, OpenRouterClient, ResourceError};
+use crate::store::Instance;
+
+/// Which resources this pool gives its instances; each is off unless configured.
+#[derive(Clone, Default)]
+pub struct Resources {
+    pub openrouter: Option<OpenRouterClient>,
+    pub agentmail: Option<AgentMailClient>,
+}
+
+/// What reconcile deleted because no row owns it any more.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ResourceSweep {
+    pub keys_deleted: Vec<String>,
+    pub inboxes_deleted: Vec<String>,
+}
+
+fn failed(what: &str, err: ResourceError) -> ProviderError {
+    let message = format!("{what}: {}", err.message);
+    if err.transient { ProviderError::transient(message) } else { ProviderError::permanent(message) }
+}
+
+impl Engine {
+    /// The resources step: creates what the instance lacks and records it on the row. Safe to
+    /// repeat: a recorded resource is kept, and a key created by an attempt whose answer was
+    /// lost (its secret unknown) is found by name and replaced.
+    pub(super) async fn ensure_resources(&self, instance: &Instance, owner: &str) -> Result<(), EngineStepError> {
+        let name = instance.sprite_name.as_str();
+        if let Some(openrouter) = &self.resources.openrouter
+            && instance.openrouter_key_hash.is_none()
+        {
+            for stale in openrouter.find_keys(name).await.map_err(|e| failed("openrouter key lookup", e))? {
+                openrouter.delete_key(&stale.hash).await.map_err(|e| failed("openrouter key delete", e))?;
+            }
+            let created = openrouter.create_key(name).await.map_err(|e| failed("openrouter key", e))?;
+            if !self.store.set_openrouter_key(&instance.id, owner, &created.hash, &created.key).await? {
+                // Someone else holds the instance now; they will find this key by name.
+                return Err(EngineStepError::LeaseLost);
+            }
+        }
+        if let Some(agentmail) = &self.resources.agentmail
+            && instance.agentmail_inbox_id.is_none()
+        {
+            // The client id makes a repeated create return the inbox made the first time.
+            let inbox = agentmail.create_inbox(name, name).await.map_err(|e| failed("agentmail inbox", e))?;
+            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox).await? {
+                return Err(EngineStepError::LeaseLost);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the instance's resources, by their recorded handles or, where a handle was
+    /// never recorded, by name. Already gone is success.
+    pub(super) async fn release_resources(&self, instance: &Instance) -> Result<(), ProviderError> {
+        let name = instance.sprite_name.as_str();
+        if let Some(openrouter) = &self.resources.openrouter {
+            let hashes = match &instance.openrouter_key_hash {
+                Some(hash) => vec![hash.clone()],
+                None => openrouter
+                    .find_keys(name)
+                    .await
+                    .map_err(|e| failed("openrouter key lookup", e))?
+                    .into_iter()
+                    .map(|k| k.hash)
+                    .collect(),
+            };
+            for hash in hashes {
+                openrouter.delete_key(&hash).await.map_err(|e| failed("openrouter key delete", e))?;
+            }
+        }
+        if let Some(agentmail) = &self.resources.agentmail {
+            let inboxes = match &instance.agentmail_inbox_id {
+                Some(inbox) => vec![inbox.clone()],
+                None => agentmail
+                    .list_inboxes(name)
+                    .await
+                    .map_err(|e| failed("agentmail inbox lookup", e))?
+                    .into_iter()
+                    .filter(|i| i.client_id.as_deref() == Some(name))
+                    .map(|i| i.inbox_id)
+                    .collect(),
+            };
+            for inbox in inboxes {
+                agentmail.delete_inbox(&inbox).await.map_err(|e| failed("agentmail inbox delete", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes this environment's resources that no row owns, once older than the grace
+    /// period (a row is inserted before its resources are created, so a younger one may be
+    /// an instance whose row this listing raced). Failures are logged and left for next time.
+    pub(super) async fn sweep_resources(&self, owners: &HashSet<&str>, grace: Duration) -> ResourceSweep {
+        let prefix = self.settings.environment.sprite_prefix();
+        let now = OffsetDateTime::now_utc();
+        let grace = time::Duration::try_from(grace).unwrap_or_default();
+        let old_enough = |created: Option<OffsetDateTime>| created.is_none_or(|t| now - t > grace);
+        let mut sweep = ResourceSweep::default();
+        if let Some(openrouter) = &self.resources.openrouter {
+            match openrouter.list_keys(&prefix).await {
+                Ok(keys) => {
+                    for key in keys {
+                        if owners.contains(key.name.as_str()) || !old_enough(key.created_at) {
+                            continue;
+                        }
+                        match openrouter.delete_key(&key.hash).await {
+                            Ok(()) => sweep.keys_deleted.push(key.name),
+                            Err(err) => tracing::warn!(key = %key.name, error = %err.message, "orphan key delete failed"),
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err.message, "could not list OpenRouter keys"),
+            }
+        }
+        if let Some(agentmail) = &self.resources.agentmail {
+            match agentmail.list_inboxes(&prefix).await {
+                Ok(inboxes) => {
+                    for inbox in inboxes {
+                        // Every inbox of ours carries its instance's name as client id.
+                        let Some(owner) = inbox.client_id.as_deref() else { continue };
+                        if owners.contains(owner) || !old_enough(inbox.created_at) {
+                            continue;
+                        }
+                        match agentmail.delete_inbox(&inbox.inbox_id).await {
+                            Ok(()) => sweep.inboxes_deleted.push(inbox.inbox_id),
+                            Err(err) => {
+                                tracing::warn!(inbox = %inbox.inbox_id, error = %err.message, "orphan inbox delete failed")
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err.message, "could not list AgentMail inboxes"),
+            }
+        }
+        sweep
+    }
+}
+
+/// Why the resources step stopped short.
+pub(super) enum EngineStepError {
+    Provider(ProviderError),
+    LeaseLost,
+    Engine(EngineError),
+}
+
+impl From<ProviderError> for EngineStepError {
+    fn from(err: ProviderError) -> Self {
+        EngineStepError::Provider(err)
+    }
+}
+
+impl From<crate::store::StoreError> for EngineStepError {
+    fn from(err: crate::store::StoreError) -> Self {
+        EngineStepError::Engine(err.into())
+    }
+}

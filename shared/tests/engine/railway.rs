@@ -1,0 +1,214 @@
+//! The pool on Railway (emulated): provisioning as one commit with volume and domain, readiness
+//! through `/pool/health`, claims through the runtime's gateway routes, recycle as replacement,
+//! one batched listing per tick, failed deployments acted on, volumes deleted before services.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::config::PoolEnvironment;
+use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::provider::Provider;
+use shared::store::Status;
+use sqlx::PgPool;
+
+use crate::harness::{Backend, Options, Pool, RAILWAY_IMAGE, eventually, fault_json, pool_with, railway_client, test_settings};
+
+async fn railway_pool(db: PgPool) -> Pool {
+    pool_with(db, Options { backend: Backend::Railway, ..Options::default() }).await
+}
+
+/// The emulator's Railway state: services (with variable names), volumes.
+async fn railway_state(pool: &Pool) -> Value {
+    let url = format!("{}/_emulator/railway/state", pool.emulator.emulator.base_url());
+    pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+fn services(state: &Value) -> Vec<Value> {
+    state["services"].as_array().cloned().unwrap_or_default()
+}
+
+fn service_named<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
+    state["services"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+async fn control(pool: &Pool, path: &str, body: Value) {
+    let url = format!("{}/_emulator/railway/{path}", pool.emulator.emulator.base_url());
+    let response = pool.emulator.raw().post(url).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.text().await.unwrap());
+}
+
+fn create(name: &str) -> ClaimRequest {
+    ClaimRequest::new(name.into(), "be helpful".into(), None, PoolEnvironment::Dev).unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn provisions_with_one_commit_a_volume_and_a_domain(db: PgPool) {
+    let pool = railway_pool(db).await;
+    let idle = pool.provision(2).await;
+    let state = railway_state(&pool).await;
+    assert_eq!(services(&state).len(), 2, "{state}");
+    for instance in &idle {
+        let service = service_named(&state, &instance.sprite_name).expect("a service per instance");
+        assert_eq!(service["image"], RAILWAY_IMAGE);
+        let vars: Vec<&str> = service["variableNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        for name in ["GATEWAY_TOKEN", "INSTANCE_ID", "XMTP_ENV", "POOL_ENVIRONMENT", "ANTHROPIC_API_KEY"] {
+            assert!(vars.contains(&name), "{name} missing from {vars:?}");
+        }
+        assert_eq!(service["volumes"].as_array().map(Vec::len), Some(1), "{service}");
+        assert!(instance.url.as_deref().unwrap().contains("/_railway/"), "{:?}", instance.url);
+        assert_eq!(instance.provider, "railway");
+        assert!(instance.golden_checkpoint_id.is_none());
+    }
+    // Image, start command, limits and variables went in one commit per instance.
+    assert_eq!(pool.emulator.count("railway.environmentPatchCommit").await, 2);
+    assert_eq!(pool.emulator.count("railway.variableCollectionUpsert").await, 0);
+    // No Sprites call at all.
+    assert_eq!(pool.emulator.count("sprites.create").await, 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claim_binds_the_runtime_and_a_recycle_replaces_the_instance(db: PgPool) {
+    let pool = railway_pool(db).await;
+    let first = pool.provision(1).await.pop().unwrap();
+    let ClaimOutcome::Done(result) = pool.engine.claim(create("railway agent")).await.unwrap() else {
+        panic!("a create claim finishes in the request");
+    };
+    assert_eq!(result.instance_id.as_deref(), Some(first.id.as_str()));
+    assert!(result.invite_url.as_deref().unwrap().starts_with("https://dev.convos.org/"));
+    let (code, status) = pool.gateway_status(&pool.instance(&first.id).await.unwrap(), &first.gateway_token).await;
+    assert_eq!(code, 200);
+    assert!(!status["conversation"].is_null(), "{status}");
+
+    // Railway has no checkpoints: a recycle destroys the service (volume first) and the
+    // pool makes a fresh instance in its place.
+    let moved = pool.engine.recycle(&first.id).await.unwrap();
+    assert_eq!(moved, Status::Destroying);
+    eventually("the old instance gone", Duration::from_secs(20), || async {
+        pool.instance(&first.id).await.is_none().then_some(())
+    })
+    .await;
+    let state = railway_state(&pool).await;
+    assert!(service_named(&state, &first.sprite_name).is_none(), "{state}");
+    assert_eq!(state["volumes"].as_array().map(Vec::len), Some(0), "a volume outlived its service: {state}");
+    pool.engine.add_instances(1).await.unwrap();
+    let fresh = pool.settled_idle(1).await.pop().unwrap();
+    assert_ne!(fresh.id, first.id);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tick_costs_one_railway_call_however_large_the_pool(db: PgPool) {
+    let mut settings = test_settings();
+    settings.min_idle = 0;
+    let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
+    let mut per_tick = Vec::new();
+    for size in [1, 5] {
+        let have = pool.store.instances().await.unwrap().len();
+        pool.provision(size).await;
+        let _ = have;
+        let before = railway_calls(&pool).await;
+        let report = pool.engine.tick().await.unwrap();
+        assert_eq!(report.observed.as_ref().map(|o| o.listed), Some(pool.store.instances().await.unwrap().len()));
+        per_tick.push(railway_calls(&pool).await - before);
+    }
+    assert_eq!(per_tick, vec![1, 1], "Railway calls per tick at 1 and 6 instances");
+}
+
+async fn railway_calls(pool: &Pool) -> u64 {
+    let url = format!("{}/_emulator/counters", pool.emulator.emulator.base_url());
+    let counters: Value = pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap();
+    counters
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("railway.") && route.as_str() != "railway.runtime")
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failed_deployments_replace_idle_instances_and_mark_claimed_ones_crashed(db: PgPool) {
+    let pool = railway_pool(db).await;
+    let idle = pool.provision(2).await;
+    let ClaimOutcome::Done(claimed) = pool.engine.claim(create("doomed")).await.unwrap() else { panic!() };
+    let claimed_id = claimed.instance_id.unwrap();
+    let spare = idle.iter().find(|i| i.id != claimed_id).unwrap();
+    let claimed_row = idle.iter().find(|i| i.id == claimed_id).unwrap();
+    for instance in [spare, claimed_row] {
+        let id = service_id(&pool, &instance.sprite_name).await;
+        control(&pool, &format!("services/{id}/crash"), json!({})).await;
+    }
+    let report = pool.engine.tick().await.unwrap();
+    let observed = report.observed.unwrap();
+    assert_eq!(observed.destroyed, vec![spare.id.clone()]);
+    assert_eq!(observed.crashed, vec![claimed_id.clone()]);
+    assert_eq!(pool.instance(&claimed_id).await.unwrap().status, Status::Crashed);
+    eventually("the crashed spare destroyed", Duration::from_secs(20), || async {
+        pool.instance(&spare.id).await.is_none().then_some(())
+    })
+    .await;
+}
+
+async fn service_id(pool: &Pool, name: &str) -> String {
+    let state = railway_state(pool).await;
+    service_named(&state, name).unwrap()["id"].as_str().unwrap().to_string()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_deployment_that_never_becomes_ready_is_destroyed_by_the_stuck_rule(db: PgPool) {
+    let mut settings = test_settings();
+    settings.stuck_timeout = Duration::from_millis(1500);
+    settings.ready_timeout = Duration::from_secs(600);
+    let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
+    let url = format!("{}/_emulator/railway/config", pool.emulator.emulator.base_url());
+    let response = pool.emulator.raw().put(url).json(&json!({"deployMs": 3_600_000})).send().await.unwrap();
+    assert!(response.status().is_success());
+    let refill = pool.engine.add_instances(1).await.unwrap();
+    let id = refill.created[0].clone();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let report = pool.engine.tick().await.unwrap();
+    assert_eq!(report.stuck_destroyed, vec![id.clone()]);
+    eventually("the stuck instance gone with its service", Duration::from_secs(20), || async {
+        let gone = pool.instance(&id).await.is_none();
+        (gone && services(&railway_state(&pool).await).is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn rate_limits_are_waited_out(db: PgPool) {
+    let pool = railway_pool(db).await;
+    pool.emulator
+        .fault(json!({"route": "railway.serviceCreate", "count": 1, "kind": {"type": "rate_limit", "retry_after_secs": 1}}))
+        .await;
+    pool.emulator
+        .fault(fault_json("railway.volumeCreate", json!({"type": "status", "status": 429})))
+        .await;
+    pool.provision(1).await;
+    assert_eq!(pool.emulator.count("railway.serviceCreate").await, 2);
+    assert!(pool.emulator.count("railway.volumeCreate").await >= 2);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn create_adopts_its_earlier_service_and_removes_duplicates(db: PgPool) {
+    let pool = railway_pool(db).await;
+    let client = railway_client(&pool.emulator);
+    let name = "convos-agent-dev-adopt1";
+    // Two services of one name: a create whose answer was lost, then its retry.
+    let first = client.create_service(name).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.create_service(name).await.unwrap();
+    let provider = crate::harness::railway_provider_for(&pool.emulator);
+    let machine = provider.create(name).await.unwrap();
+    assert_eq!(machine.provider_ref.as_deref(), Some(first.as_str()));
+    let again = provider.create(name).await.unwrap();
+    assert_eq!(again.provider_ref, machine.provider_ref);
+    assert_eq!(again.url, machine.url);
+    let state = railway_state(&pool).await;
+    assert_eq!(services(&state).len(), 1, "{state}");
+    assert_eq!(state["volumes"].as_array().map(Vec::len), Some(1), "{state}");
+
+    provider.destroy(name).await.unwrap();
+    provider.destroy(name).await.unwrap();
+    let state = railway_state(&pool).await;
+    assert!(services(&state).is_empty() && state["volumes"].as_array().is_some_and(Vec::is_empty), "{state}");
+}

@@ -1,0 +1,166 @@
+//! Per-instance OpenRouter keys and AgentMail inboxes: created at provisioning and handed to
+//! the machine, recorded on the row, deleted with the instance whatever ended it, found by
+//! name when a handle was lost, and swept by reconcile when no row owns them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use shared::chain::TickOnlyChain;
+use shared::store::{Status, Step};
+use sqlx::PgPool;
+
+use crate::harness::{Backend, Options, Pool, eventually, fault_json, pool_with, resources, test_settings};
+
+async fn pool_with_resources(db: PgPool, backend: Backend) -> Pool {
+    pool_with(db, Options { backend, resources: true, ..Options::default() }).await
+}
+
+/// Names of the emulator's OpenRouter keys, and the client ids of its AgentMail inboxes.
+async fn leftovers(pool: &Pool) -> (Vec<String>, Vec<String>) {
+    let base = pool.emulator.emulator.base_url();
+    let keys: Value = pool.emulator.raw().get(format!("{base}/_emulator/openrouter/keys")).send().await.unwrap().json().await.unwrap();
+    let inboxes: Value =
+        pool.emulator.raw().get(format!("{base}/_emulator/agentmail/inboxes")).send().await.unwrap().json().await.unwrap();
+    let list = |v: &Value, field: &str| -> Vec<String> {
+        let items = v.as_array().cloned().or_else(|| v["keys"].as_array().cloned()).or_else(|| v["inboxes"].as_array().cloned());
+        let mut out: Vec<String> =
+            items.unwrap_or_default().iter().filter_map(|i| i[field].as_str().map(String::from)).collect();
+        out.sort();
+        out
+    };
+    (list(&keys, "name"), list(&inboxes, "client_id"))
+}
+
+async fn nothing_left(pool: &Pool, what: &str) {
+    eventually(what, Duration::from_secs(20), || async {
+        let (keys, inboxes) = leftovers(pool).await;
+        (keys.is_empty() && inboxes.is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_sprite_instance_gets_its_own_key_and_inbox_in_its_env_file(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Sprites).await;
+    let idle = pool.provision(2).await;
+    let (keys, inboxes) = leftovers(&pool).await;
+    let mut names: Vec<String> = idle.iter().map(|i| i.sprite_name.clone()).collect();
+    names.sort();
+    assert_eq!(keys, names);
+    assert_eq!(inboxes, names);
+    for instance in &idle {
+        let key = instance.openrouter_key.as_ref().expect("key recorded");
+        assert!(instance.openrouter_key_hash.is_some() && instance.agentmail_inbox_id.is_some());
+        let env = pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/.env").await.expect(".env written");
+        let env = String::from_utf8(env).unwrap();
+        assert!(env.contains(&format!("OPENROUTER_API_KEY={}\n", key.expose_secret())), "key missing from .env");
+        assert!(env.contains(&format!("AGENTMAIL_INBOX_ID={}\n", instance.agentmail_inbox_id.as_deref().unwrap())));
+    }
+    // A recycle restores the golden state, which already holds this instance's own key.
+    let id = idle[0].id.clone();
+    pool.engine.recycle(&id).await.unwrap();
+    pool.settled_idle(2).await;
+    let after = pool.instance(&id).await.unwrap();
+    assert_eq!(after.openrouter_key_hash, idle[0].openrouter_key_hash);
+    assert_eq!(leftovers(&pool).await.0.len(), 2);
+
+    for instance in &idle {
+        pool.engine.destroy(&instance.id).await.unwrap();
+    }
+    nothing_left(&pool, "keys and inboxes deleted with their instances").await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn railway_instances_get_theirs_as_variables(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Railway).await;
+    let instance = pool.provision(1).await.pop().unwrap();
+    let url = format!("{}/_emulator/railway/state", pool.emulator.emulator.base_url());
+    let state: Value = pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap();
+    let service = state["services"].as_array().unwrap().iter().find(|s| s["name"] == instance.sprite_name.as_str()).unwrap();
+    let vars: Vec<&str> = service["variableNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(vars.contains(&"OPENROUTER_API_KEY") && vars.contains(&"AGENTMAIL_INBOX_ID"), "{vars:?}");
+    // A recycle on Railway replaces the instance: its resources go with it.
+    pool.engine.recycle(&instance.id).await.unwrap();
+    nothing_left(&pool, "resources of the replaced instance deleted").await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_key_left_by_a_lost_answer_is_found_by_name_and_replaced(db: PgPool) {
+    let mut settings = test_settings();
+    settings.hop_limit = 0;
+    let options = Options { settings, resources: true, chain: Some(Arc::new(TickOnlyChain)), ..Options::default() };
+    let pool = pool_with(db, options).await;
+    let id = pool.engine.add_instances(1).await.unwrap().created[0].clone();
+    pool.engine.run_step(&id, 0).await.unwrap();
+    let row = pool.instance(&id).await.unwrap();
+    assert_eq!(row.step, Some(Step::Resources));
+    // An earlier attempt created a key but its answer never arrived: the row knows nothing.
+    let openrouter = resources(&pool.emulator).openrouter.unwrap();
+    let lost = openrouter.create_key(&row.sprite_name).await.unwrap();
+    pool.engine.run_step(&id, 0).await.unwrap();
+    let row = pool.instance(&id).await.unwrap();
+    let found = openrouter.find_keys(&row.sprite_name).await.unwrap();
+    assert_eq!(found.len(), 1, "exactly one key of this name");
+    assert_ne!(found[0].hash, lost.hash);
+    assert_eq!(row.openrouter_key_hash.as_deref(), Some(found[0].hash.as_str()));
+
+    // A destroy that finds no recorded hash looks the key up by name.
+    sqlx::query("UPDATE instances SET openrouter_key_hash = NULL, openrouter_key = NULL, agentmail_inbox_id = NULL WHERE id = $1")
+        .bind(&id)
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    pool.engine.destroy(&id).await.unwrap();
+    pool.engine.run_step(&id, 0).await.unwrap();
+    assert!(pool.instance(&id).await.is_none());
+    let (keys, inboxes) = leftovers(&pool).await;
+    assert!(keys.is_empty() && inboxes.is_empty(), "left: {keys:?} {inboxes:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failed_provisioning_deletes_what_it_created(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Sprites).await;
+    // Every configuration write is refused: provisioning fails after the resources step.
+    pool.emulator.fault(fault_json("fs.write", json!({"type": "status", "status": 400}))).await;
+    let id = pool.engine.add_instances(1).await.unwrap().created[0].clone();
+    eventually("the failed instance destroyed", Duration::from_secs(20), || async {
+        pool.instance(&id).await.is_none().then_some(())
+    })
+    .await;
+    nothing_left(&pool, "resources of the failed instance deleted").await;
+    let events = pool.store.events(Some(&id), 50).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == "provisioning_failed"), "the failure is in the history");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn reconcile_deletes_resources_no_row_owns(db: PgPool) {
+    let mut settings = test_settings();
+    settings.reconcile_grace = Duration::ZERO;
+    let pool = pool_with(db, Options { settings, resources: true, ..Options::default() }).await;
+    let live = pool.provision(1).await.pop().unwrap();
+    let clients = resources(&pool.emulator);
+    let (openrouter, agentmail) = (clients.openrouter.unwrap(), clients.agentmail.unwrap());
+    openrouter.create_key("convos-agent-dev-ghost1").await.unwrap();
+    openrouter.create_key("convos-agent-staging-other").await.unwrap();
+    agentmail.create_inbox("convos-agent-dev-ghost1", "convos-agent-dev-ghost1").await.unwrap();
+    let report = pool.engine.reconcile().await.unwrap();
+    assert_eq!(report.resources.keys_deleted, vec!["convos-agent-dev-ghost1".to_string()]);
+    assert_eq!(report.resources.inboxes_deleted.len(), 1);
+    let (keys, inboxes) = leftovers(&pool).await;
+    assert_eq!(keys, vec!["convos-agent-staging-other".to_string(), live.sprite_name.clone()]);
+    assert_eq!(inboxes, vec![live.sprite_name.clone()]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_machine_gone_behind_the_pools_back_still_has_its_resources_deleted(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Sprites).await;
+    let idle = pool.provision(1).await.pop().unwrap();
+    pool.kill_sprite(&idle.sprite_name).await;
+    let report = pool.engine.reconcile().await.unwrap();
+    assert_eq!(report.sent_to_destroy, vec![idle.id.clone()]);
+    eventually("the row gone", Duration::from_secs(20), || async { pool.instance(&idle.id).await.is_none().then_some(()) }).await;
+    nothing_left(&pool, "resources of the vanished machine deleted").await;
+    assert_eq!(pool.count(Status::Idle).await, 0);
+}
