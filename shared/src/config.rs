@@ -78,10 +78,7 @@ impl fmt::Display for PoolEnvironment {
 /// The compute backend (`POOL_PROVIDER`).
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    Sprites {
-        token: SecretString,
-        api_url: Url,
-    },
+    Sprites { token: SecretString, api_url: Url },
     Railway(RailwayConfig),
 }
 
@@ -268,20 +265,22 @@ impl Config {
                 }
             }
         };
-        let openrouter = r.optional_secret("OPENROUTER_MANAGEMENT_KEY").map(|management_key| OpenRouterConfig {
-            api_url: r.url("OPENROUTER_API_URL", OPENROUTER_API_URL),
-            management_key,
-            limit_usd: r.parsed("OPENROUTER_KEY_LIMIT", 20.0, "a number of US dollars"),
-            limit_reset: match r.get("OPENROUTER_KEY_LIMIT_RESET").as_deref() {
-                None => Some("monthly".to_string()),
-                Some("none") => None,
-                Some(v @ ("daily" | "weekly" | "monthly")) => Some(v.to_string()),
-                Some(_) => {
-                    r.problems.push("OPENROUTER_KEY_LIMIT_RESET must be daily, weekly, monthly or none".into());
-                    None
-                }
-            },
-        });
+        let openrouter =
+            r.optional_secret("OPENROUTER_MANAGEMENT_KEY").map(|management_key| OpenRouterConfig {
+                api_url: r.url("OPENROUTER_API_URL", OPENROUTER_API_URL),
+                management_key,
+                limit_usd: r.parsed("OPENROUTER_KEY_LIMIT", 20.0_f64, "a number of US dollars"),
+                limit_reset: match r.get("OPENROUTER_KEY_LIMIT_RESET").as_deref() {
+                    None => Some("monthly".to_string()),
+                    Some("none") => None,
+                    Some(v @ ("daily" | "weekly" | "monthly")) => Some(v.to_string()),
+                    Some(_) => {
+                        r.problems
+                            .push("OPENROUTER_KEY_LIMIT_RESET must be daily, weekly, monthly or none".into());
+                        None
+                    }
+                },
+            });
         if let Some(openrouter) = &openrouter
             && !(openrouter.limit_usd.is_finite() && openrouter.limit_usd > 0.0)
         {
@@ -343,7 +342,7 @@ fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayCo
         r.problems.push(format!("RAILWAY_API_TOKEN is required {why}"));
         SecretString::from(String::new())
     });
-    let cpu = r.parsed("RAILWAY_CPU", 4.0, "a number of vCPUs");
+    let cpu: f64 = r.parsed("RAILWAY_CPU", 4.0, "a number of vCPUs");
     if !(cpu.is_finite() && cpu > 0.0) {
         r.problems.push("RAILWAY_CPU must be greater than 0".into());
     }
@@ -360,7 +359,9 @@ fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayCo
         start_command: r.get("RAILWAY_START_COMMAND"),
         cpu,
         memory_mb,
-        public_url_base: r.get("RAILWAY_PUBLIC_URL_BASE").map(|_| r.url("RAILWAY_PUBLIC_URL_BASE", "http://127.0.0.1/")),
+        public_url_base: r
+            .get("RAILWAY_PUBLIC_URL_BASE")
+            .map(|_| r.url("RAILWAY_PUBLIC_URL_BASE", "http://127.0.0.1/")),
     }
 }
 
@@ -392,7 +393,9 @@ mod tests {
         assert_eq!((dev.min_idle, dev.max_total), (3, 10));
         assert_eq!(dev.stuck_timeout, Duration::from_secs(900));
         match &dev.provider {
-            ProviderConfig::Sprites { api_url, .. } => assert_eq!(api_url.as_str(), "https://api.sprites.dev/"),
+            ProviderConfig::Sprites { api_url, .. } => {
+                assert_eq!(api_url.as_str(), "https://api.sprites.dev/")
+            }
             other => panic!("sprites by default, not {}", other.kind()),
         }
         assert!(dev.openrouter.is_none() && dev.agentmail.is_none());
@@ -442,10 +445,16 @@ mod tests {
 
     #[test]
     fn railway_needs_its_own_settings_and_not_a_sprite_token() {
-        let base = [("POOL_API_KEY", "key-123"), ("DATABASE_URL", "postgres://u:pw@h/db"), ("POOL_PROVIDER", "railway")];
+        let base = [
+            ("POOL_API_KEY", "key-123"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("POOL_PROVIDER", "railway"),
+        ];
         let err = load(&base).unwrap_err();
         assert_eq!(err.problems.len(), 4, "{err}");
-        for expected in ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID", "RAILWAY_RUNTIME_IMAGE"] {
+        for expected in
+            ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID", "RAILWAY_RUNTIME_IMAGE"]
+        {
             assert!(err.to_string().contains(expected), "{expected} missing from {err}");
         }
         let mut vars = base.to_vec();
@@ -481,7 +490,9 @@ mod tests {
             ("OPENROUTER_KEY_LIMIT_RESET", "yearly"),
         ]);
         let err = load(&vars).unwrap_err();
-        for expected in ["POOL_PROVIDER", "OPENROUTER_KEY_LIMIT must be greater", "OPENROUTER_KEY_LIMIT_RESET"] {
+        for expected in
+            ["POOL_PROVIDER", "OPENROUTER_KEY_LIMIT must be greater", "OPENROUTER_KEY_LIMIT_RESET"]
+        {
             assert!(err.to_string().contains(expected), "{expected} missing from {err}");
         }
     }

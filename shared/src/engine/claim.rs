@@ -424,7 +424,14 @@ impl Engine {
         let fence = Fence::Lease { owner, status: Status::Claiming };
         let moved = self
             .store
-            .begin_recycle(&instance.id, fence, &new_gateway_token(), self.recycle_start(), "claim_failed", Some(reason))
+            .begin_recycle(
+                &instance.id,
+                fence,
+                &new_gateway_token(),
+                self.recycle_start(),
+                "claim_failed",
+                Some(reason),
+            )
             .await?;
         if moved {
             self.deliver(&instance.id, 0, Duration::ZERO).await;

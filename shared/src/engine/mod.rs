@@ -17,10 +17,12 @@ use secrecy::SecretString;
 
 use crate::chain::{Chain, Delivery};
 use crate::config::{Config, PoolEnvironment, ProviderConfig};
-use crate::railway::{RailwayClient, RailwaySettings};
-use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
-use crate::provider::{Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings};
+use crate::provider::{
+    Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
+};
+use crate::railway::{RailwayClient, RailwaySettings, RetryPolicy as RailwayRetry};
+use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use crate::sprites::{SpritesClient, SpritesConfig};
 use crate::store::{Status, Step, Store, StoreError};
 
@@ -196,16 +198,22 @@ impl Engine {
                 ))
             }
             ProviderConfig::Railway(railway) => {
-                let client = RailwayClient::new(
-                    RailwaySettings {
-                        api_url: railway.api_url.clone(),
-                        token: railway.token.clone(),
-                        project_id: railway.project_id.clone(),
-                        environment_id: railway.environment_id.clone(),
-                        public_url_base: railway.public_url_base.clone(),
-                    },
-                    http.clone(),
+                let mut settings = RailwaySettings::new(
+                    railway.api_url.clone(),
+                    railway.token.clone(),
+                    railway.project_id.clone(),
+                    railway.environment_id.clone(),
                 );
+                settings.public_url_base = railway.public_url_base.clone();
+                // A step gives a rate limit a few short waits; longer ones are the engine's
+                // backoff between attempts, which holds no Lambda open.
+                settings.retry = RailwayRetry {
+                    max_attempts: 3,
+                    base_delay: Duration::from_secs(2),
+                    max_delay: Duration::from_secs(10),
+                    max_server_delay: Duration::from_secs(15),
+                };
+                let client = RailwayClient::new(settings, http.clone());
                 Arc::new(RailwayProvider::new(
                     client,
                     http.clone(),
@@ -236,7 +244,11 @@ impl Engine {
             }),
             agentmail: config.agentmail.as_ref().map(|c| {
                 AgentMailClient::new(
-                    AgentMailSettings { api_url: c.api_url.clone(), api_key: c.api_key.clone(), domain: c.domain.clone() },
+                    AgentMailSettings {
+                        api_url: c.api_url.clone(),
+                        api_key: c.api_key.clone(),
+                        domain: c.domain.clone(),
+                    },
                     http.clone(),
                 )
             }),

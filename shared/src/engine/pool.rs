@@ -102,7 +102,11 @@ impl Engine {
             return self.destroy(id).await;
         }
         let fence = Fence::Free { status: instance.status };
-        if !self.store.begin_recycle(id, fence, &new_gateway_token(), self.recycle_start(), "recycle", None).await? {
+        if !self
+            .store
+            .begin_recycle(id, fence, &new_gateway_token(), self.recycle_start(), "recycle", None)
+            .await?
+        {
             return Err(ActionError::Busy(instance.status));
         }
         self.deliver(id, 0, Duration::ZERO).await;

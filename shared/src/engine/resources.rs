@@ -19,6 +19,12 @@ pub struct Resources {
     pub agentmail: Option<AgentMailClient>,
 }
 
+impl Resources {
+    pub fn any(&self) -> bool {
+        self.openrouter.is_some() || self.agentmail.is_some()
+    }
+}
+
 /// What reconcile deleted because no row owns it any more.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ResourceSweep {
@@ -35,7 +41,11 @@ impl Engine {
     /// The resources step: creates what the instance lacks and records it on the row. Safe to
     /// repeat: a recorded resource is kept, and a key created by an attempt whose answer was
     /// lost (its secret unknown) is found by name and replaced.
-    pub(super) async fn ensure_resources(&self, instance: &Instance, owner: &str) -> Result<(), EngineStepError> {
+    pub(super) async fn ensure_resources(
+        &self,
+        instance: &Instance,
+        owner: &str,
+    ) -> Result<(), EngineStepError> {
         let name = instance.sprite_name.as_str();
         if let Some(openrouter) = &self.resources.openrouter
             && instance.openrouter_key_hash.is_none()
@@ -117,7 +127,9 @@ impl Engine {
                         }
                         match openrouter.delete_key(&key.hash).await {
                             Ok(()) => sweep.keys_deleted.push(key.name),
-                            Err(err) => tracing::warn!(key = %key.name, error = %err.message, "orphan key delete failed"),
+                            Err(err) => {
+                                tracing::warn!(key = %key.name, error = %err.message, "orphan key delete failed")
+                            }
                         }
                     }
                 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
@@ -90,14 +89,13 @@ impl Engine {
                         self.store
                             .set_machine(&instance.id, owner, &machine.url, machine.provider_ref.as_deref())
                             .await?;
-                        Outcome::next(Status::Provisioning, Step::Resources)
+                        Outcome::next(Status::Provisioning, self.after_create())
                     }
                     Err(err) => Outcome::Failed(err),
                 }
             }
             Step::Resources => match self.ensure_resources(instance, owner).await {
-                Ok(()) if provider.capabilities().install => Outcome::next(Status::Provisioning, Step::Install),
-                Ok(()) => Outcome::next(Status::Provisioning, Step::Configure),
+                Ok(()) => Outcome::next(Status::Provisioning, self.after_resources()),
                 Err(EngineStepError::Provider(err)) => Outcome::Failed(err),
                 Err(EngineStepError::LeaseLost) => Outcome::Settled,
                 Err(EngineStepError::Engine(err)) => return Err(err),
@@ -157,6 +155,16 @@ impl Engine {
         self.provider.restart_gateway(name).await
     }
 
+    /// The resources step only where resources are configured; the install step only where
+    /// the provider builds OpenClaw on the machine.
+    fn after_create(&self) -> Step {
+        if self.resources.any() { Step::Resources } else { self.after_resources() }
+    }
+
+    fn after_resources(&self) -> Step {
+        if self.provider.capabilities().install { Step::Install } else { Step::Configure }
+    }
+
     /// The machine first (nothing runs on the resources any more), then the resources.
     async fn destroy_all(&self, instance: &Instance) -> Result<(), ProviderError> {
         self.provider.destroy(&instance.sprite_name).await?;
@@ -207,7 +215,9 @@ impl Engine {
             Ok(_) if instance.status == Status::Recycling => {
                 Outcome::Next { status: Status::Idle, step: None, reason: "recycled" }
             }
-            Ok(_) if self.provider.capabilities().checkpoints => Outcome::next(Status::Provisioning, Step::Checkpoint),
+            Ok(_) if self.provider.capabilities().checkpoints => {
+                Outcome::next(Status::Provisioning, Step::Checkpoint)
+            }
             Ok(_) => Outcome::Next { status: Status::Idle, step: None, reason: "provisioned" },
             Err(err) => Outcome::Failed(ProviderError::transient(format!("gateway status: {err}"))),
         }

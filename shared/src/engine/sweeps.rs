@@ -121,7 +121,17 @@ impl Engine {
             let Some(instance) = self.store.instance(&id).await? else { continue };
             let fence = Fence::Free { status: Status::Claiming };
             let detail = "claiming for too long";
-            if self.store.begin_recycle(&id, fence, &new_gateway_token(), self.recycle_start(), "stale_claim", Some(detail)).await?
+            if self
+                .store
+                .begin_recycle(
+                    &id,
+                    fence,
+                    &new_gateway_token(),
+                    self.recycle_start(),
+                    "stale_claim",
+                    Some(detail),
+                )
+                .await?
             {
                 if let Some(claim_id) = instance.claim_id {
                     let failed = crate::store::ClaimStatus::Failed;
@@ -208,7 +218,14 @@ impl Engine {
                 let detail = "idle instance reported a bound conversation";
                 if self
                     .store
-                    .begin_recycle(&target.id, fence, &new_gateway_token(), self.recycle_start(), "bound_while_idle", Some(detail))
+                    .begin_recycle(
+                        &target.id,
+                        fence,
+                        &new_gateway_token(),
+                        self.recycle_start(),
+                        "bound_while_idle",
+                        Some(detail),
+                    )
                     .await?
                 {
                     self.deliver(&target.id, 0, Duration::ZERO).await;
@@ -296,7 +313,7 @@ impl Engine {
         let all_rows = self.store.known_instances().await?;
         // Rows of another provider (a pool switched between backends) are not in this listing.
         let known: Vec<_> = all_rows.iter().filter(|row| row.provider == self.provider.kind()).collect();
-        let has_resources = self.resources.openrouter.is_some() || self.resources.agentmail.is_some();
+        let has_resources = self.resources.any();
         for row in &known {
             // Only rows whose machine existed before the listing began can be missing from it.
             let created_before = row.sprite_created_at.is_some_and(|t| t < listed_at);
@@ -381,7 +398,8 @@ impl Engine {
                 continue;
             }
             // A status this code does not know says nothing either way.
-            let Some(&seen) = observed.get(row.sprite_name.as_str()).filter(|o| **o != Observed::Unknown) else {
+            let Some(&seen) = observed.get(row.sprite_name.as_str()).filter(|o| **o != Observed::Unknown)
+            else {
                 continue;
             };
             let age = row.sprite_created_at.map(|t| now - t).unwrap_or_default();
@@ -389,8 +407,8 @@ impl Engine {
             let claimed = matches!(row.status, Status::Claimed);
             let derived = derive_status(seen, None, false, claimed, age, self.settings.stuck_timeout);
             let fence = Fence::Free { status: row.status };
-            let waiting_for_deploy =
-                row.status == Status::Provisioning && matches!(row.step, Some(Step::AwaitReady | Step::VerifyClean));
+            let waiting_for_deploy = row.status == Status::Provisioning
+                && matches!(row.step, Some(Step::AwaitReady | Step::VerifyClean));
             match derived {
                 DerivedStatus::Dead if row.status == Status::Idle || waiting_for_deploy => {
                     let change = Move {

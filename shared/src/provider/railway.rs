@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine};
-use crate::railway::{DeploySpec, DeployStatus, RailwayClient, RailwayError, RailwayErrorKind, ServiceSnapshot};
+use super::{
+    Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine,
+};
+use crate::railway::{
+    DeploySpec, DeployStatus, RailwayClient, RailwayError, RailwayErrorKind, ServiceSnapshot,
+};
 
 /// Where the runtime keeps its state (it links `~/.convos` there).
 const VOLUME_MOUNT: &str = "/data";
@@ -44,18 +48,23 @@ impl RailwayProvider {
     /// Every service of this name, oldest first: a create retried after a lost answer can
     /// leave two, since Railway does not keep names unique.
     async fn services_named(&self, name: &str) -> Result<Vec<ServiceSnapshot>, ProviderError> {
-        let mut found: Vec<ServiceSnapshot> =
-            self.client.services().await.map_err(from_railway)?.into_iter().filter(|s| s.name == name).collect();
+        let mut found: Vec<ServiceSnapshot> = self
+            .client
+            .services()
+            .await
+            .map_err(from_railway)?
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
         found.sort_by_key(|s| s.created_at);
         Ok(found)
     }
 
     async fn service(&self, name: &str) -> Result<ServiceSnapshot, ProviderError> {
-        self.services_named(name)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ProviderError { failure: Failure::Gone, message: format!("no Railway service {name}") })
+        self.services_named(name).await?.into_iter().next().ok_or_else(|| ProviderError {
+            failure: Failure::Gone,
+            message: format!("no Railway service {name}"),
+        })
     }
 
     /// Volumes first: a service deleted before its volume leaves the volume behind, billed.
@@ -265,9 +274,9 @@ impl Observed {
         match status {
             Some(DeployStatus::Success) => Observed::Running,
             Some(DeployStatus::Sleeping) => Observed::Sleeping,
-            Some(DeployStatus::Failed | DeployStatus::Crashed | DeployStatus::Removed | DeployStatus::Skipped) => {
-                Observed::Dead
-            }
+            Some(
+                DeployStatus::Failed | DeployStatus::Crashed | DeployStatus::Removed | DeployStatus::Skipped,
+            ) => Observed::Dead,
             Some(
                 DeployStatus::Queued
                 | DeployStatus::Waiting
@@ -329,20 +338,30 @@ mod tests {
     const YOUNG: Duration = Duration::from_secs(60);
     const OLD: Duration = Duration::from_secs(16 * 60);
 
-    fn derive(deploy: Option<DeployStatus>, reachable: Option<bool>, conversation: bool, claimed: bool, age: Duration) -> DerivedStatus {
+    fn derive(
+        deploy: Option<DeployStatus>,
+        reachable: Option<bool>,
+        conversation: bool,
+        claimed: bool,
+        age: Duration,
+    ) -> DerivedStatus {
         derive_status(Observed::from_deploy(deploy.as_ref()), reachable, conversation, claimed, age, STUCK)
     }
 
     #[test]
     fn deploys_in_progress_are_starting() {
-        for status in [DeployStatus::Building, DeployStatus::Deploying, DeployStatus::Queued, DeployStatus::Waiting] {
+        for status in
+            [DeployStatus::Building, DeployStatus::Deploying, DeployStatus::Queued, DeployStatus::Waiting]
+        {
             assert_eq!(derive(Some(status), None, false, false, YOUNG), DerivedStatus::Starting);
         }
     }
 
     #[test]
     fn failed_deploys_are_dead() {
-        for status in [DeployStatus::Failed, DeployStatus::Crashed, DeployStatus::Removed, DeployStatus::Skipped] {
+        for status in
+            [DeployStatus::Failed, DeployStatus::Crashed, DeployStatus::Removed, DeployStatus::Skipped]
+        {
             assert_eq!(derive(Some(status), None, false, false, YOUNG), DerivedStatus::Dead);
         }
     }
@@ -359,12 +378,18 @@ mod tests {
 
     #[test]
     fn success_with_a_conversation_is_claimed() {
-        assert_eq!(derive(Some(DeployStatus::Success), Some(true), true, false, YOUNG), DerivedStatus::Claimed);
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(true), true, false, YOUNG),
+            DerivedStatus::Claimed
+        );
     }
 
     #[test]
     fn success_but_unreachable_is_starting_until_the_stuck_timeout() {
-        assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, false, YOUNG), DerivedStatus::Starting);
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(false), false, false, YOUNG),
+            DerivedStatus::Starting
+        );
         assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, false, OLD), DerivedStatus::Dead);
     }
 
@@ -380,8 +405,14 @@ mod tests {
         for status in [DeployStatus::Building, DeployStatus::Deploying] {
             assert_eq!(derive(Some(status), None, false, true, YOUNG), DerivedStatus::Claimed);
         }
-        assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, true, OLD), DerivedStatus::Claimed);
-        assert_eq!(derive(Some(DeployStatus::Success), Some(true), false, true, YOUNG), DerivedStatus::Claimed);
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(false), false, true, OLD),
+            DerivedStatus::Claimed
+        );
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(true), false, true, YOUNG),
+            DerivedStatus::Claimed
+        );
     }
 
     #[test]
@@ -393,7 +424,13 @@ mod tests {
     #[test]
     fn the_boundary_of_the_stuck_rule() {
         let just_under = STUCK - Duration::from_secs(1);
-        assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, false, just_under), DerivedStatus::Starting);
-        assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, false, STUCK), DerivedStatus::Dead);
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(false), false, false, just_under),
+            DerivedStatus::Starting
+        );
+        assert_eq!(
+            derive(Some(DeployStatus::Success), Some(false), false, false, STUCK),
+            DerivedStatus::Dead
+        );
     }
 }

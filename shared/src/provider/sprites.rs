@@ -12,7 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine};
+use super::{
+    Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine,
+};
 use crate::sprites::{
     CreateSprite, ExecRequest, ServiceSpec, SpritesClient, SpritesError, UpdateSprite, UrlAuth, UrlSettings,
     WriteFile,

@@ -438,7 +438,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn set_agentmail_inbox(&self, id: &str, owner: &str, inbox_id: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn set_agentmail_inbox(
+        &self,
+        id: &str,
+        owner: &str,
+        inbox_id: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query!(
             "UPDATE instances SET agentmail_inbox_id = $3, updated_at = now()
              WHERE id = $1 AND lease_owner = $2",

@@ -11,7 +11,9 @@ use shared::chain::{Chain, InProcessChain, run_in_process};
 use shared::config::PoolEnvironment;
 use shared::engine::{Engine, EngineSettings, Resources};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
-use shared::provider::{Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings};
+use shared::provider::{
+    Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
+};
 use shared::railway::{RailwayClient, RailwaySettings};
 use shared::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use shared::store::{Instance, Status, Store};
@@ -156,14 +158,20 @@ fn http() -> reqwest::Client {
 /// The Railway client on the emulator, retrying quickly.
 pub fn railway_client(emulator: &Harness) -> RailwayClient {
     let base = emulator.emulator.base_url();
-    let settings = RailwaySettings {
-        api_url: format!("{base}/graphql/v2").parse().unwrap(),
-        token: SecretString::from(emulator.emulator.config().railway_token.clone()),
-        project_id: sprites_emulator::RAILWAY_PROJECT_ID.into(),
-        environment_id: sprites_emulator::RAILWAY_ENVIRONMENT_ID.into(),
-        public_url_base: Some(format!("{base}/_railway").parse().unwrap()),
+    let mut settings = RailwaySettings::new(
+        format!("{base}/graphql/v2").parse().unwrap(),
+        SecretString::from(emulator.emulator.config().railway_token.clone()),
+        sprites_emulator::RAILWAY_PROJECT_ID.into(),
+        sprites_emulator::RAILWAY_ENVIRONMENT_ID.into(),
+    );
+    settings.public_url_base = Some(format!("{base}/_railway").parse().unwrap());
+    settings.retry = shared::railway::RetryPolicy {
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_server_delay: Duration::from_secs(2),
+        ..shared::railway::RetryPolicy::default()
     };
-    RailwayClient::new(settings, http()).with_retry(fast_railway_retry())
+    RailwayClient::new(settings, http())
 }
 
 pub fn railway_provider_for(emulator: &Harness) -> RailwayProvider {
@@ -184,6 +192,15 @@ pub fn railway_provider_for(emulator: &Harness) -> RailwayProvider {
 }
 
 /// OpenRouter and AgentMail on the emulator, retrying quickly.
+fn fast_resource_retry() -> shared::resources::RetryPolicy {
+    shared::resources::RetryPolicy {
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_server_delay: Duration::from_secs(2),
+        ..shared::resources::RetryPolicy::default()
+    }
+}
+
 pub fn resources(emulator: &Harness) -> Resources {
     let base = emulator.emulator.base_url();
     let config = emulator.emulator.config();
@@ -242,7 +259,12 @@ impl Pool {
         self.build_engine(store, settings, None)
     }
 
-    fn build_engine(&self, store: &Store, settings: EngineSettings, chain: Option<Arc<dyn Chain>>) -> Arc<Engine> {
+    fn build_engine(
+        &self,
+        store: &Store,
+        settings: EngineSettings,
+        chain: Option<Arc<dyn Chain>>,
+    ) -> Arc<Engine> {
         let provider: Arc<dyn Provider> = match self.backend {
             Backend::Sprites => Arc::new(sprites_provider(&self.emulator)),
             Backend::Railway => Arc::new(railway_provider_for(&self.emulator)),
@@ -250,7 +272,10 @@ impl Pool {
         let resources = if self.resources { resources(&self.emulator) } else { Resources::default() };
         let gateway = GatewayClient::new(self.timeouts.clone()).expect("gateway client");
         let build = |chain: Arc<dyn Chain>| {
-            Arc::new(Engine::new(store.clone(), provider.clone(), gateway.clone(), chain, settings.clone()).with_resources(resources.clone()))
+            Arc::new(
+                Engine::new(store.clone(), provider.clone(), gateway.clone(), chain, settings.clone())
+                    .with_resources(resources.clone()),
+            )
         };
         match chain {
             Some(chain) => build(chain),

@@ -12,6 +12,6 @@ mod heartbeat;
 mod lambda_glue;
 mod lifecycle;
 mod pgbouncer;
-mod reconcile;
 mod railway;
+mod reconcile;
 mod resources;

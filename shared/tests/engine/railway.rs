@@ -11,7 +11,9 @@ use shared::provider::Provider;
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{Backend, Options, Pool, RAILWAY_IMAGE, eventually, fault_json, pool_with, railway_client, test_settings};
+use crate::harness::{
+    Backend, Options, Pool, RAILWAY_IMAGE, eventually, pool_with, railway_client, test_settings,
+};
 
 async fn railway_pool(db: PgPool) -> Pool {
     pool_with(db, Options { backend: Backend::Railway, ..Options::default() }).await
@@ -50,11 +52,13 @@ async fn provisions_with_one_commit_a_volume_and_a_domain(db: PgPool) {
     for instance in &idle {
         let service = service_named(&state, &instance.sprite_name).expect("a service per instance");
         assert_eq!(service["image"], RAILWAY_IMAGE);
-        let vars: Vec<&str> = service["variableNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let vars: Vec<&str> =
+            service["variables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
         for name in ["GATEWAY_TOKEN", "INSTANCE_ID", "XMTP_ENV", "POOL_ENVIRONMENT", "ANTHROPIC_API_KEY"] {
             assert!(vars.contains(&name), "{name} missing from {vars:?}");
         }
-        assert_eq!(service["volumes"].as_array().map(Vec::len), Some(1), "{service}");
+        assert_eq!(service["volumeIds"].as_array().map(Vec::len), Some(1), "{service}");
+        assert_eq!(service["deployments"].as_array().map(Vec::len), Some(1), "one deploy: {service}");
         assert!(instance.url.as_deref().unwrap().contains("/_railway/"), "{:?}", instance.url);
         assert_eq!(instance.provider, "railway");
         assert!(instance.golden_checkpoint_id.is_none());
@@ -75,7 +79,8 @@ async fn a_claim_binds_the_runtime_and_a_recycle_replaces_the_instance(db: PgPoo
     };
     assert_eq!(result.instance_id.as_deref(), Some(first.id.as_str()));
     assert!(result.invite_url.as_deref().unwrap().starts_with("https://dev.convos.org/"));
-    let (code, status) = pool.gateway_status(&pool.instance(&first.id).await.unwrap(), &first.gateway_token).await;
+    let (code, status) =
+        pool.gateway_status(&pool.instance(&first.id).await.unwrap(), &first.gateway_token).await;
     assert_eq!(code, 200);
     assert!(!status["conversation"].is_null(), "{status}");
 
@@ -101,13 +106,16 @@ async fn a_tick_costs_one_railway_call_however_large_the_pool(db: PgPool) {
     settings.min_idle = 0;
     let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
     let mut per_tick = Vec::new();
-    for size in [1, 5] {
+    for size in [1, 6] {
         let have = pool.store.instances().await.unwrap().len();
-        pool.provision(size).await;
-        let _ = have;
+        pool.engine.add_instances((size - have) as u32).await.unwrap();
+        pool.settled_idle(size as i64).await;
         let before = railway_calls(&pool).await;
         let report = pool.engine.tick().await.unwrap();
-        assert_eq!(report.observed.as_ref().map(|o| o.listed), Some(pool.store.instances().await.unwrap().len()));
+        assert_eq!(
+            report.observed.as_ref().map(|o| o.listed),
+            Some(pool.store.instances().await.unwrap().len())
+        );
         per_tick.push(railway_calls(&pool).await - before);
     }
     assert_eq!(per_tick, vec![1, 1], "Railway calls per tick at 1 and 6 instances");
@@ -158,15 +166,25 @@ async fn a_deployment_that_never_becomes_ready_is_destroyed_by_the_stuck_rule(db
     let mut settings = test_settings();
     settings.stuck_timeout = Duration::from_millis(1500);
     settings.ready_timeout = Duration::from_secs(600);
+    // Short polls with long gaps, so the tick finds the row between two of them.
+    settings.ready_wait = Duration::from_millis(50);
+    settings.ready_poll = Duration::from_millis(400);
     let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
     let url = format!("{}/_emulator/railway/config", pool.emulator.emulator.base_url());
-    let response = pool.emulator.raw().put(url).json(&json!({"deployMs": 3_600_000})).send().await.unwrap();
+    // Deploy times scale with the emulator's speed: a tiny speed and a huge deploy time make
+    // a deployment that takes an hour while every other call stays instant.
+    let response =
+        pool.emulator.raw().put(url).json(&json!({"deployMs": 3_600_000_000u64})).send().await.unwrap();
     assert!(response.status().is_success());
+    pool.emulator.configure(json!({"speed": 0.001})).await;
     let refill = pool.engine.add_instances(1).await.unwrap();
     let id = refill.created[0].clone();
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let report = pool.engine.tick().await.unwrap();
-    assert_eq!(report.stuck_destroyed, vec![id.clone()]);
+    // The tick takes it between two polls of await_ready (a running step holds the lease).
+    eventually("the tick to find it stuck", Duration::from_secs(10), || async {
+        pool.engine.tick().await.unwrap().stuck_destroyed.contains(&id).then_some(())
+    })
+    .await;
     eventually("the stuck instance gone with its service", Duration::from_secs(20), || async {
         let gone = pool.instance(&id).await.is_none();
         (gone && services(&railway_state(&pool).await).is_empty()).then_some(())
@@ -181,7 +199,9 @@ async fn rate_limits_are_waited_out(db: PgPool) {
         .fault(json!({"route": "railway.serviceCreate", "count": 1, "kind": {"type": "rate_limit", "retry_after_secs": 1}}))
         .await;
     pool.emulator
-        .fault(fault_json("railway.volumeCreate", json!({"type": "status", "status": 429})))
+        .fault(
+            json!({"route": "railway.volumeCreate", "count": 1, "kind": {"type": "status", "status": 429}}),
+        )
         .await;
     pool.provision(1).await;
     assert_eq!(pool.emulator.count("railway.serviceCreate").await, 2);

@@ -20,11 +20,32 @@ async fn pool_with_resources(db: PgPool, backend: Backend) -> Pool {
 /// Names of the emulator's OpenRouter keys, and the client ids of its AgentMail inboxes.
 async fn leftovers(pool: &Pool) -> (Vec<String>, Vec<String>) {
     let base = pool.emulator.emulator.base_url();
-    let keys: Value = pool.emulator.raw().get(format!("{base}/_emulator/openrouter/keys")).send().await.unwrap().json().await.unwrap();
-    let inboxes: Value =
-        pool.emulator.raw().get(format!("{base}/_emulator/agentmail/inboxes")).send().await.unwrap().json().await.unwrap();
+    let keys: Value = pool
+        .emulator
+        .raw()
+        .get(format!("{base}/_emulator/openrouter/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let inboxes: Value = pool
+        .emulator
+        .raw()
+        .get(format!("{base}/_emulator/agentmail/inboxes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let list = |v: &Value, field: &str| -> Vec<String> {
-        let items = v.as_array().cloned().or_else(|| v["keys"].as_array().cloned()).or_else(|| v["inboxes"].as_array().cloned());
+        let items = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["keys"].as_array().cloned())
+            .or_else(|| v["inboxes"].as_array().cloned());
         let mut out: Vec<String> =
             items.unwrap_or_default().iter().filter_map(|i| i[field].as_str().map(String::from)).collect();
         out.sort();
@@ -53,10 +74,19 @@ async fn each_sprite_instance_gets_its_own_key_and_inbox_in_its_env_file(db: PgP
     for instance in &idle {
         let key = instance.openrouter_key.as_ref().expect("key recorded");
         assert!(instance.openrouter_key_hash.is_some() && instance.agentmail_inbox_id.is_some());
-        let env = pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/.env").await.expect(".env written");
+        let env =
+            pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/.env").await.expect(".env written");
         let env = String::from_utf8(env).unwrap();
-        assert!(env.contains(&format!("OPENROUTER_API_KEY={}\n", key.expose_secret())), "key missing from .env");
-        assert!(env.contains(&format!("AGENTMAIL_INBOX_ID={}\n", instance.agentmail_inbox_id.as_deref().unwrap())));
+        assert!(
+            env.contains(&format!("OPENROUTER_API_KEY={}\n", key.expose_secret())),
+            "key missing from .env"
+        );
+        assert!(
+            env.contains(&format!(
+                "AGENTMAIL_INBOX_ID={}\n",
+                instance.agentmail_inbox_id.as_deref().unwrap()
+            ))
+        );
     }
     // A recycle restores the golden state, which already holds this instance's own key.
     let id = idle[0].id.clone();
@@ -78,8 +108,13 @@ async fn railway_instances_get_theirs_as_variables(db: PgPool) {
     let instance = pool.provision(1).await.pop().unwrap();
     let url = format!("{}/_emulator/railway/state", pool.emulator.emulator.base_url());
     let state: Value = pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap();
-    let service = state["services"].as_array().unwrap().iter().find(|s| s["name"] == instance.sprite_name.as_str()).unwrap();
-    let vars: Vec<&str> = service["variableNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let service = state["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == instance.sprite_name.as_str())
+        .unwrap();
+    let vars: Vec<&str> = service["variables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(vars.contains(&"OPENROUTER_API_KEY") && vars.contains(&"AGENTMAIL_INBOX_ID"), "{vars:?}");
     // A recycle on Railway replaces the instance: its resources go with it.
     pool.engine.recycle(&instance.id).await.unwrap();
@@ -90,7 +125,8 @@ async fn railway_instances_get_theirs_as_variables(db: PgPool) {
 async fn a_key_left_by_a_lost_answer_is_found_by_name_and_replaced(db: PgPool) {
     let mut settings = test_settings();
     settings.hop_limit = 0;
-    let options = Options { settings, resources: true, chain: Some(Arc::new(TickOnlyChain)), ..Options::default() };
+    let options =
+        Options { settings, resources: true, chain: Some(Arc::new(TickOnlyChain)), ..Options::default() };
     let pool = pool_with(db, options).await;
     let id = pool.engine.add_instances(1).await.unwrap().created[0].clone();
     pool.engine.run_step(&id, 0).await.unwrap();
@@ -149,7 +185,9 @@ async fn reconcile_deletes_resources_no_row_owns(db: PgPool) {
     assert_eq!(report.resources.keys_deleted, vec!["convos-agent-dev-ghost1".to_string()]);
     assert_eq!(report.resources.inboxes_deleted.len(), 1);
     let (keys, inboxes) = leftovers(&pool).await;
-    assert_eq!(keys, vec!["convos-agent-staging-other".to_string(), live.sprite_name.clone()]);
+    let mut expected = vec!["convos-agent-staging-other".to_string(), live.sprite_name.clone()];
+    expected.sort();
+    assert_eq!(keys, expected);
     assert_eq!(inboxes, vec![live.sprite_name.clone()]);
 }
 
@@ -160,7 +198,10 @@ async fn a_machine_gone_behind_the_pools_back_still_has_its_resources_deleted(db
     pool.kill_sprite(&idle.sprite_name).await;
     let report = pool.engine.reconcile().await.unwrap();
     assert_eq!(report.sent_to_destroy, vec![idle.id.clone()]);
-    eventually("the row gone", Duration::from_secs(20), || async { pool.instance(&idle.id).await.is_none().then_some(()) }).await;
+    eventually("the row gone", Duration::from_secs(20), || async {
+        pool.instance(&idle.id).await.is_none().then_some(())
+    })
+    .await;
     nothing_left(&pool, "resources of the vanished machine deleted").await;
     assert_eq!(pool.count(Status::Idle).await, 0);
 }
