@@ -1,5 +1,6 @@
 //! The pool's library: everything the Lambda functions and the local main job run.
 pub mod api;
+pub mod backoff;
 pub mod chain;
 pub mod config;
 pub mod engine;

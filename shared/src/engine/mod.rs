@@ -121,10 +121,7 @@ impl EngineSettings {
 
     /// Exponential backoff with equal jitter after `attempts` failures.
     fn backoff(&self, attempts: i32) -> Duration {
-        let exp = self.backoff_base.saturating_mul(1u32 << attempts.clamp(0, 16));
-        let capped = exp.min(self.backoff_cap);
-        let half = capped / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+        crate::backoff::equal_jitter(self.backoff_base, self.backoff_cap, attempts.max(0) as u32)
     }
 }
 

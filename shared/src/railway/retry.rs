@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::error::RailwayError;
 
 /// Capped exponential backoff with jitter for rate limits and transient failures; a
@@ -48,13 +46,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Equal jitter: half of `base·2^(attempt-1)` (capped) is fixed, half random.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << (attempt - 1).min(16));
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        let jitter_ms = rand::rng().random_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(jitter_ms)
+        crate::backoff::equal_jitter(self.base_delay, self.max_delay, attempt.saturating_sub(1))
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -68,12 +67,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// "Equal jitter": half of the capped exponential delay is fixed, half random.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
-        let half = exp.min(self.max_delay) / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(jitter)
+        crate::backoff::equal_jitter(self.base_delay, self.max_delay, attempt.saturating_sub(1))
     }
 }
 
