@@ -235,8 +235,14 @@ impl Engine {
             };
             let url = instance.url.as_deref().unwrap_or_default();
             let call = self.gateway.create_conversation(url, &instance.gateway_token, &body);
-            let answer =
-                tokio::time::timeout(remaining, call).await.unwrap_or(Err(GatewayError::Timeout(remaining)));
+            // The lease is renewed for as long as the gateway takes, so the tick never mistakes
+            // this live call for an interrupted one.
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(remaining, call) => {
+                    answer.unwrap_or(Err(GatewayError::Timeout(remaining)))
+                }
+                never = self.keep_lease(&instance.id, &owner) => match never {},
+            };
             match answer {
                 Ok(created) => {
                     let recorded = self

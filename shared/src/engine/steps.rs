@@ -60,7 +60,7 @@ impl Engine {
     /// Renews the lease while a step runs, so the lease can be short (a dead worker's steps
     /// are picked up soon) and a long step is still never run twice at once. Once renewal
     /// fails the lease is someone else's: the step finishes, its fenced writes are dropped.
-    async fn keep_lease(&self, id: &str, owner: &str) -> std::convert::Infallible {
+    pub(super) async fn keep_lease(&self, id: &str, owner: &str) -> std::convert::Infallible {
         let ttl = self.settings.lease_ttl;
         loop {
             tokio::time::sleep(ttl / 3).await;

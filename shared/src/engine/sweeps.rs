@@ -61,6 +61,9 @@ pub struct ReconcileReport {
     pub resources: ResourceSweep,
 }
 
+/// How long a sweep lease lasts unless renewed (every third of it while the pass runs).
+const SWEEP_LEASE: Duration = Duration::from_secs(30);
+
 enum Beat {
     Healthy,
     Recycled,
@@ -73,17 +76,33 @@ enum Beat {
 
 impl Engine {
     /// Runs `pass` under the sweep lease of `kind`; `None` when another process holds it.
+    /// The lease is short and renewed while the pass runs, so a process killed mid-pass
+    /// blocks that sweep for one lease period, not for the longest pass there could be.
     async fn swept<T: serde::Serialize>(
         &self,
         kind: &str,
-        ttl: Duration,
         pass: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<Option<T>, EngineError> {
         let owner = self.new_owner();
-        if !self.store.take_sweep(kind, &owner, ttl).await? {
+        if !self.store.take_sweep(kind, &owner, SWEEP_LEASE).await? {
             return Ok(None);
         }
-        let result = pass.await;
+        let renew = async {
+            loop {
+                tokio::time::sleep(SWEEP_LEASE / 3).await;
+                match self.store.take_sweep(kind, &owner, SWEEP_LEASE).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(sweep = kind, "sweep lease lost; the pass finishes unguarded")
+                    }
+                    Err(err) => tracing::warn!(sweep = kind, error = %err, "sweep lease renewal failed"),
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = pass => result,
+            never = renew => match never {},
+        };
         let report = match &result {
             Ok(report) => serde_json::to_value(report).unwrap_or_default(),
             Err(err) => serde_json::json!({ "error": err.to_string() }),
@@ -94,7 +113,7 @@ impl Engine {
 
     /// Re-drives due steps, destroys stuck provisioning, releases stale claims, refills.
     pub async fn tick(&self) -> Result<TickReport, EngineError> {
-        let report = self.swept("tick", Duration::from_secs(120), self.tick_pass()).await?;
+        let report = self.swept("tick", self.tick_pass()).await?;
         Ok(report.unwrap_or(TickReport { skipped: true, ..Default::default() }))
     }
 
@@ -158,7 +177,7 @@ impl Engine {
 
     /// Pings every idle and claimed gateway, wakes the silent ones, gives up on the dead.
     pub async fn heartbeat(&self) -> Result<HeartbeatReport, EngineError> {
-        let report = self.swept("heartbeat", Duration::from_secs(120), self.heartbeat_pass()).await?;
+        let report = self.swept("heartbeat", self.heartbeat_pass()).await?;
         Ok(report.unwrap_or(HeartbeatReport { skipped: true, ..Default::default() }))
     }
 
@@ -293,7 +312,7 @@ impl Engine {
     /// crashed if someone was using them), machines of this environment no row knows are
     /// deleted once older than the grace period.
     pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
-        let report = self.swept("reconcile", Duration::from_secs(300), self.reconcile_pass()).await?;
+        let report = self.swept("reconcile", self.reconcile_pass()).await?;
         Ok(report.unwrap_or(ReconcileReport { skipped: true, ..Default::default() }))
     }
 
