@@ -146,6 +146,10 @@ pub struct Config {
     pub tick_interval: Duration,
     pub reconcile_interval: Duration,
     pub stuck_timeout: Duration,
+    /// Most instances one replenish pass starts creating.
+    pub replenish_batch: u32,
+    /// Gateways pinged at once by the heartbeat.
+    pub heartbeat_concurrency: u32,
     /// The EventBridge bus step events go to (AWS only).
     pub step_event_bus: Option<String>,
 }
@@ -310,6 +314,15 @@ impl Config {
         let reconcile_interval = r.millis("POOL_RECONCILE_INTERVAL_MS", 300_000);
         let stuck_timeout = r.millis("POOL_STUCK_TIMEOUT_MS", 900_000);
         let step_event_bus = r.get("POOL_STEP_EVENT_BUS");
+        // A whole deficit at once by default: filling 50 takes one setup time, not 17 ticks.
+        // The breaker still stops creation after three failures in a row.
+        let replenish_batch = r.parsed("POOL_REPLENISH_BATCH", 50, "a whole number");
+        // A hung gateway holds its slot for the whole ping timeout: at 64, 50 hung pings in a
+        // pool of 1000 cost one timeout, not four (docs/performance.md).
+        let heartbeat_concurrency = r.parsed("HEARTBEAT_CONCURRENCY", 64, "a whole number");
+        if replenish_batch == 0 || heartbeat_concurrency == 0 {
+            r.problems.push("POOL_REPLENISH_BATCH and HEARTBEAT_CONCURRENCY must be greater than 0".into());
+        }
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -331,6 +344,8 @@ impl Config {
             tick_interval,
             reconcile_interval,
             stuck_timeout,
+            replenish_batch,
+            heartbeat_concurrency,
             step_event_bus,
         })
     }

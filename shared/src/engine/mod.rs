@@ -108,8 +108,8 @@ impl EngineSettings {
             stuck_timeout: config.stuck_timeout,
             breaker_threshold: 3,
             breaker_pause: Duration::from_secs(300),
-            replenish_batch: 3,
-            heartbeat_concurrency: 16,
+            replenish_batch: config.replenish_batch,
+            heartbeat_concurrency: config.heartbeat_concurrency as usize,
             heartbeat_timeout: Duration::from_secs(5),
             heartbeat_failure_limit: 3,
             recovery_limit: 3,
@@ -178,8 +178,9 @@ impl Engine {
     /// every process builds it once at start-up.
     pub fn from_config(config: &Config, store: Store, chain: Arc<dyn Chain>) -> Result<Self, BuildError> {
         let http = crate::tls::http_client_builder()
-            .and_then(|b| Ok(b.connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(60))))
             .map_err(|e| BuildError::Http(e.to_string()))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
         let provider: Arc<dyn Provider> = match &config.provider {

@@ -1,0 +1,66 @@
+//! The stage every scenario builds: a scratch database, an emulator and its control API, and
+//! a store; torn down with `finish` whatever happened.
+
+use std::time::{Duration, Instant};
+
+use shared::engine::Engine;
+use shared::store::Store;
+use sprites_emulator::{Emulator, EmulatorConfig};
+
+use crate::rig::{self, EmulatorControl, ScratchDb};
+
+pub struct Stage {
+    pub db: ScratchDb,
+    pub emulator: Emulator,
+    pub control: EmulatorControl,
+    /// The store of the process under test.
+    pub store: Store,
+}
+
+impl Stage {
+    pub async fn new(label: &str, emulator: EmulatorConfig, connections: u32) -> Result<Stage, String> {
+        let db = ScratchDb::create(label).await?;
+        let emulator = rig::emulator(emulator).await;
+        let control = EmulatorControl::new(&emulator);
+        let store = db.store(connections);
+        Ok(Stage { db, emulator, control, store })
+    }
+
+    /// Starts `n` more instances through the engine (`add_instances`: durable steps, chained
+    /// in-process) and waits until `total` are idle with nothing in flight.
+    pub async fn provision(&self, engine: &Engine, n: u32, total: i64) -> Result<Duration, String> {
+        let started = Instant::now();
+        let refill = engine.add_instances(n).await.map_err(|e| e.to_string())?;
+        if refill.created.len() != n as usize {
+            return Err(format!("asked for {n} instances, {} started (max_total?)", refill.created.len()));
+        }
+        let timeout = Duration::from_secs(120) + Duration::from_millis(300) * n;
+        rig::settled_idle(&self.store, total, timeout).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Changes the emulator's speed for the measured part of a scenario (the pool is
+    /// provisioned at speed 0). A gateway counts as booting for `gateway_boot_ms` x the
+    /// current speed after its start, so this waits that long: otherwise gateways started
+    /// moments ago would answer 502 at the new speed.
+    pub async fn set_speed(&self, speed: f64) -> Result<(), String> {
+        let config = self.control.configure(serde_json::json!({ "speed": speed })).await?;
+        let boot_ms = config["gateway_boot_ms"].as_f64().unwrap_or(2000.0) * speed;
+        tokio::time::sleep(Duration::from_secs_f64(boot_ms / 1000.0 + 0.2)).await;
+        Ok(())
+    }
+
+    /// One number from SQL on the scenario's database.
+    pub async fn scalar(&self, sql: &str) -> Result<i64, String> {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(self.store.pool())
+            .await
+            .map_err(|e| format!("{sql}: {e}"))
+    }
+
+    pub async fn finish(self) {
+        self.emulator.shutdown().await;
+        self.store.pool().close().await;
+        self.db.drop_db().await;
+    }
+}

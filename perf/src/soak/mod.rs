@@ -1,0 +1,602 @@
+//! The chaos soak (issue 6, item 2). One scratch database, one emulator, the HTTP API in this
+//! process and every step in a worker process that is SIGKILLed and restarted at random, while
+//! clients claim, recycle and destroy and the emulator injects errors, hangs, Sprite deaths and
+//! dead gateways, and a fraction of step deliveries is lost. Then the chaos stops, the pool
+//! settles, and the checks say whether anything was lost, leaked or bound twice.
+//!
+//! Who runs what:
+//! - this process: the emulator, the API (`pool_local::serve`) on an engine whose deliveries go
+//!   to the worker over loopback (lost while it is down), the clients, the chaos, the checks;
+//! - the worker (`soak worker ...`, this binary again): tick, heartbeat and reconcile on short
+//!   intervals, every step they and their chained deliveries produce, and the deliveries the
+//!   API sends it. Killing it never touches a client's request path.
+
+mod chain;
+mod chaos;
+mod checks;
+mod clients;
+mod supervisor;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::api::Api;
+use shared::config::Config;
+use shared::engine::EngineSettings;
+use shared::gateway::GatewayTimeouts;
+use shared::process::Process;
+use shared::store::{Status, Store};
+use sprites_emulator::EmulatorConfig;
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::rig;
+use chain::{LossyChain, RemoteChain};
+use checks::{ClaimRow, Snapshot};
+use clients::{ClientStats, Ledger};
+use supervisor::Worker;
+
+pub use worker::run as run_worker;
+
+/// The Sprites API request timeout in the soak: short, so a hung call fails within a step.
+const SPRITES_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// How long the chaos lasts, in minutes.
+    #[arg(long, conflicts_with = "seconds")]
+    pub minutes: Option<f64>,
+    /// How long the chaos lasts, in seconds (default 300).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// POOL_MIN_IDLE.
+    #[arg(long, default_value_t = 5)]
+    pub min_idle: u32,
+    /// Concurrent clients claiming, recycling and destroying.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Seed of every random choice (default: from the clock; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the JSON report and the logs go.
+    #[arg(long, default_value = "artifacts/soak")]
+    pub json_dir: PathBuf,
+    /// The longest the pool may take to settle once the chaos stopped.
+    #[arg(long, default_value_t = 75)]
+    pub settle_secs: u64,
+    /// Fraction of step deliveries lost (in the API process and in the worker).
+    #[arg(long, default_value_t = 0.15)]
+    pub drop_rate: f64,
+    /// The worker is killed every MIN..MAX seconds.
+    #[arg(long, default_value_t = 4)]
+    pub kill_min_secs: u64,
+    #[arg(long, default_value_t = 12)]
+    pub kill_max_secs: u64,
+    /// Mean time between chaos actions, in ms.
+    #[arg(long, default_value_t = 1200)]
+    pub chaos_ms: u64,
+    /// Kill the worker wherever it is, in the middle of a sweep pass too (by default it
+    /// finishes its sweep passes first; steps are killed wherever they are either way).
+    #[arg(long)]
+    pub kill_anywhere: bool,
+    /// Keep the scratch database (its name is printed).
+    #[arg(long)]
+    pub keep_db: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub database_url: String,
+    #[arg(long)]
+    pub emulator_url: String,
+    #[arg(long)]
+    pub emulator_token: String,
+    #[arg(long)]
+    pub min_idle: u32,
+    #[arg(long)]
+    pub max_total: u32,
+    #[arg(long)]
+    pub drop_rate: f64,
+    #[arg(long)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = 3000)]
+    pub reconcile_ms: u64,
+}
+
+/// Production shapes, soak timings: leases short enough that a killed worker's steps are
+/// taken over within seconds, waits short enough that instances cycle in a minute's run.
+pub fn soak_settings(min_idle: u32, max_total: u32) -> EngineSettings {
+    EngineSettings {
+        min_idle,
+        max_total,
+        // Longer than a whole claim (`claim_budget`): the claim path holds its lease without
+        // renewing it, so a shorter lease lets the tick take a slow but live claim for an
+        // interrupted one (docs/performance.md, Soak, finding 2).
+        lease_ttl: Duration::from_secs(6),
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_secs(1),
+        hop_limit: 12,
+        install_wait: Duration::from_secs(2),
+        install_poll: Duration::from_millis(200),
+        ready_wait: Duration::from_secs(1),
+        ready_poll: Duration::from_millis(50),
+        ready_timeout: Duration::from_secs(8),
+        claim_wait: Duration::from_secs(3),
+        claim_budget: Duration::from_secs(5),
+        claim_stale: Duration::from_secs(15),
+        stuck_timeout: Duration::from_secs(60),
+        breaker_threshold: 3,
+        breaker_pause: Duration::from_secs(3),
+        replenish_batch: 5,
+        heartbeat_concurrency: 16,
+        heartbeat_timeout: Duration::from_secs(1),
+        heartbeat_failure_limit: 2,
+        recovery_limit: 2,
+        reconcile_grace: Duration::from_secs(5),
+        redrive_batch: 200,
+        retry_after: Duration::from_secs(1),
+        ..rig::bench_settings()
+    }
+}
+
+pub fn gateway_timeouts() -> GatewayTimeouts {
+    GatewayTimeouts {
+        status: Duration::from_secs(1),
+        create: Duration::from_secs(2),
+        join: Duration::from_secs(3),
+    }
+}
+
+fn max_total(args: &SoakArgs) -> u32 {
+    args.min_idle * 3 + args.clients as u32 * 2
+}
+
+/// Runs the soak; `Ok(true)` when every check passed.
+pub async fn run(args: SoakArgs) -> Result<bool, String> {
+    let chaos_for = match (args.minutes, args.seconds) {
+        (Some(m), _) => Duration::from_secs_f64(m * 60.0),
+        (None, Some(s)) => Duration::from_secs(s),
+        (None, None) => Duration::from_secs(300),
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+    });
+    std::fs::create_dir_all(&args.json_dir).map_err(|e| format!("{}: {e}", args.json_dir.display()))?;
+    init_parent_log(&args.json_dir.join("api.log"))?;
+    let worker_log = args.json_dir.join("worker.log");
+    let _ = std::fs::remove_file(&worker_log);
+    let max_total = max_total(&args);
+    println!(
+        "soak: {} s of chaos, POOL_MIN_IDLE {}, POOL_MAX_TOTAL {max_total}, {} clients, seed {seed}",
+        chaos_for.as_secs(),
+        args.min_idle,
+        args.clients
+    );
+
+    let db = rig::ScratchDb::create("soak").await?;
+    println!("soak: database {}", db.name);
+    let emulator = rig::emulator(EmulatorConfig {
+        speed: 0.02,
+        setup_secs: 100.0,
+        join_delay_ms: 5000,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let worker = Arc::new(Worker::new(
+        vec![
+            format!("--database-url={}", db.url),
+            format!("--emulator-url={}", emulator.base_url()),
+            format!("--emulator-token={}", emulator.token()),
+            format!("--min-idle={}", args.min_idle),
+            format!("--max-total={max_total}"),
+            format!("--drop-rate={}", args.drop_rate),
+            format!("--seed={}", seed ^ 0x5eed_0001),
+        ],
+        worker_log,
+        args.kill_anywhere,
+    ));
+    // Ctrl-C still stops the worker and drops the scratch database.
+    let outcome = tokio::select! {
+        outcome = soak(&args, seed, chaos_for, &db, &emulator, worker.clone()) => outcome,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    worker.stop().await;
+    emulator.shutdown().await;
+    if args.keep_db {
+        println!("soak: kept database {}", db.name);
+    } else {
+        db.drop_db().await;
+    }
+    outcome
+}
+
+fn init_parent_log(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    Ok(())
+}
+
+async fn soak(
+    args: &SoakArgs,
+    seed: u64,
+    chaos_for: Duration,
+    db: &rig::ScratchDb,
+    emulator: &sprites_emulator::Emulator,
+    worker: Arc<Worker>,
+) -> Result<bool, String> {
+    let started = tokio::time::Instant::now();
+    let store = db.store(16);
+    let max_total = max_total(args);
+    let control = chaos::Control::new(emulator.base_url());
+
+    // The API process: its deliveries go to the worker, a fraction lost on the way.
+    let remote = Arc::new(RemoteChain::new(worker.port.clone()));
+    let lossy = Arc::new(LossyChain::new(remote.clone(), args.drop_rate, seed ^ 0x5eed_0002, |_| {}));
+    let client = rig::sprites_client_at(&emulator.base_url(), emulator.token(), SPRITES_TIMEOUT)?;
+    let engine = rig::engine_at(
+        client,
+        &store,
+        soak_settings(args.min_idle, max_total),
+        gateway_timeouts(),
+        lossy.clone(),
+    );
+    let vars: BTreeMap<&str, String> = BTreeMap::from([
+        ("POOL_API_KEY", clients::API_KEY.to_string()),
+        ("DATABASE_URL", db.url.clone()),
+        ("SPRITE_TOKEN", emulator.token().to_string()),
+        ("SPRITES_API_URL", emulator.base_url()),
+        ("POOL_MIN_IDLE", args.min_idle.to_string()),
+        ("POOL_MAX_TOTAL", max_total.to_string()),
+    ]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
+    let api = Api::new(engine.clone(), SecretString::from(clients::API_KEY));
+    let process = Arc::new(Process { config, engine: engine.clone(), api });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pool_local::serve(process, listener, async {
+        let _ = server_stopped.await;
+    }));
+
+    worker.start().await?;
+    engine.replenish().await.map_err(|e| e.to_string())?;
+    let fill = wait_for("the first fill", Duration::from_secs(60), || async {
+        let counts = counts(&store).await;
+        (counts.get("idle").copied().unwrap_or(0) >= i64::from(args.min_idle)).then_some(())
+    })
+    .await;
+    let filled_in = started.elapsed();
+    if fill.is_none() {
+        let _ = server_stop.send(());
+        return Err(format!("the pool did not fill to {} idle within 60 s", args.min_idle));
+    }
+    println!("soak: filled to {} idle in {:.1} s; chaos starts", args.min_idle, filled_in.as_secs_f64());
+
+    // Chaos.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stats = Arc::new(ClientStats::default());
+    let ledger = Arc::new(Ledger::default());
+    let http = clients::Api::new(base.clone());
+    let mut client_tasks = Vec::new();
+    for i in 0..args.clients {
+        client_tasks.push(tokio::spawn(clients::run_client(
+            i,
+            http.clone(),
+            seed ^ (0xc11e_0000 + i as u64),
+            stats.clone(),
+            ledger.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let chaos_task = tokio::spawn(chaos::inject(
+        control.clone(),
+        store.clone(),
+        seed ^ 0xc4a0_5000,
+        Duration::from_millis(args.chaos_ms),
+        stop_rx.clone(),
+    ));
+    let killer = tokio::spawn(chaos::kill_worker_loop(
+        worker.clone(),
+        seed ^ 0x0c11_1000,
+        (
+            Duration::from_secs(args.kill_min_secs),
+            Duration::from_secs(args.kill_max_secs.max(args.kill_min_secs)),
+        ),
+        stop_rx.clone(),
+    ));
+    let chaos_started = tokio::time::Instant::now();
+    let mut next_print = Duration::from_secs(15);
+    while chaos_started.elapsed() < chaos_for {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if chaos_started.elapsed() >= next_print {
+            next_print += Duration::from_secs(15);
+            println!(
+                "soak: {:>4} s  counts {:?}  claims ok {}  worker kills {}",
+                chaos_started.elapsed().as_secs(),
+                counts(&store).await,
+                stats.claims_created.load(Ordering::Relaxed) + stats.claims_joined.load(Ordering::Relaxed),
+                worker.stats.kills.load(Ordering::Relaxed),
+            );
+        }
+    }
+    let _ = stop_tx.send(true);
+    let chaos_log = chaos_task.await.map_err(|e| e.to_string())?;
+    killer.await.map_err(|e| e.to_string())?;
+    for task in client_tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    let chaos_took = chaos_started.elapsed();
+    println!(
+        "soak: chaos stopped after {:.1} s (clients released what they held); settling",
+        chaos_took.as_secs_f64()
+    );
+
+    // Settle: the pool must come back by itself. The soak acts only as an operator would:
+    // crashed agents (kept for the dashboard by design) are destroyed.
+    let settle_started = tokio::time::Instant::now();
+    let prefix = shared::config::PoolEnvironment::Dev.sprite_prefix();
+    let mut quiet_in_a_row = 0;
+    let mut settled = false;
+    let mut operator_destroys = 0u64;
+    while settle_started.elapsed() < Duration::from_secs(args.settle_secs) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(instances) = store.instances().await else { continue };
+        for crashed in instances.iter().filter(|i| i.status == Status::Crashed) {
+            ledger
+                .destroy_requests
+                .lock()
+                .expect("ledger")
+                .entry(crashed.id.clone())
+                .or_insert_with(time::OffsetDateTime::now_utc);
+            if matches!(http.destroy(&crashed.id).await, Ok(202)) {
+                operator_destroys += 1;
+            }
+        }
+        let Ok(sprites) = control.sprites().await else { continue };
+        let sprites: BTreeMap<String, bool> =
+            sprites.into_iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
+        let pending = pending_claims(&store).await;
+        let idle = instances.iter().filter(|i| i.status == Status::Idle).count() as u32;
+        let quiet = pending == 0
+            && idle >= args.min_idle
+            && instances
+                .iter()
+                .all(|i| i.step.is_none() && matches!(i.status, Status::Idle | Status::Claimed))
+            && instances.iter().all(|i| sprites.get(&i.sprite_name) == Some(&false))
+            && sprites.len() == instances.len();
+        quiet_in_a_row = if quiet { quiet_in_a_row + 1 } else { 0 };
+        if quiet_in_a_row >= 3 {
+            settled = true;
+            break;
+        }
+    }
+    let settle_took = settle_started.elapsed();
+    println!(
+        "soak: {} after {:.1} s",
+        if settled { "settled" } else { "NOT settled" },
+        settle_took.as_secs_f64()
+    );
+
+    // Freeze: stop the worker and the API, then read everything.
+    worker.stop().await;
+    let _ = server_stop.send(());
+    let _ = server.await;
+    let snapshot = snapshot(&store, &control, &prefix).await?;
+    let dropped_in_api = lossy.dropped.load(Ordering::Relaxed);
+    let inputs = checks::Inputs {
+        snapshot: &snapshot,
+        chaos: &chaos_log,
+        ledger: &ledger,
+        clients: &stats,
+        worker: &worker.stats,
+        min_idle: args.min_idle,
+        dropped_in_api,
+    };
+    let results = checks::run(&inputs);
+
+    let w = &worker.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let final_counts = status_counts(&snapshot);
+    let summary = json!({
+        "claims": {
+            "ok_created": load(&stats.claims_created),
+            "ok_joined": load(&stats.claims_joined),
+            "accepted_202": load(&stats.claims_accepted_202),
+            "left_pending": load(&stats.claims_left_pending),
+            "no_idle_503": load(&stats.claims_503),
+            "failed": load(&stats.claims_failed),
+            "other": load(&stats.claims_other),
+            "http_errors": load(&stats.http_errors),
+        },
+        "releases": {
+            "recycles": load(&stats.recycles),
+            "destroys": load(&stats.destroys),
+            "busy_409_retries": load(&stats.release_busy),
+            "already_gone_404": load(&stats.release_gone),
+            "gave_up": load(&stats.release_gave_up),
+            "operator_destroys_of_crashed": operator_destroys,
+        },
+        "faults": {
+            "injected_errors_fired": chaos_log.hits_by_kind(),
+            "fault_rules_armed": chaos_log.faults.len(),
+            "sprite_deaths": chaos_log.kills.len(),
+            "dead_gateways": chaos_log.dead_gateways.len(),
+            "sleeping_gateways": chaos_log.sleepy_gateways.len(),
+            "actions_without_target": chaos_log.no_target,
+            "deliveries_dropped_api": dropped_in_api,
+            "deliveries_dropped_worker": load(&w.dropped),
+            "deliveries_lost_worker_down": load(&remote.undelivered),
+            "deliveries_sent_to_worker": load(&remote.sent),
+        },
+        "worker": {
+            "starts": load(&w.starts),
+            "kills": load(&w.kills),
+            "kills_unquiesced": load(&w.kills_unquiesced),
+            "ticks": load(&w.ticks),
+            "steps_redriven": load(&w.redriven),
+            "stale_claims_released": load(&w.stale_claims_released),
+            "stuck_destroyed": load(&w.stuck_destroyed),
+            "heartbeats": load(&w.heartbeats),
+            "heartbeat_woken": load(&w.heartbeat_woken),
+            "heartbeat_destroyed": load(&w.heartbeat_destroyed),
+            "heartbeat_crashed": load(&w.heartbeat_crashed),
+            "reconciles": load(&w.reconciles),
+            "reconcile_rows_removed": load(&w.reconcile_rows_removed),
+            "reconcile_marked_crashed": load(&w.reconcile_marked_crashed),
+            "reconcile_orphans_deleted": load(&w.reconcile_orphans_deleted),
+            "tick_passes_skipped_lease_held": load(&w.tick_skipped),
+            "heartbeat_passes_skipped_lease_held": load(&w.heartbeat_skipped),
+            "reconcile_passes_skipped_lease_held": load(&w.reconcile_skipped),
+        },
+        "final": {
+            "counts": final_counts,
+            "sprites": snapshot.sprites.len(),
+            "claims_in_table": snapshot.claims.len(),
+            "events": snapshot.events.len(),
+        },
+        "timing_s": {
+            "fill": filled_in.as_secs_f64(),
+            "chaos": chaos_took.as_secs_f64(),
+            "settle": settle_took.as_secs_f64(),
+            "settled": settled,
+            "total": started.elapsed().as_secs_f64(),
+        },
+    });
+    print_summary(&summary, &results);
+    let passed = results.iter().all(|c| c.pass);
+    let report = json!({
+        "soak": {
+            "seed": seed,
+            "chaos_secs": chaos_for.as_secs_f64(),
+            "min_idle": args.min_idle,
+            "max_total": max_total,
+            "clients": args.clients,
+            "drop_rate": args.drop_rate,
+            "kill_every_secs": [args.kill_min_secs, args.kill_max_secs],
+            "kill_anywhere": args.kill_anywhere,
+            "chaos_ms": args.chaos_ms,
+            "settle_secs": args.settle_secs,
+            "database": db.name,
+        },
+        "passed": passed,
+        "checks": results,
+        "summary": summary,
+        "chaos": chaos_log,
+        "client_failures": *ledger.failures.lock().expect("ledger"),
+    });
+    let path = args.json_dir.join("soak.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("soak: {} — report {}", if passed { "PASSED" } else { "FAILED" }, path.display());
+    Ok(passed)
+}
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("soak: timed out waiting for {what}");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn counts(store: &Store) -> BTreeMap<&'static str, i64> {
+    store
+        .counts()
+        .await
+        .map(|c| c.into_iter().filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str(), n)).collect())
+        .unwrap_or_default()
+}
+
+fn status_counts(snapshot: &Snapshot) -> BTreeMap<&'static str, usize> {
+    let mut out: BTreeMap<&'static str, usize> = Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for i in &snapshot.instances {
+        *out.entry(i.status.as_str()).or_insert(0) += 1;
+    }
+    out
+}
+
+async fn pending_claims(store: &Store) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM claims WHERE status = 'pending'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(-1)
+}
+
+async fn snapshot(store: &Store, control: &chaos::Control, prefix: &str) -> Result<Snapshot, String> {
+    let instances = store.instances().await.map_err(|e| e.to_string())?;
+    let mut events = store.events(None, 10_000_000).await.map_err(|e| e.to_string())?;
+    events.reverse();
+    let rows = sqlx::query(
+        "SELECT id::text AS id, status, error, instance_id, conversation_id FROM claims ORDER BY created_at",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    let claims = rows
+        .iter()
+        .map(|r| ClaimRow {
+            id: r.get("id"),
+            status: r.get("status"),
+            error: r.get("error"),
+            instance_id: r.get("instance_id"),
+            conversation_id: r.get("conversation_id"),
+        })
+        .collect();
+    let sprites = control.sprites().await?.into_iter().filter(|(name, _)| name.starts_with(prefix)).collect();
+    Ok(Snapshot { instances, events, claims, sprites })
+}
+
+fn print_summary(summary: &Value, results: &[checks::Check]) {
+    println!();
+    println!("{:<34} {:>10}", "soak summary", "");
+    for (section, values) in summary.as_object().into_iter().flatten() {
+        println!("{section}");
+        for (key, value) in values.as_object().into_iter().flatten() {
+            let shown = match value {
+                Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or_default()),
+                Value::Object(map) => {
+                    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+                }
+                other => other.to_string(),
+            };
+            println!("  {key:<32} {shown}");
+        }
+    }
+    println!();
+    for check in results {
+        println!("{} {:<28} {}", if check.pass { "PASS" } else { "FAIL" }, check.name, check.detail);
+        for item in check.evidence.iter().take(5) {
+            println!("       {}", serde_json::to_string(item).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The worker process: runs the sweeps and every step they and their chained deliveries
+//! produce, plus the deliveries the API process sends it. The soak kills it (SIGKILL) and
+//! starts it again; what it leaves half done must be finished by the next one.
+//!
+//! It talks to the soak on stdout, one JSON object a line (`ready`, `sweep`, `dropped`,
+//! `quiesced`); its logs go to stderr. On stdin it takes `quiesce` (finish the sweep passes in
+//! flight and start no more: it is about to be killed) and exits when stdin closes, so it never
+//! outlives the soak.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::chain::{InProcessChain, run_in_process};
+use shared::store::Store;
+use shared::sweep_loop::Sweep;
+use tokio::sync::RwLock;
+
+use super::chain::{LossyChain, serve_deliveries};
+use super::{WorkerArgs, gateway_timeouts, soak_settings};
+use crate::rig;
+
+fn emit(value: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+pub async fn run(args: WorkerArgs) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let store = Store::connect_lazy(&args.database_url, 16).map_err(|e| e.to_string())?;
+    let client = rig::sprites_client_at(&args.emulator_url, &args.emulator_token, super::SPRITES_TIMEOUT)?;
+    let (in_process, rx) = InProcessChain::new();
+    let lossy = LossyChain::new(Arc::new(in_process), args.drop_rate, args.seed, |delivery| {
+        emit(json!({"dropped": delivery.instance_id, "hop": delivery.hop}));
+    });
+    let settings = soak_settings(args.min_idle, args.max_total);
+    let engine = rig::engine_at(client, &store, settings, gateway_timeouts(), Arc::new(lossy));
+    run_in_process(Arc::downgrade(&engine), rx);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    tokio::spawn(serve_deliveries(listener, Arc::downgrade(&engine)));
+
+    // Sweep passes hold this shared; `quiesce` takes it exclusively and keeps it.
+    let gate = Arc::new(RwLock::new(()));
+    let intervals = [
+        (Sweep::Tick, Duration::from_millis(args.tick_ms)),
+        (Sweep::Heartbeat, Duration::from_millis(args.heartbeat_ms)),
+        (Sweep::Reconcile, Duration::from_millis(args.reconcile_ms)),
+    ];
+    for (sweep, every) in intervals {
+        let engine = engine.clone();
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let _pass = gate.read().await;
+                match sweep.run_once(&engine).await {
+                    Ok(report) => emit(json!({"sweep": sweep.name(), "report": report})),
+                    Err(err) => tracing::warn!(sweep = sweep.name(), error = %err, "sweep pass failed"),
+                }
+            }
+        });
+    }
+
+    let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if commands.send(line.trim().to_string()).is_err() {
+                break;
+            }
+        }
+        // The soak is gone: so is its worker.
+        std::process::exit(0);
+    });
+
+    emit(json!({"ready": port, "pid": std::process::id()}));
+    let mut held = None;
+    while let Some(command) = command_rx.recv().await {
+        if command == "quiesce" && held.is_none() {
+            held = Some(gate.clone().write_owned().await);
+            emit(json!({"quiesced": true}));
+        }
+    }
+    Ok(())
+}
