@@ -317,9 +317,9 @@ impl Config {
         // A whole deficit at once by default: filling 50 takes one setup time, not 17 ticks.
         // The breaker still stops creation after three failures in a row.
         let replenish_batch = r.parsed("POOL_REPLENISH_BATCH", 50, "a whole number");
-        // A hung gateway holds its slot for the whole ping timeout: at 64, 50 hung pings in a
-        // pool of 1000 cost one timeout, not four (docs/performance.md).
-        let heartbeat_concurrency = r.parsed("HEARTBEAT_CONCURRENCY", 64, "a whole number");
+        // A hung gateway holds its slot for the whole ping timeout: with 128 slots the 50 hung
+        // pings of a 1000-instance pool cost one timeout, not four (docs/performance.md).
+        let heartbeat_concurrency = r.parsed("HEARTBEAT_CONCURRENCY", 128, "a whole number");
         if replenish_batch == 0 || heartbeat_concurrency == 0 {
             r.problems.push("POOL_REPLENISH_BATCH and HEARTBEAT_CONCURRENCY must be greater than 0".into());
         }

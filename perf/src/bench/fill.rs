@@ -17,7 +17,12 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let setup_secs = options.setup_secs.unwrap_or(if options.quick { 5.0 } else { 20.0 });
     let tick_secs = options.tick_secs.unwrap_or(if options.quick { 5.0 } else { 30.0 });
     let production_batch = rig::production_settings(min_idle, min_idle * 2).replenish_batch;
-    let runs = [("unlimited batch", min_idle), ("production batch", production_batch)];
+    // The old pace of 3 per tick beside the default; one run when the default covers the pool.
+    let mut runs = vec![("default batch", production_batch)];
+    if production_batch < min_idle {
+        runs.push(("whole deficit", min_idle));
+    }
+    runs.push(("old pace", 3));
     let mut table = Table::new(
         format!(
             "fill: POOL_MIN_IDLE={min_idle} from empty, setup {setup_secs} s (speed 1), tick every {tick_secs} s \

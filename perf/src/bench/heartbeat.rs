@@ -21,7 +21,8 @@ const PROVISION_CONNECTIONS: u32 = 10;
 pub async fn run(options: &Options) -> Result<Report, String> {
     let sizes: &[usize] = if options.quick { &[100, 200] } else { &[100, 1000] };
     let production = rig::production_settings(0, 10).heartbeat_concurrency;
-    let mut concurrencies = vec![production, 64, 128];
+    let mut concurrencies = vec![16, 64, 128, production];
+    concurrencies.sort_unstable();
     concurrencies.dedup();
     let ping_timeout = Duration::from_millis(options.ping_timeout_ms);
     let mut table = Table::new(
@@ -91,10 +92,10 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         format!(
             "The sweep runs with {LAMBDA_DB_CONNECTIONS} Postgres connections, as the heartbeat Lambda does; \
              production concurrency is EngineSettings.heartbeat_concurrency = {production} (HEARTBEAT_CONCURRENCY, \
-             64 by default)."
+             128 by default)."
         ),
         "Lower bound: one ping timeout (a hung ping cannot finish sooner). With c slots and h hung gateways a pass \
-         needs about ceil(h / c) ping timeouts once h > c, so 50 hung pings cost ~4 timeouts at c = 16 and one at c = 64."
+         needs about ceil(h / c) ping timeouts once h > c, so 50 hung pings cost ~4 timeouts at c = 16 and one at c = 64 or more."
             .into(),
     ];
     Ok(Report { tables: vec![table, provisioning], notes, data: json!({ "sizes": data }) })
