@@ -17,29 +17,15 @@ async fn pool_with_resources(db: PgPool, backend: Backend) -> Pool {
     pool_with(db, Options { backend, resources: true, ..Options::default() }).await
 }
 
+async fn control_json(pool: &Pool, path: &str) -> Value {
+    let url = format!("{}/_emulator/{path}", pool.emulator.emulator.base_url());
+    pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Names of the emulator's OpenRouter keys, and the client ids of its AgentMail inboxes.
 async fn leftovers(pool: &Pool) -> (Vec<String>, Vec<String>) {
-    let base = pool.emulator.emulator.base_url();
-    let keys: Value = pool
-        .emulator
-        .raw()
-        .get(format!("{base}/_emulator/openrouter/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let inboxes: Value = pool
-        .emulator
-        .raw()
-        .get(format!("{base}/_emulator/agentmail/inboxes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = control_json(pool, "openrouter/keys").await;
+    let inboxes = control_json(pool, "agentmail/inboxes").await;
     let list = |v: &Value, field: &str| -> Vec<String> {
         let items = v
             .as_array()
@@ -106,8 +92,7 @@ async fn each_sprite_instance_gets_its_own_key_and_inbox_in_its_env_file(db: PgP
 async fn railway_instances_get_theirs_as_variables(db: PgPool) {
     let pool = pool_with_resources(db, Backend::Railway).await;
     let instance = pool.provision(1).await.pop().unwrap();
-    let url = format!("{}/_emulator/railway/state", pool.emulator.emulator.base_url());
-    let state: Value = pool.emulator.raw().get(url).send().await.unwrap().json().await.unwrap();
+    let state = control_json(&pool, "railway/state").await;
     let service = state["services"]
         .as_array()
         .unwrap()
