@@ -19,10 +19,12 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let production_batch = rig::production_settings(min_idle, min_idle * 2).replenish_batch;
     // The old pace of 3 per tick beside the default; one run when the default covers the pool.
     let mut runs = vec![("default batch", production_batch)];
-    if production_batch < min_idle {
-        runs.push(("whole deficit", min_idle));
+    if !options.default_batch_only {
+        if production_batch < min_idle {
+            runs.push(("whole deficit", min_idle));
+        }
+        runs.push(("old pace", 3));
     }
-    runs.push(("old pace", 3));
     let mut table = Table::new(
         format!(
             "fill: POOL_MIN_IDLE={min_idle} from empty, setup {setup_secs} s (speed 1), tick every {tick_secs} s \

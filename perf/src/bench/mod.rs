@@ -34,6 +34,8 @@ pub struct Options {
     pub setup_secs: Option<f64>,
     /// fill: seconds between ticks (production: TICK_INTERVAL_MS = 30 s).
     pub tick_secs: Option<f64>,
+    /// fill: leave out the comparison runs.
+    pub default_batch_only: bool,
     /// heartbeat: the ping timeout in ms (production: 5000).
     pub ping_timeout_ms: u64,
     /// memory: a release `claim` binary to reuse instead of building one.

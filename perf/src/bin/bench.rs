@@ -33,6 +33,10 @@ struct Args {
     /// fill: seconds between ticks (default 30, production's TICK_INTERVAL_MS; quick 5).
     #[arg(long)]
     tick_secs: Option<f64>,
+    /// fill: only the default replenish batch (skips the old pace of 3 per tick, which takes
+    /// 17 ticks).
+    #[arg(long)]
+    default_batch_only: bool,
     /// heartbeat: the ping timeout in ms (production: 5000).
     #[arg(long, default_value_t = 5000)]
     ping_timeout_ms: u64,
@@ -64,6 +68,7 @@ async fn main() -> std::process::ExitCode {
         burst: args.burst,
         setup_secs: args.setup_secs,
         tick_secs: args.tick_secs,
+        default_batch_only: args.default_batch_only,
         ping_timeout_ms: args.ping_timeout_ms,
         binary: args.binary,
         memory_claims: args.memory_claims,
