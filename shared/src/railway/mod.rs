@@ -56,7 +56,7 @@ impl RailwaySettings {
             project_id,
             environment_id,
             public_url_base: None,
-            retry: RetryPolicy::default(),
+            retry: retry::patient(),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -360,7 +360,7 @@ impl RailwayClient {
                     Err(err) => err,
                 };
                 span.record("status", err.status);
-                match self.inner.settings.retry.delay_after(attempt, &err) {
+                match retry::delay_after(&self.inner.settings.retry, attempt, &err) {
                     Some(delay) => {
                         tracing::debug!(error = %err, delay_ms = delay.as_millis() as u64, "railway call will be retried");
                         tokio::time::sleep(delay).await;

@@ -4,51 +4,23 @@ use std::time::Duration;
 
 use super::error::RailwayError;
 
-/// Capped exponential backoff with jitter for rate limits and transient failures; a
-/// `Retry-After` the server sends is honoured as long as it fits `max_server_delay`.
+pub use crate::backoff::RetryPolicy;
+
+/// Railway's own pace, the runtime pool's: 5 s doubling up to 40 s, a `Retry-After` of up to a
+/// minute waited out.
+pub fn patient() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_secs(5),
+        max_delay: Duration::from_secs(40),
+        max_server_delay: Duration::from_secs(60),
+    }
+}
+
+/// The wait before attempt `attempt + 1` (attempts count from 1), or None to give up.
 /// Unauthorized, NotFound and Permanent failures are never retried.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// The first backoff (5 s, as the runtime's pool did); doubles per attempt.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    pub max_server_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_secs(5),
-            max_delay: Duration::from_secs(40),
-            max_server_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
-    }
-
-    /// The wait before attempt `attempt + 1` (attempts count from 1), or None to give up.
-    pub fn delay_after(&self, attempt: u32, err: &RailwayError) -> Option<Duration> {
-        if attempt >= self.max_attempts || !err.is_retryable() {
-            return None;
-        }
-        match err.retry_after {
-            Some(asked) if asked > self.max_server_delay => None,
-            Some(asked) => Some(asked),
-            None => Some(self.backoff(attempt)),
-        }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        crate::backoff::equal_jitter(self.base_delay, self.max_delay, attempt.saturating_sub(1))
-    }
+pub fn delay_after(policy: &RetryPolicy, attempt: u32, err: &RailwayError) -> Option<Duration> {
+    if err.is_retryable() { policy.delay(attempt, err.retry_after) } else { None }
 }
 
 #[cfg(test)]
@@ -64,20 +36,20 @@ mod tests {
     fn backoff_grows_is_capped_and_only_for_retryable_kinds() {
         let p = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
         for attempt in 1..9 {
-            let d = p.delay_after(attempt, &err(RailwayErrorKind::Transient, None)).unwrap();
+            let d = delay_after(&p, attempt, &err(RailwayErrorKind::Transient, None)).unwrap();
             let full = p.base_delay.saturating_mul(1 << (attempt - 1)).min(p.max_delay);
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
         let asked = Some(Duration::from_secs(2));
-        assert_eq!(p.delay_after(1, &err(RailwayErrorKind::RateLimited, asked)), asked);
+        assert_eq!(delay_after(&p, 1, &err(RailwayErrorKind::RateLimited, asked)), asked);
         assert_eq!(
-            p.delay_after(1, &err(RailwayErrorKind::RateLimited, Some(Duration::from_secs(600)))),
+            delay_after(&p, 1, &err(RailwayErrorKind::RateLimited, Some(Duration::from_secs(600)))),
             None
         );
         for kind in [RailwayErrorKind::Unauthorized, RailwayErrorKind::Permanent, RailwayErrorKind::NotFound]
         {
-            assert_eq!(p.delay_after(1, &err(kind, None)), None);
+            assert_eq!(delay_after(&p, 1, &err(kind, None)), None);
         }
-        assert_eq!(p.delay_after(10, &err(RailwayErrorKind::Transient, None)), None);
+        assert_eq!(delay_after(&p, 10, &err(RailwayErrorKind::Transient, None)), None);
     }
 }

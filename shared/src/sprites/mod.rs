@@ -201,7 +201,7 @@ impl SpritesClient {
                     }
                     Err(err) => err,
                 };
-                match self.inner.config.retry.delay_after(call.retry, attempt, &err) {
+                match retry::delay_after(&self.inner.config.retry, call.retry, attempt, &err) {
                     Some(delay) => {
                         tracing::debug!(error = %err, delay_ms = delay.as_millis() as u64, "sprites call will be retried");
                         tokio::time::sleep(delay).await;
