@@ -224,8 +224,17 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
 
 fn init_parent_log(path: &std::path::Path) -> Result<(), String> {
     let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    init_log(std::sync::Mutex::new(file));
+    Ok(())
+}
+
+/// Plain-text logs at `RUST_LOG` (default info) to `writer`, for both soak processes.
+fn init_log<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(writer)
         .with_ansi(false)
         .with_target(false)
         .with_env_filter(
@@ -233,7 +242,6 @@ fn init_parent_log(path: &std::path::Path) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    Ok(())
 }
 
 async fn soak(

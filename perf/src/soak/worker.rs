@@ -28,15 +28,7 @@ fn emit(value: Value) {
 }
 
 pub async fn run(args: WorkerArgs) -> Result<(), String> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    super::init_log(std::io::stderr);
     let store = Store::connect_lazy(&args.database_url, 16).map_err(|e| e.to_string())?;
     let client = rig::sprites_client_at(&args.emulator_url, &args.emulator_token, super::SPRITES_TIMEOUT)?;
     let (in_process, rx) = InProcessChain::new();
