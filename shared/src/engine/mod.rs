@@ -2,6 +2,7 @@
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
 mod claim;
+mod in_process;
 mod inspect;
 mod pool;
 mod resources;
@@ -27,6 +28,7 @@ use crate::sprites::{SpritesClient, SpritesConfig};
 use crate::store::{Status, Step, Store, StoreError};
 
 pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use resources::{ResourceSweep, Resources};
