@@ -43,18 +43,6 @@ pub struct NewInstance {
     pub openclaw_git_ref: String,
 }
 
-/// What the heartbeat needs of a live instance.
-#[derive(Clone)]
-pub struct HeartbeatTarget {
-    pub id: String,
-    pub sprite_name: String,
-    pub status: Status,
-    pub url: Option<String>,
-    pub gateway_token: SecretString,
-    pub failures: i32,
-    pub recoveries: i32,
-}
-
 /// What reconcile needs of every row.
 #[derive(Debug, Clone)]
 pub struct Known {
@@ -532,71 +520,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids)
-    }
-
-    pub async fn heartbeat_targets(&self) -> Result<Vec<HeartbeatTarget>, StoreError> {
-        let rows = sqlx::query!(
-            "SELECT id, sprite_name, status, url, gateway_token, heartbeat_failures, heartbeat_recoveries
-             FROM instances WHERE status IN ('idle', 'claimed') ORDER BY id"
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(HeartbeatTarget {
-                    status: parse_status(&r.status)?,
-                    id: r.id,
-                    sprite_name: r.sprite_name,
-                    url: r.url,
-                    gateway_token: r.gateway_token.into(),
-                    failures: r.heartbeat_failures,
-                    recoveries: r.heartbeat_recoveries,
-                })
-            })
-            .collect()
-    }
-
-    /// A ping answered: the failure counters start over.
-    pub(crate) async fn heartbeat_ok(&self, id: &str, status: Status) -> Result<(), StoreError> {
-        sqlx::query!(
-            "UPDATE instances SET heartbeat_failures = 0, heartbeat_recoveries = 0, last_heartbeat_at = now()
-             WHERE id = $1 AND status = $2",
-            id,
-            status.as_str(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A ping failed; returns the new count (`None`: the instance moved on meanwhile).
-    pub(crate) async fn heartbeat_failed(&self, id: &str, status: Status) -> Result<Option<i32>, StoreError> {
-        let count = sqlx::query_scalar!(
-            "UPDATE instances SET heartbeat_failures = heartbeat_failures + 1, last_heartbeat_at = now()
-             WHERE id = $1 AND status = $2 RETURNING heartbeat_failures",
-            id,
-            status.as_str(),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(count)
-    }
-
-    /// A wake-up was attempted; returns the number of attempts so far.
-    pub(crate) async fn heartbeat_recovery(
-        &self,
-        id: &str,
-        status: Status,
-    ) -> Result<Option<i32>, StoreError> {
-        let count = sqlx::query_scalar!(
-            "UPDATE instances SET heartbeat_failures = 0, heartbeat_recoveries = heartbeat_recoveries + 1
-             WHERE id = $1 AND status = $2 RETURNING heartbeat_recoveries",
-            id,
-            status.as_str(),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(count)
     }
 
     pub async fn known_instances(&self) -> Result<Vec<Known>, StoreError> {

@@ -7,6 +7,7 @@
 
 mod claims;
 mod events;
+mod heartbeats;
 mod instances;
 mod pool_state;
 mod sweeps;
@@ -19,8 +20,9 @@ use time::OffsetDateTime;
 
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
+pub use heartbeats::HeartbeatTarget;
 pub(crate) use instances::Move;
-pub use instances::{Fence, HeartbeatTarget, Known, NewInstance};
+pub use instances::{Fence, Known, NewInstance};
 pub use pool_state::{Breaker, Refill};
 
 #[derive(Debug, thiserror::Error)]
