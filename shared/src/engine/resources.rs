@@ -39,8 +39,10 @@ fn failed(what: &str, err: ResourceError) -> ProviderError {
 
 impl Engine {
     /// The resources step: creates what the instance lacks and records it on the row. Safe to
-    /// repeat: a recorded resource is kept, and a key created by an attempt whose answer was
-    /// lost (its secret unknown) is found by name and replaced.
+    /// repeat: a recorded resource is kept. Each create is announced on the row first, so a
+    /// rerun that finds a request but no handle knows the earlier answer may have been lost:
+    /// only then is a key looked up by name (and any found deleted, their secrets unknown).
+    /// A first create is one call, however many keys the account holds (issue 19.7).
     pub(super) async fn ensure_resources(
         &self,
         instance: &Instance,
@@ -50,12 +52,21 @@ impl Engine {
         if let Some(openrouter) = &self.resources.openrouter
             && instance.openrouter_key_hash.is_none()
         {
-            for stale in openrouter.find_keys(name).await.map_err(|e| failed("openrouter key lookup", e))? {
-                openrouter.delete_key(&stale.hash).await.map_err(|e| failed("openrouter key delete", e))?;
+            if instance.openrouter_key_requested_at.is_some() {
+                for stale in
+                    openrouter.find_keys(name).await.map_err(|e| failed("openrouter key lookup", e))?
+                {
+                    openrouter
+                        .delete_key(&stale.hash)
+                        .await
+                        .map_err(|e| failed("openrouter key delete", e))?;
+                }
+            } else if !self.store.request_openrouter_key(&instance.id, owner).await? {
+                return Err(EngineStepError::LeaseLost);
             }
             let created = openrouter.create_key(name).await.map_err(|e| failed("openrouter key", e))?;
             if !self.store.set_openrouter_key(&instance.id, owner, &created.hash, &created.key).await? {
-                // Someone else holds the instance now; they will find this key by name.
+                // Someone else holds the instance now; the request on the row makes them look.
                 return Err(EngineStepError::LeaseLost);
             }
         }
@@ -63,44 +74,59 @@ impl Engine {
             && instance.agentmail_inbox_id.is_none()
         {
             // The client id makes a repeated create return the inbox made the first time.
-            let inbox = agentmail.create_inbox(name, name).await.map_err(|e| failed("agentmail inbox", e))?;
-            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox).await? {
+            let client_id = match &instance.agentmail_client_id {
+                Some(recorded) => recorded.clone(),
+                None => {
+                    if !self.store.request_agentmail_inbox(&instance.id, owner, name).await? {
+                        return Err(EngineStepError::LeaseLost);
+                    }
+                    name.to_string()
+                }
+            };
+            let inbox = agentmail
+                .create_inbox(&client_id, &client_id)
+                .await
+                .map_err(|e| failed("agentmail inbox", e))?;
+            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox.inbox_id).await? {
                 return Err(EngineStepError::LeaseLost);
             }
         }
         Ok(())
     }
 
-    /// Deletes the instance's resources, by their recorded handles or, where a handle was
-    /// never recorded, by name. Already gone is success.
+    /// Deletes the instance's resources by their recorded handles. Where a create was asked
+    /// for but its handle never recorded, the resource is looked up (by name, by client id);
+    /// where none was ever asked for there is nothing to find. Already gone is success.
     pub(super) async fn release_resources(&self, instance: &Instance) -> Result<(), ProviderError> {
         let name = instance.sprite_name.as_str();
         if let Some(openrouter) = &self.resources.openrouter {
             let hashes = match &instance.openrouter_key_hash {
                 Some(hash) => vec![hash.clone()],
-                None => openrouter
+                None if instance.openrouter_key_requested_at.is_some() => openrouter
                     .find_keys(name)
                     .await
                     .map_err(|e| failed("openrouter key lookup", e))?
                     .into_iter()
                     .map(|k| k.hash)
                     .collect(),
+                None => Vec::new(),
             };
             for hash in hashes {
                 openrouter.delete_key(&hash).await.map_err(|e| failed("openrouter key delete", e))?;
             }
         }
         if let Some(agentmail) = &self.resources.agentmail {
-            let inboxes = match &instance.agentmail_inbox_id {
-                Some(inbox) => vec![inbox.clone()],
-                None => agentmail
-                    .list_inboxes(name)
+            let inboxes = match (&instance.agentmail_inbox_id, &instance.agentmail_client_id) {
+                (Some(inbox), _) => vec![inbox.clone()],
+                (None, Some(client_id)) => agentmail
+                    .list_inboxes(client_id)
                     .await
                     .map_err(|e| failed("agentmail inbox lookup", e))?
                     .into_iter()
-                    .filter(|i| i.client_id.as_deref() == Some(name))
+                    .filter(|i| i.client_id.as_deref() == Some(client_id.as_str()))
                     .map(|i| i.inbox_id)
                     .collect(),
+                (None, None) => Vec::new(),
             };
             for inbox in inboxes {
                 agentmail.delete_inbox(&inbox).await.map_err(|e| failed("agentmail inbox delete", e))?;

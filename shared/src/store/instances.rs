@@ -418,44 +418,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn set_openrouter_key(
-        &self,
-        id: &str,
-        owner: &str,
-        hash: &str,
-        key: &SecretString,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET openrouter_key_hash = $3, openrouter_key = $4, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            hash,
-            key.expose_secret(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn set_agentmail_inbox(
-        &self,
-        id: &str,
-        owner: &str,
-        inbox_id: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET agentmail_inbox_id = $3, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            inbox_id,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     pub(crate) async fn set_checkpoint(
         &self,
         id: &str,

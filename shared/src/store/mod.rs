@@ -9,6 +9,7 @@ mod claims;
 mod events;
 mod instances;
 mod pool_state;
+mod resources;
 mod sweeps;
 
 use std::time::Duration;
@@ -181,6 +182,10 @@ pub struct Instance {
     pub openrouter_key_hash: Option<String>,
     pub openrouter_key: Option<secrecy::SecretString>,
     pub agentmail_inbox_id: Option<String>,
+    /// When a key was asked for and its hash not yet recorded (issue 19.7).
+    pub openrouter_key_requested_at: Option<OffsetDateTime>,
+    /// The client id the inbox is (to be) created with.
+    pub agentmail_client_id: Option<String>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.
@@ -236,6 +241,8 @@ pub(crate) struct InstanceRow {
     openrouter_key_hash: Option<String>,
     openrouter_key: Option<String>,
     agentmail_inbox_id: Option<String>,
+    openrouter_key_requested_at: Option<OffsetDateTime>,
+    agentmail_client_id: Option<String>,
 }
 
 pub(crate) fn parse_status(value: &str) -> Result<Status, StoreError> {
@@ -289,6 +296,8 @@ impl TryFrom<InstanceRow> for Instance {
             openrouter_key_hash: row.openrouter_key_hash,
             openrouter_key: row.openrouter_key.map(Into::into),
             agentmail_inbox_id: row.agentmail_inbox_id,
+            openrouter_key_requested_at: row.openrouter_key_requested_at,
+            agentmail_client_id: row.agentmail_client_id,
         })
     }
 }

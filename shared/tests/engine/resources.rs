@@ -40,6 +40,10 @@ async fn leftovers(pool: &Pool) -> (Vec<String>, Vec<String>) {
     (list(&keys, "name"), list(&inboxes, "client_id"))
 }
 
+async fn counter(pool: &Pool, route: &str) -> u64 {
+    control_json(pool, "counters").await[route].as_u64().unwrap_or(0)
+}
+
 async fn nothing_left(pool: &Pool, what: &str) {
     eventually(what, Duration::from_secs(20), || async {
         let (keys, inboxes) = leftovers(pool).await;
@@ -117,27 +121,85 @@ async fn a_key_left_by_a_lost_answer_is_found_by_name_and_replaced(db: PgPool) {
     pool.engine.run_step(&id, 0).await.unwrap();
     let row = pool.instance(&id).await.unwrap();
     assert_eq!(row.step, Some(Step::Resources));
-    // An earlier attempt created a key but its answer never arrived: the row knows nothing.
-    let openrouter = resources(&pool.emulator).openrouter.unwrap();
-    let lost = openrouter.create_key(&row.sprite_name).await.unwrap();
+    assert!(row.openrouter_key_requested_at.is_none());
+
+    // The create fails in a way that leaves its outcome unknown: the request stays on the row.
+    let once =
+        json!({"route": "openrouter.keys.create", "count": 1, "kind": {"type": "status", "status": 500}});
+    pool.emulator.fault(once).await;
     pool.engine.run_step(&id, 0).await.unwrap();
     let row = pool.instance(&id).await.unwrap();
+    assert_eq!(row.step, Some(Step::Resources));
+    assert!(row.openrouter_key_requested_at.is_some() && row.openrouter_key_hash.is_none());
+    assert_eq!(counter(&pool, "openrouter.keys.create").await, 1, "not resent blindly");
+    // As if the server had made the key before failing: one of this name, its secret unknown.
+    let openrouter = resources(&pool.emulator).openrouter.unwrap();
+    let lost = openrouter.create_key(&row.sprite_name).await.unwrap();
+
+    let lists_before = counter(&pool, "openrouter.keys.list").await;
+    let row = eventually("the retried step records a key", Duration::from_secs(10), || async {
+        pool.engine.run_step(&id, 0).await.unwrap();
+        pool.instance(&id).await.filter(|r| r.openrouter_key_hash.is_some())
+    })
+    .await;
+    assert!(counter(&pool, "openrouter.keys.list").await > lists_before, "the retry looked first");
+    assert!(row.openrouter_key_requested_at.is_none(), "the request is settled");
     let found = openrouter.find_keys(&row.sprite_name).await.unwrap();
     assert_eq!(found.len(), 1, "exactly one key of this name");
     assert_ne!(found[0].hash, lost.hash);
     assert_eq!(row.openrouter_key_hash.as_deref(), Some(found[0].hash.as_str()));
 
-    // A destroy that finds no recorded hash looks the key up by name.
-    sqlx::query("UPDATE instances SET openrouter_key_hash = NULL, openrouter_key = NULL, agentmail_inbox_id = NULL WHERE id = $1")
-        .bind(&id)
-        .execute(pool.store.pool())
-        .await
-        .unwrap();
+    // A destroy that finds requests but no recorded handles looks them up.
+    sqlx::query(
+        "UPDATE instances SET openrouter_key_hash = NULL, openrouter_key = NULL,
+            openrouter_key_requested_at = now(), agentmail_inbox_id = NULL WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(pool.store.pool())
+    .await
+    .unwrap();
     pool.engine.destroy(&id).await.unwrap();
     pool.engine.run_step(&id, 0).await.unwrap();
     assert!(pool.instance(&id).await.is_none());
     let (keys, inboxes) = leftovers(&pool).await;
     assert!(keys.is_empty() && inboxes.is_empty(), "left: {keys:?} {inboxes:?}");
+}
+
+/// Issue 19.7: on an account of thousands of keys, provisioning and destroying read no
+/// listing at all: one create and one delete per key.
+#[sqlx::test(migrations = "../migrations")]
+async fn keys_are_made_and_deleted_without_listing_the_account(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Sprites).await;
+    let openrouter = resources(&pool.emulator).openrouter.unwrap();
+    let mut others = tokio::task::JoinSet::new();
+    for batch in 0..30 {
+        let client = openrouter.clone();
+        others.spawn(async move {
+            for i in 0..100 {
+                client.create_key(&format!("other-tenant-{batch}-{i}")).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = others.join_next().await {
+        done.unwrap();
+    }
+    let creates_before = counter(&pool, "openrouter.keys.create").await;
+    assert_eq!(creates_before, 3000);
+
+    let idle = pool.provision(2).await;
+    assert_eq!(counter(&pool, "openrouter.keys.list").await, 0, "no listing to create a key");
+    assert_eq!(counter(&pool, "openrouter.keys.create").await - creates_before, 2);
+    assert_eq!(counter(&pool, "agentmail.inboxes.list").await, 0);
+    for instance in &idle {
+        pool.engine.destroy(&instance.id).await.unwrap();
+    }
+    eventually("both destroyed", Duration::from_secs(20), || async {
+        pool.store.instances().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(counter(&pool, "openrouter.keys.list").await, 0, "nor to delete one");
+    assert_eq!(counter(&pool, "openrouter.keys.delete").await, 2);
+    assert_eq!(leftovers(&pool).await.0.len(), 3000, "the other keys untouched");
 }
 
 #[sqlx::test(migrations = "../migrations")]
