@@ -140,6 +140,8 @@ text_enum! {
         Destroy = "destroy",
         /// The instance's own OpenRouter key and AgentMail inbox, when configured.
         Resources = "resources",
+        /// A recycle's new key and inbox, the previous tenant's deleted (issue 14.3).
+        RotateResources = "rotate_resources",
     }
 }
 
@@ -186,6 +188,9 @@ pub struct Instance {
     pub openrouter_key_requested_at: Option<OffsetDateTime>,
     /// The client id the inbox is (to be) created with.
     pub agentmail_client_id: Option<String>,
+    /// The previous tenant's key and inbox, until a recycle's rotation deleted them.
+    pub retired_openrouter_key_hash: Option<String>,
+    pub retired_agentmail_inbox_id: Option<String>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.
@@ -243,6 +248,8 @@ pub(crate) struct InstanceRow {
     agentmail_inbox_id: Option<String>,
     openrouter_key_requested_at: Option<OffsetDateTime>,
     agentmail_client_id: Option<String>,
+    retired_openrouter_key_hash: Option<String>,
+    retired_agentmail_inbox_id: Option<String>,
 }
 
 pub(crate) fn parse_status(value: &str) -> Result<Status, StoreError> {
@@ -298,6 +305,8 @@ impl TryFrom<InstanceRow> for Instance {
             agentmail_inbox_id: row.agentmail_inbox_id,
             openrouter_key_requested_at: row.openrouter_key_requested_at,
             agentmail_client_id: row.agentmail_client_id,
+            retired_openrouter_key_hash: row.retired_openrouter_key_hash,
+            retired_agentmail_inbox_id: row.retired_agentmail_inbox_id,
         })
     }
 }

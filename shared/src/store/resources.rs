@@ -61,6 +61,20 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The retired key and inbox are deleted. `false`: the lease was lost.
+    pub(crate) async fn clear_retired_resources(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE instances SET retired_openrouter_key_hash = NULL, retired_agentmail_inbox_id = NULL,
+                updated_at = now()
+             WHERE id = $1 AND lease_owner = $2",
+            id,
+            owner,
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(crate) async fn set_agentmail_inbox(
         &self,
         id: &str,
