@@ -217,7 +217,9 @@ impl Store {
     }
 
     /// Starts a recycle: forgets the conversation and sets the token the restored instance will
-    /// be given, so whoever held the old one can no longer reach it.
+    /// be given, so whoever held the old one can no longer reach it. The previous tenant's
+    /// OpenRouter key and inbox become retired handles, deleted by `rotate_resources` (or by a
+    /// destroy) and replaced by new ones (issue 14.3).
     /// Forgets the claim and starts `first`: a restore (`recycling`/`restore`) where the
     /// provider has checkpoints, a replacement (`destroying`/`destroy`) where it has none.
     pub(crate) async fn begin_recycle(
@@ -239,7 +241,11 @@ impl Store {
                 step_started_at = now(), status_changed_at = now(), updated_at = now(),
                 gateway_token = $4, agent_name = NULL, instructions = NULL, join_url = NULL,
                 invite_url = NULL, conversation_id = NULL, join_status = NULL, claim_id = NULL,
-                claimed_at = NULL, heartbeat_failures = 0, heartbeat_recoveries = 0
+                claimed_at = NULL, heartbeat_failures = 0, heartbeat_recoveries = 0,
+                retired_openrouter_key_hash = COALESCE(openrouter_key_hash, retired_openrouter_key_hash),
+                openrouter_key_hash = NULL, openrouter_key = NULL,
+                retired_agentmail_inbox_id = COALESCE(agentmail_inbox_id, retired_agentmail_inbox_id),
+                agentmail_inbox_id = NULL, agentmail_client_id = NULL
              WHERE id = $1 AND status = $3
                AND CASE WHEN $2::text IS NULL
                         THEN lease_expires_at IS NULL OR lease_expires_at < now()
@@ -400,44 +406,6 @@ impl Store {
             owner,
             url,
             provider_ref,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn set_openrouter_key(
-        &self,
-        id: &str,
-        owner: &str,
-        hash: &str,
-        key: &SecretString,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET openrouter_key_hash = $3, openrouter_key = $4, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            hash,
-            key.expose_secret(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn set_agentmail_inbox(
-        &self,
-        id: &str,
-        owner: &str,
-        inbox_id: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET agentmail_inbox_id = $3, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            inbox_id,
         )
         .execute(&self.pool)
         .await?;
