@@ -5,6 +5,8 @@
 //! The gateway itself ([`serve`]) is shared with the Railway runtime (`railway::runtime`): a
 //! [`Host`] says where the instance's files are and whether it is still the same incarnation.
 
+pub mod boot;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
