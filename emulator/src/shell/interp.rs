@@ -15,7 +15,7 @@ use super::builtins::{self, Found};
 use super::ctx::{BoxFut, Ctx, Flow, Status};
 use super::io::{Input, Sink};
 use super::tools::{self, grep::posix_to_regex};
-use super::{command, expand, parse, redirect, shells};
+use super::{check, command, expand, parse, redirect, shells};
 
 /// Parses and runs a script in `ctx`. A script bash could not parse is status 2 and runs
 /// nothing, as with bash.
@@ -28,6 +28,9 @@ pub fn run_script<'a>(ctx: &'a mut Ctx, src: &'a str) -> BoxFut<'a> {
                 return Ok(2);
             }
         };
+        if let Err(what) = check::program(&program) {
+            return Err(ctx.unsupported(what));
+        }
         let mut status = 0;
         for list in &program.complete_commands {
             status = compound_list(ctx, list).await?;

@@ -6,10 +6,12 @@
 //!
 //! Layers, each using only those before it: `io` (streams), `ctx` (shell state), `parse`,
 //! `glob`, `expand`, `tools` (the commands on PATH), `setup`, `shells`, `builtins`,
-//! `redirect`, `command` (simple commands), `interp` (everything else). Nested scripts reach
+//! `redirect`, `command` (simple commands), `check` (refusals before a script runs), `interp`
+//! (everything else). Nested scripts reach
 //! the interpreter through `ctx::Runner` instead of an import cycle.
 
 mod builtins;
+mod check;
 mod command;
 mod ctx;
 mod expand;
