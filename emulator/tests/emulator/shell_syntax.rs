@@ -251,3 +251,37 @@ async fn what_cannot_run_fails_loudly() {
     let r = env.exec("sh", &["rustc", "--version"]).await;
     assert_eq!((r.code(), r.err()), (127, "bash: rustc: command not found\n".into()));
 }
+
+#[tokio::test]
+async fn a_busy_loop_can_be_killed_and_runaway_recursion_stops() {
+    let env = sprite().await;
+    let mut ws =
+        env.ws("sh", &[("cmd", "bash"), ("cmd", "-c"), ("cmd", "while :; do :; done")]).await.unwrap();
+    let info = match futures_util::StreamExt::next(&mut ws).await.unwrap().unwrap() {
+        tokio_tungstenite::tungstenite::Message::Text(t) => {
+            serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    let id = info["session_id"].as_str().unwrap().to_string();
+    let kill = env.post(&format!("/v1/sprites/sh/exec/{id}/kill"), serde_json::Value::Null).await;
+    assert_eq!(kill.status(), 200);
+    let r = crate::common::collect(&mut ws, true).await;
+    assert_eq!(r.exit_payload, Some(vec![143]), "the spinning loop was killed");
+    let r = sh(&env, "f() { f; }; f; echo never").await;
+    assert_eq!(r.code(), 2);
+    assert_eq!(r.err(), "bash: f: maximum function nesting level exceeded (50)\n");
+}
+
+#[tokio::test]
+async fn runaway_script_nesting_stops() {
+    let env = sprite().await;
+    env.write_file("sh", "/home/sprite/self.sh", ". ./self.sh\n").await;
+    let r = sh(&env, ". ./self.sh; echo never").await;
+    assert_eq!((r.code(), r.out()), (2, String::new()));
+    assert_eq!(r.err(), "bash: emulator: scripts nested more than 50 deep\n");
+    env.write_file("sh", "/home/sprite/again.sh", "bash ./again.sh\n").await;
+    let r = sh(&env, "bash ./again.sh; echo $?").await;
+    assert_eq!(r.out(), "2\n");
+    assert!(r.err().ends_with("bash: emulator: scripts nested more than 50 deep\n"), "{}", r.err());
+}
