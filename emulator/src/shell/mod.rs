@@ -13,17 +13,19 @@
 mod builtins;
 mod check;
 mod command;
-mod ctx;
+pub(crate) mod ctx;
 mod expand;
 mod glob;
 mod interp;
-mod io;
+pub(crate) mod io;
 mod parse;
 mod redirect;
 mod setup;
 mod shells;
-pub mod tools;
+pub(crate) mod tools;
 
+// The interface exec.rs and the service runtime use; the rest is reachable as `shell::ctx::…`,
+// `shell::io::…` (e.g. `CHUNK`) and `shell::tools::…` (the command table).
 pub use ctx::{Ctx, Flow, default_env};
 pub use io::{Event, Input, Sink, StdinMsg};
 
