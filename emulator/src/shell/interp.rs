@@ -86,7 +86,7 @@ async fn call_function(ctx: &mut Ctx, name: &str, argv: &[String]) -> Status {
     };
     if ctx.shell.depth >= MAX_DEPTH {
         ctx.err(format!("bash: {name}: maximum function nesting level exceeded ({MAX_DEPTH})\n"));
-        return Err(Flow::Exit(2));
+        return Err(Flow::Exit(1));
     }
     ctx.shell.depth += 1;
     let saved_args = std::mem::replace(&mut ctx.shell.args, argv[1..].to_vec());
