@@ -129,6 +129,10 @@ async fn redirections() {
         ("1\n".into(), "bash: /missing/dir/f: No such file or directory\n".into())
     );
     assert_eq!(run(&env, "{ echo a; echo b; } > grouped; cat grouped").await, ("a\nb\n".into(), 0));
+    let r = sh(&env, "echo before; exec > log 2>&1; echo after; ls /nope").await;
+    assert_eq!((r.out(), r.err(), r.code()), ("before\n".into(), String::new(), 2));
+    let log = env.exec("sh", &["cat", "log"]).await.out();
+    assert_eq!(log, "after\nls: cannot access '/nope': No such file or directory\n");
 }
 
 #[tokio::test]
