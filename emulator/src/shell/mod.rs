@@ -6,9 +6,10 @@
 //!
 //! Layers, each using only those before it: `io` (streams), `ctx` (shell state), `parse`,
 //! `glob`, `expand`, `tools` (the commands on PATH), `setup`, `shells`, `builtins`,
-//! `redirect`, `command` (simple commands), `check` (refusals before a script runs), `interp`
-//! (everything else). Nested scripts reach
+//! `redirect`, `command` (simple commands), `interp` (everything else). Nested scripts reach
 //! the interpreter through `ctx::Runner` instead of an import cycle.
+//!
+//! `check` (refusals before a script runs) sits just below `interp`.
 
 mod builtins;
 mod check;
@@ -17,15 +18,15 @@ pub(crate) mod ctx;
 mod expand;
 mod glob;
 mod interp;
-pub(crate) mod io;
+mod io;
 mod parse;
 mod redirect;
 mod setup;
 mod shells;
-pub(crate) mod tools;
+pub mod tools;
 
-// The interface exec.rs and the service runtime use; the rest is reachable as `shell::ctx::…`,
-// `shell::io::…` (e.g. `CHUNK`) and `shell::tools::…` (the command table).
+// The interface exec.rs and the service runtime use; the rest of the state is reachable as
+// `shell::ctx::…`, the command table as `shell::tools::…`.
 pub use ctx::{Ctx, Flow, default_env};
 pub use io::{Event, Input, Sink, StdinMsg};
 
