@@ -16,9 +16,9 @@ use super::{
 };
 use crate::rig;
 
-const API_KEY: &str = "bench-pool-key";
+pub(super) const API_KEY: &str = "bench-pool-key";
 /// The local main job's connection pool (local/src/bin/pool-local.rs).
-const MAIN_JOB_CONNECTIONS: u32 = 10;
+pub(super) const MAIN_JOB_CONNECTIONS: u32 = 10;
 /// Claims before the measured ones: connections to the API and to Postgres are opened.
 const WARM_UP: usize = 3;
 /// The only emulated route on a create claim's path: POST {sprite url}/convos/conversation.
@@ -34,14 +34,14 @@ struct Series {
 }
 
 /// One claim's answer, as the caller saw it.
-struct Answer {
-    status: u16,
+pub(super) struct Answer {
+    pub status: u16,
     elapsed: Duration,
     instance_id: Option<String>,
     conversation_id: Option<String>,
 }
 
-async fn claim(http: &reqwest::Client, base: &str, i: usize) -> Answer {
+pub(super) async fn claim(http: &reqwest::Client, base: &str, i: usize) -> Answer {
     let body = json!({
         "agentName": format!("bench-agent-{i}"),
         "instructions": "You are a benchmark agent. Answer briefly.",
@@ -65,7 +65,7 @@ async fn claim(http: &reqwest::Client, base: &str, i: usize) -> Answer {
     }
 }
 
-fn http_client() -> reqwest::Client {
+pub(super) fn http_client() -> reqwest::Client {
     shared::tls::http_client_builder()
         .expect("TLS config")
         .pool_max_idle_per_host(1024)
@@ -75,7 +75,7 @@ fn http_client() -> reqwest::Client {
 }
 
 /// The emulated latency on a create claim's path at the emulator's current speed, in ms.
-async fn emulated_claim_ms(stage: &Stage) -> Result<(f64, u64, f64), String> {
+pub(super) async fn emulated_claim_ms(stage: &Stage) -> Result<(f64, u64, f64), String> {
     let config = stage.control.config().await?;
     let route_ms = config["latency_ms"][CLAIM_ROUTE].as_u64().unwrap_or(0);
     let speed = config["speed"].as_f64().unwrap_or(1.0);

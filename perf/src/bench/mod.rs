@@ -9,6 +9,7 @@ mod heartbeat;
 mod memory;
 mod sizes;
 mod stage;
+mod sustained;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub const SCENARIOS: &[&str] =
-    &["claim-latency", "claim-burst", "heartbeat", "api-calls", "fill", "memory", "sizes"];
+    &["claim-latency", "claim-burst", "claim-sustained", "heartbeat", "api-calls", "fill", "memory", "sizes"];
 
 /// What the command line chose.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -258,6 +259,7 @@ pub async fn run(scenario: &str, options: &Options) -> Result<(), String> {
     let report = match scenario {
         "claim-latency" => claims::latency(options).await?,
         "claim-burst" => claims::burst(options).await?,
+        "claim-sustained" => sustained::run(options).await?,
         "heartbeat" => heartbeat::run(options).await?,
         "api-calls" => api_calls::run(options).await?,
         "fill" => fill::run(options).await?,
