@@ -1,9 +1,11 @@
 //! AgentMail inboxes (`/v0/inboxes`): create (idempotent by `client_id`), list with
 //! `limit`/`page_token` pages (newest first), get and delete.
 //!
-//! An inbox's id is its address, `<username>@<domain>` (default domain `agentmail.to`). Any
-//! syntactically valid domain is accepted, as if verified. Errors carry the documented
-//! `{"name", "code", "message"}` body.
+//! An inbox's id is its address, `<username>@<domain>`, also returned as `email`. The domain is
+//! `agentmail.to` unless a custom one is given, and a custom one must be a verified domain of
+//! the organisation (or a subdomain of one that allows subdomains), as on the real API: the
+//! control API registers domains (`POST /_emulator/agentmail/domains`). Errors carry the
+//! documented `{"name", "code", "message"}` body.
 
 use std::collections::BTreeMap;
 
@@ -57,11 +59,51 @@ impl Inbox {
     }
 }
 
+/// A custom domain of the organisation, as the control API registered it.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub domain_id: String,
+    pub domain: String,
+    /// `NOT_STARTED`, `PENDING`, `INVALID`, `FAILED`, `VERIFYING` or `VERIFIED`.
+    pub status: String,
+    pub subdomains_enabled: bool,
+}
+
+const DOMAIN_STATUSES: [&str; 6] = ["NOT_STARTED", "PENDING", "INVALID", "FAILED", "VERIFYING", "VERIFIED"];
+
 /// Every live inbox by creation sequence (so pages are stable while others are created).
 #[derive(Debug, Default)]
 pub struct AgentMailWorld {
     pub inboxes: BTreeMap<u64, Inbox>,
     pub next_seq: u64,
+    /// Custom domains by name (lowercase).
+    pub domains: BTreeMap<String, Domain>,
+    /// Every `User-Agent` the API routes saw, so a test can check what clients send.
+    pub user_agents: std::collections::BTreeSet<String>,
+}
+
+/// Why an inbox may not be created on `domain`: `None` when it may.
+fn domain_refusal(world: &AgentMailWorld, domain: &str) -> Option<Response> {
+    if domain == DEFAULT_DOMAIN {
+        return None;
+    }
+    let usable = |d: &Domain| d.status == "VERIFIED";
+    if let Some(d) = world.domains.get(domain) {
+        return (!usable(d)).then(|| {
+            error(
+                StatusCode::FORBIDDEN,
+                "ForbiddenError",
+                "domain_not_verified",
+                &format!("Domain {domain} is not verified (status {})", d.status),
+            )
+        });
+    }
+    // A subdomain of a verified domain that allows subdomains.
+    let parent_allows = domain
+        .char_indices()
+        .filter(|(_, c)| *c == '.')
+        .any(|(i, _)| world.domains.get(&domain[i + 1..]).is_some_and(|d| usable(d) && d.subdomains_enabled));
+    (!parent_allows).then(|| error(StatusCode::NOT_FOUND, "NotFoundError", "not_found", "Domain not found"))
 }
 
 impl AgentMailWorld {
@@ -76,6 +118,7 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v0/inboxes", get(list).post(create))
         .route("/v0/inboxes/{inbox_id}", get(get_one).delete(delete))
         .route("/_emulator/agentmail/inboxes", get(dump))
+        .route("/_emulator/agentmail/domains", get(domains_dump).post(register_domain))
 }
 
 fn error(status: StatusCode, name: &str, code: &str, message: &str) -> Response {
@@ -99,6 +142,9 @@ fn not_found() -> Response {
 }
 
 async fn admitted(app: &App, route: &'static str, headers: &HeaderMap) -> Result<(), Response> {
+    if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        app.world().agentmail.user_agents.insert(agent.to_string());
+    }
     let authorized = bearer_ok(headers, &app.0.start_config.agentmail_key);
     admit(app, route, None, authorized).await.map(|_| ())
 }
@@ -169,6 +215,9 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         && let Some(existing) = am.inboxes.values().find(|i| i.client_id.as_ref() == Some(client_id))
     {
         return respond::json(StatusCode::OK, existing.to_json());
+    }
+    if let Some(refusal) = domain_refusal(am, &domain) {
+        return refusal;
     }
     if am.inboxes.values().any(|i| i.inbox_id == inbox_id) {
         return error(
@@ -303,5 +352,57 @@ pub async fn dump(State(app): State<App>) -> Response {
             })
         })
         .collect();
-    respond::json(StatusCode::OK, json!({ "inboxes": inboxes }))
+    respond::json(StatusCode::OK, json!({ "inboxes": inboxes, "user_agents": world.agentmail.user_agents }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDomain {
+    domain: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    subdomains_enabled: bool,
+}
+
+/// `POST /_emulator/agentmail/domains` `{domain, status?, subdomains_enabled?}`: registers (or
+/// replaces) a custom domain of the organisation; `status` defaults to `VERIFIED`. Not counted.
+pub async fn register_domain(State(app): State<App>, body: Bytes) -> Response {
+    let req: NewDomain = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return validation("body", &format!("invalid request body: {e}")),
+    };
+    let name = req.domain.to_ascii_lowercase();
+    if !valid_domain(&name) {
+        return validation("domain", "domain is not a valid domain name");
+    }
+    let status = req.status.unwrap_or_else(|| "VERIFIED".to_string());
+    if !DOMAIN_STATUSES.contains(&status.as_str()) {
+        return validation("status", &format!("status must be one of {}", DOMAIN_STATUSES.join(", ")));
+    }
+    let domain = Domain {
+        domain_id: name.clone(),
+        domain: name.clone(),
+        status,
+        subdomains_enabled: req.subdomains_enabled,
+    };
+    let body = domain_json(&domain);
+    app.world().agentmail.domains.insert(name, domain);
+    respond::json(StatusCode::CREATED, body)
+}
+
+fn domain_json(d: &Domain) -> Value {
+    json!({
+        "domain_id": d.domain_id,
+        "domain": d.domain,
+        "status": d.status,
+        "subdomains_enabled": d.subdomains_enabled,
+    })
+}
+
+/// `GET /_emulator/agentmail/domains`: the registered domains. Not counted.
+pub async fn domains_dump(State(app): State<App>) -> Response {
+    let world = app.world();
+    let domains: Vec<Value> = world.agentmail.domains.values().map(domain_json).collect();
+    respond::json(StatusCode::OK, json!({ "domains": domains }))
 }

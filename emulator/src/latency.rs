@@ -54,6 +54,7 @@ pub const ROUTES: &[(&str, u64)] = &[
     ("openrouter.keys.get", 100),
     ("openrouter.keys.update", 150),
     ("openrouter.keys.delete", 150),
+    ("openrouter.key.current", 100),
     ("agentmail.inboxes.create", 400),
     ("agentmail.inboxes.list", 150),
     ("agentmail.inboxes.get", 100),

@@ -3,7 +3,9 @@
 //!
 //! Only what the pool relies on is modelled: usage stays 0, so `limit_remaining` equals
 //! `limit`. Names need not be unique, as on the real service. The secret `key` is returned by
-//! the create answer only and is never stored in a dump.
+//! the create answer only and is never shown in a dump; `GET /api/v1/key`, authenticated with
+//! a created key itself (as an agent would call the API), tells a live key from a deleted or
+//! disabled one.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,8 @@ const WORKSPACE_ID: &str = "00000000-0000-4000-8000-000000000000";
 #[derive(Debug, Clone)]
 pub struct Key {
     pub hash: String,
+    /// The secret, kept only so requests made with it can be authenticated.
+    pub secret: String,
     pub name: String,
     /// The masked secret the real API shows as `label` (prefix and last four characters).
     pub label: String,
@@ -88,6 +92,8 @@ impl Key {
 pub struct OpenRouterWorld {
     pub keys: BTreeMap<u64, Key>,
     pub next_seq: u64,
+    /// Every `User-Agent` the management routes saw, so a test can check what clients send.
+    pub user_agents: std::collections::BTreeSet<String>,
 }
 
 impl OpenRouterWorld {
@@ -100,6 +106,7 @@ pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/api/v1/keys", get(list).post(create))
         .route("/api/v1/keys/{hash}", get(get_one).patch(update).delete(delete))
+        .route("/api/v1/key", get(current))
         .route("/_emulator/openrouter/keys", get(dump))
 }
 
@@ -121,6 +128,9 @@ fn random_hex(bytes: usize) -> String {
 }
 
 async fn admitted(app: &App, route: &'static str, headers: &HeaderMap) -> Result<(), Response> {
+    if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        app.world().openrouter.user_agents.insert(agent.to_string());
+    }
     let authorized = bearer_ok(headers, &app.0.start_config.openrouter_key);
     admit(app, route, None, authorized).await.map(|_| ())
 }
@@ -202,6 +212,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         hash: random_hex(32),
         name,
         label: format!("{}...{}", &secret[..12], &secret[secret.len() - 4..]),
+        secret: secret.clone(),
         disabled: false,
         limit,
         limit_reset,
@@ -341,9 +352,48 @@ pub async fn delete(State(app): State<App>, Path(hash): Path<String>, headers: H
     }
 }
 
-/// `GET /_emulator/openrouter/keys`: every key, oldest first, without secrets. Not counted.
+/// `GET /api/v1/key`: the calling key itself, as an agent holding it sees it. A key that was
+/// deleted (or never existed) is 401, a disabled one 403, as for any model call made with it.
+pub async fn current(State(app): State<App>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let found = {
+        let world = app.world();
+        world.openrouter.keys.values().find(|k| !presented.is_empty() && k.secret == presented).cloned()
+    };
+    // Counted and delayed like any route; authorised only by a live key.
+    if let Err(resp) = admit(&app, "openrouter.key.current", None, found.is_some()).await {
+        return match resp.status() {
+            StatusCode::UNAUTHORIZED => error(StatusCode::UNAUTHORIZED, "User not found."),
+            _ => resp,
+        };
+    }
+    let Some(key) = found else { return error(StatusCode::UNAUTHORIZED, "User not found.") };
+    if key.disabled {
+        return error(StatusCode::FORBIDDEN, "API key is disabled");
+    }
+    respond::json(
+        StatusCode::OK,
+        json!({"data": {
+            "label": key.label,
+            "limit": key.limit,
+            "limit_remaining": key.limit,
+            "limit_reset": key.limit_reset,
+            "usage": 0.0,
+            "is_free_tier": false,
+        }}),
+    )
+}
+
+/// `GET /_emulator/openrouter/keys`: every key, oldest first, without secrets, and the
+/// `User-Agent`s the management routes saw. Not counted.
 pub async fn dump(State(app): State<App>) -> Response {
     let world = app.world();
     let keys: Vec<Value> = world.openrouter.keys.values().map(Key::dump).collect();
-    respond::json(StatusCode::OK, json!({ "keys": keys }))
+    respond::json(StatusCode::OK, json!({ "keys": keys, "user_agents": world.openrouter.user_agents }))
 }

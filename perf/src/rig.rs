@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shared::api::Api;
-use shared::chain::{Chain, InProcessChain, run_in_process};
+use shared::chain::{Chain, InProcessChain};
 use shared::config::{Config, PoolEnvironment};
+use shared::engine::run_in_process;
 use shared::engine::{Engine, EngineSettings};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
 use shared::process::Process;

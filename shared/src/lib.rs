@@ -16,3 +16,7 @@ pub mod sprites;
 pub mod store;
 pub mod sweep_loop;
 pub mod tls;
+
+/// What every client of an outside API (Sprites, Railway, OpenRouter, AgentMail) sends as
+/// `User-Agent`, so the provider can tell the pool's traffic apart (and reach us about it).
+pub const USER_AGENT: &str = concat!("convos-pool/", env!("CARGO_PKG_VERSION"));

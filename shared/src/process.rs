@@ -6,9 +6,9 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 
 use crate::api::Api;
-use crate::chain::{Chain, EventBridgeChain, InProcessChain, run_in_process, sdk_config};
+use crate::chain::{Chain, EventBridgeChain, InProcessChain, sdk_config};
 use crate::config::{Config, ConfigError};
-use crate::engine::{BuildError, Engine};
+use crate::engine::{BuildError, Engine, run_in_process};
 use crate::store::{Store, StoreError};
 
 pub struct Process {

@@ -69,6 +69,18 @@ impl Harness {
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
 
+    /// Registers a custom domain as verified for the organisation (the emulator's control API).
+    async fn verified_domain(&self, domain: &str) {
+        let resp = self
+            .http
+            .post(self.control("agentmail/domains"))
+            .json(&json!({"domain": domain}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+
     async fn count(&self, route: &str) -> u64 {
         self.get("counters").await[route].as_u64().unwrap_or(0)
     }
@@ -179,13 +191,16 @@ async fn create_is_retried_after_a_rate_limit_and_a_server_error() {
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured: {:?}", started.elapsed());
     assert_eq!(h.count("openrouter.keys.create").await, 2);
 
+    // A 5xx may come after the key was made: the create is not resent blindly but handed
+    // back (transient) to the caller, who recorded the request and looks before asking again.
     h.fault(
         json!({"route": "openrouter.keys.create", "count": 1, "kind": {"type": "status", "status": 500}}),
     )
     .await;
-    client.create_key("se").await.unwrap();
-    assert_eq!(h.count("openrouter.keys.create").await, 4);
-    assert_eq!(h.keys_dump().await.len(), 2, "the refused attempts made nothing");
+    let err = client.create_key("se").await.unwrap_err();
+    assert!(err.transient, "{err:?}");
+    assert_eq!(h.count("openrouter.keys.create").await, 3);
+    assert_eq!(h.keys_dump().await.len(), 1, "the refused attempts made nothing");
 
     let mail = h.agentmail();
     h.fault(json!({"route": "agentmail.inboxes.create", "count": 1, "kind": {"type": "rate_limit", "retry_after_secs": 1}}))
@@ -194,8 +209,9 @@ async fn create_is_retried_after_a_rate_limit_and_a_server_error() {
         json!({"route": "agentmail.inboxes.create", "count": 1, "kind": {"type": "status", "status": 502}}),
     )
     .await;
-    let id = mail.create_inbox("convos-agent-r", "convos-agent-r").await.unwrap();
-    assert_eq!(id, "convos-agent-r@agentmail.to");
+    // An inbox create is deduplicated by its client id, so it is resent.
+    let inbox = mail.create_inbox("convos-agent-r", "convos-agent-r").await.unwrap();
+    assert_eq!(inbox.inbox_id, "convos-agent-r@agentmail.to");
     assert_eq!(h.count("agentmail.inboxes.create").await, 3);
 }
 
@@ -276,7 +292,9 @@ async fn agentmail_create_list_delete() {
     let h = start().await;
     let mail = h.agentmail();
     let a = mail.create_inbox("convos-agent-dev-a", "convos-agent-dev-a").await.unwrap();
-    assert_eq!(a, "convos-agent-dev-a@agentmail.to");
+    assert_eq!(a.inbox_id, "convos-agent-dev-a@agentmail.to");
+    assert_eq!(a.email, "convos-agent-dev-a@agentmail.to");
+    assert_eq!(a.client_id.as_deref(), Some("convos-agent-dev-a"));
     // A retry after a lost answer gets the same inbox.
     assert_eq!(mail.create_inbox("convos-agent-dev-a", "convos-agent-dev-a").await.unwrap(), a);
     assert_eq!(h.inboxes_dump().await.len(), 1);
@@ -284,8 +302,9 @@ async fn agentmail_create_list_delete() {
     assert_eq!(dump[0]["display_name"], "Convos Agent");
     assert_eq!(dump[0]["client_id"], "convos-agent-dev-a");
 
+    h.verified_domain("agents.example.com").await;
     let custom = h.agentmail_with(AM_KEY, Some("agents.example.com"));
-    let b = custom.create_inbox("convos-agent-dev-b", "convos-agent-dev-b").await.unwrap();
+    let b = custom.create_inbox("convos-agent-dev-b", "convos-agent-dev-b").await.unwrap().inbox_id;
     assert_eq!(b, "convos-agent-dev-b@agents.example.com");
     mail.create_inbox("other-c", "other-c").await.unwrap();
     // An inbox without client_id matches by username.
@@ -377,4 +396,63 @@ async fn secrets_stay_out_of_debug_and_errors() {
     for text in [err.to_string(), format!("{err:?}")] {
         assert!(!text.contains(management) && !text.contains(&secret), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_custom_domain_must_be_verified() {
+    let h = start().await;
+    let custom = h.agentmail_with(AM_KEY, Some("mail.convos.example"));
+    let err = custom.create_inbox("convos-agent-dev-x", "convos-agent-dev-x").await.unwrap_err();
+    assert!(!err.transient, "an unknown domain is not worth retrying: {err:?}");
+    assert!(err.message.contains("404"), "{err}");
+    assert_eq!(h.count("agentmail.inboxes.create").await, 1);
+    assert!(h.inboxes_dump().await.is_empty());
+
+    h.verified_domain("mail.convos.example").await;
+    let inbox = custom.create_inbox("convos-agent-dev-x", "convos-agent-dev-x").await.unwrap();
+    assert_eq!(inbox.email, "convos-agent-dev-x@mail.convos.example");
+    let listed = custom.list_inboxes("convos-agent-dev-").await.unwrap();
+    assert_eq!(listed, vec![inbox]);
+}
+
+#[tokio::test]
+async fn both_clients_send_the_pools_user_agent() {
+    let h = start().await;
+    let key = h.openrouter().create_key("ua").await.unwrap();
+    h.openrouter().delete_key(&key.hash).await.unwrap();
+    h.openrouter().list_keys("").await.unwrap();
+    let inbox = h.agentmail().create_inbox("ua", "ua").await.unwrap();
+    h.agentmail().list_inboxes("").await.unwrap();
+    h.agentmail().delete_inbox(&inbox.inbox_id).await.unwrap();
+    let or = h.get("openrouter/keys").await;
+    let am = h.get("agentmail/inboxes").await;
+    assert!(shared::USER_AGENT.starts_with("convos-pool/"));
+    assert_eq!(or["user_agents"], json!([shared::USER_AGENT]));
+    assert_eq!(am["user_agents"], json!([shared::USER_AGENT]));
+}
+
+#[tokio::test]
+async fn a_key_create_whose_answer_is_unknown_is_not_resent() {
+    let h = start().await;
+    let mut policy = fast_retries();
+    policy.request_timeout = Duration::from_millis(200);
+    // A hung create may have made the key: one attempt, a transient error for the caller.
+    h.fault(json!({"route": "openrouter.keys.create", "count": 1, "kind": {"type": "hang", "ms": 1000}}))
+        .await;
+    let err = h.openrouter().with_retry(policy.clone()).create_key("hung").await.unwrap_err();
+    assert!(err.transient, "{err:?}");
+    assert_eq!(h.count("openrouter.keys.create").await, 1);
+
+    // Nothing listening: the request never arrived, so it is resent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut settings = OpenRouterSettings::new(SecretString::from(OR_KEY.to_string()));
+    settings.api_url = format!("http://127.0.0.1:{port}/api/v1").parse().unwrap();
+    let started = Instant::now();
+    let err =
+        OpenRouterClient::new(settings, h.http.clone()).with_retry(policy).create_key("x").await.unwrap_err();
+    assert!(err.transient && err.message.contains("connection failed"), "{err}");
+    // The backoff between attempts shows they were made (three waits of at least 5, 10, 20 ms).
+    assert!(started.elapsed() >= Duration::from_millis(30), "{:?}", started.elapsed());
 }

@@ -36,6 +36,11 @@ async fn create_inbox(env: &Env, body: Value) -> reqwest::Response {
     am(env, Method::POST, "/inboxes").json(&body).send().await.unwrap()
 }
 
+async fn register_domain(env: &Env, body: Value) {
+    let resp = env.control(Method::POST, "/_emulator/agentmail/domains", Some(body)).await;
+    assert_eq!(resp.status(), 201);
+}
+
 #[tokio::test]
 async fn only_the_configured_keys_are_accepted() {
     let env = start().await;
@@ -243,6 +248,7 @@ async fn agentmail_inbox_lifecycle() {
     assert!(inbox["pod_id"].is_string());
     assert!(inbox["created_at"].is_string() && inbox["updated_at"].is_string());
 
+    register_domain(&env, json!({"domain": "mail.example.com"})).await;
     let custom = json(create_inbox(&env, json!({"username": "b", "domain": "mail.example.com"})).await).await;
     assert_eq!(custom["inbox_id"], "b@mail.example.com");
     assert!(custom.get("client_id").is_none());
@@ -440,4 +446,80 @@ async fn reset_forgets_keys_and_inboxes() {
     let inboxes = json(env.control(Method::GET, "/_emulator/agentmail/inboxes", None).await).await;
     assert_eq!(inboxes["inboxes"], json!([]));
     assert_eq!(create_inbox(&env, json!({"username": "r"})).await.status(), 200, "the address is free again");
+}
+
+#[tokio::test]
+async fn agentmail_custom_domains_must_be_verified() {
+    let env = start().await;
+    // Unknown to the organisation: refused, nothing made.
+    let unknown = create_inbox(&env, json!({"username": "a", "domain": "agents.example.com"})).await;
+    assert_eq!(unknown.status(), 404);
+    let err = json(unknown).await;
+    assert_eq!((err["name"].as_str(), err["code"].as_str()), (Some("NotFoundError"), Some("not_found")));
+
+    // Registered but not verified yet: refused.
+    register_domain(&env, json!({"domain": "agents.example.com", "status": "PENDING"})).await;
+    let pending = create_inbox(&env, json!({"username": "a", "domain": "agents.example.com"})).await;
+    assert_eq!(pending.status(), 403);
+    assert_eq!(json(pending).await["code"], "domain_not_verified");
+
+    // Verified: accepted; its subdomains only where the domain allows them.
+    register_domain(&env, json!({"domain": "agents.example.com"})).await;
+    let ok = json(create_inbox(&env, json!({"username": "a", "domain": "Agents.Example.com"})).await).await;
+    assert_eq!(ok["email"], "a@agents.example.com");
+    let sub = create_inbox(&env, json!({"username": "a", "domain": "bot.agents.example.com"})).await;
+    assert_eq!(sub.status(), 404);
+    register_domain(&env, json!({"domain": "agents.example.com", "subdomains_enabled": true})).await;
+    let sub =
+        json(create_inbox(&env, json!({"username": "a", "domain": "bot.agents.example.com"})).await).await;
+    assert_eq!(sub["email"], "a@bot.agents.example.com");
+    let inboxes = json(env.control(Method::GET, "/_emulator/agentmail/inboxes", None).await).await;
+    assert_eq!(inboxes["inboxes"].as_array().unwrap().len(), 2, "the refused creates made nothing");
+
+    // The control API checks what it is given.
+    for bad in [json!({"domain": "nodot"}), json!({"domain": "x.example.com", "status": "DONE"})] {
+        let resp = env.control(Method::POST, "/_emulator/agentmail/domains", Some(bad.clone())).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    let domains = json(env.control(Method::GET, "/_emulator/agentmail/domains", None).await).await;
+    assert_eq!(domains["domains"][0]["status"], "VERIFIED");
+    assert_eq!(domains["domains"][0]["subdomains_enabled"], true);
+}
+
+#[tokio::test]
+async fn openrouter_a_created_key_works_until_deleted_or_disabled() {
+    let env = start().await;
+    let created = create_key(&env, "convos-agent-k").await;
+    let secret = created["key"].as_str().unwrap().to_string();
+    let hash = created["data"]["hash"].as_str().unwrap().to_string();
+    let current = |key: &str| env.http.get(env.url("/api/v1/key")).bearer_auth(key).send();
+
+    let resp = current(&secret).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = json(resp).await;
+    assert_eq!(body["data"]["limit"], 20.0);
+    assert!(!body.to_string().contains(&secret));
+    // The management key is no model key, and neither is anything else.
+    assert_eq!(current(OR_KEY).await.unwrap().status(), 401);
+    assert_eq!(env.http.get(env.url("/api/v1/key")).send().await.unwrap().status(), 401);
+
+    let disable = or(&env, Method::PATCH, &format!("/keys/{hash}")).json(&json!({"disabled": true}));
+    assert_eq!(disable.send().await.unwrap().status(), 200);
+    assert_eq!(current(&secret).await.unwrap().status(), 403);
+    assert_eq!(or(&env, Method::DELETE, &format!("/keys/{hash}")).send().await.unwrap().status(), 200);
+    let gone = current(&secret).await.unwrap();
+    assert_eq!(gone.status(), 401);
+    assert!(json(gone).await["error"]["message"].is_string());
+    assert_eq!(counters(&env).await["openrouter.key.current"], 5);
+}
+
+#[tokio::test]
+async fn the_user_agents_clients_send_are_recorded() {
+    let env = start().await;
+    or(&env, Method::GET, "/keys").header("user-agent", "probe-or/1").send().await.unwrap();
+    am(&env, Method::GET, "/inboxes").header("user-agent", "probe-am/1").send().await.unwrap();
+    let keys = json(env.control(Method::GET, "/_emulator/openrouter/keys", None).await).await;
+    assert_eq!(keys["user_agents"], json!(["probe-or/1"]));
+    let inboxes = json(env.control(Method::GET, "/_emulator/agentmail/inboxes", None).await).await;
+    assert_eq!(inboxes["user_agents"], json!(["probe-am/1"]));
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::chain::{InProcessChain, run_in_process};
+use shared::chain::InProcessChain;
+use shared::engine::run_in_process;
 use shared::store::Store;
 use shared::sweep_loop::Sweep;
 use tokio::sync::RwLock;

@@ -1,14 +1,15 @@
-//! One function per route. Each takes what it needs and answers a [`Reply`].
+//! One function per route. Each takes what it needs and answers a [`Reply`]; failures go
+//! through `?` to their answer in `errors.rs`.
 
 use std::time::Instant;
 
-use http::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Reply;
+use super::errors::Answer;
 use super::views::{AgentView, InstanceDetail, InstanceView};
-use crate::engine::{ActionError, ClaimError, ClaimOutcome, ClaimRequest, Engine};
+use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine};
 use crate::metrics;
 use crate::store::Status;
 
@@ -32,46 +33,35 @@ pub fn version(engine: &Engine) -> Reply {
 }
 
 /// Every status with its count, zeros included, so a client never has to guess a key.
-pub async fn counts(engine: &Engine) -> Reply {
-    match engine.store().counts().await {
-        Err(err) => Reply::internal(&err),
-        Ok(counts) => {
-            let mut map = serde_json::Map::new();
-            for status in Status::ALL {
-                let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-                map.insert(status.as_str().into(), n.into());
-            }
-            Reply::ok(Value::Object(map))
-        }
+pub async fn counts(engine: &Engine) -> Answer {
+    let counts = engine.store().counts().await?;
+    let mut map = serde_json::Map::new();
+    for status in Status::ALL {
+        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        map.insert(status.as_str().into(), n.into());
     }
+    Ok(Reply::ok(Value::Object(map)))
 }
 
 /// Claimed agents and crashed ones (which still hold a conversation until destroyed).
-pub async fn agents(engine: &Engine) -> Reply {
-    match engine.store().instances().await {
-        Err(err) => Reply::internal(&err),
-        Ok(all) => {
-            let agents: Vec<AgentView> = all
-                .iter()
-                .filter(|i| matches!(i.status, Status::Claimed | Status::Crashed))
-                .map(AgentView::from)
-                .collect();
-            Reply::ok(json!({ "agents": agents }))
-        }
-    }
+pub async fn agents(engine: &Engine) -> Answer {
+    let all = engine.store().instances().await?;
+    let agents: Vec<AgentView> = all
+        .iter()
+        .filter(|i| matches!(i.status, Status::Claimed | Status::Crashed))
+        .map(AgentView::from)
+        .collect();
+    Ok(Reply::ok(json!({ "agents": agents })))
 }
 
-pub async fn claim(engine: &Engine, body: &[u8]) -> Reply {
-    let request = match ClaimRequest::from_json(body, engine.settings().environment) {
-        Ok(request) => request,
-        Err(invalid) => return Reply::bad_request(invalid.field, &invalid.message),
-    };
+pub async fn claim(engine: &Engine, body: &[u8]) -> Answer {
+    let request = ClaimRequest::from_json(body, engine.settings().environment)?;
     let started = Instant::now();
     let outcome = engine.claim(request).await;
     metrics::claim_latency(started.elapsed(), outcome.is_ok());
-    match outcome {
-        Ok(ClaimOutcome::Done(result)) => Reply::ok(result),
-        Ok(ClaimOutcome::Accepted { claim_id, instance_id }) => {
+    Ok(match outcome? {
+        ClaimOutcome::Done(result) => Reply::ok(result),
+        ClaimOutcome::Accepted { claim_id, instance_id } => {
             let url = format!("/api/pool/claims/{claim_id}");
             Reply::accepted(
                 json!({
@@ -83,124 +73,75 @@ pub async fn claim(engine: &Engine, body: &[u8]) -> Reply {
                 &url,
             )
         }
-        Err(ClaimError::Invalid(invalid)) => Reply::bad_request(invalid.field, &invalid.message),
-        Err(err @ ClaimError::NoIdle { retry_after }) => {
-            Reply::error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()).retry_after(retry_after.as_secs())
-        }
-        Err(err @ ClaimError::Failed(_)) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
-        Err(ClaimError::Engine(err)) => Reply::internal(&err),
-    }
+    })
 }
 
-pub async fn claim_status(engine: &Engine, id: &str) -> Reply {
-    let Ok(claim_id) = Uuid::parse_str(id) else {
-        return Reply::not_found("claim");
-    };
-    match engine.claim_status(claim_id).await {
-        Ok(Some(result)) => Reply::ok(result),
-        Ok(None) => Reply::not_found("claim"),
-        Err(err) => Reply::internal(&err),
-    }
+pub async fn claim_status(engine: &Engine, id: &str) -> Answer {
+    let claim_id = Uuid::parse_str(id).map_err(|_| Reply::not_found("claim"))?;
+    let result = engine.claim_status(claim_id).await?.ok_or_else(|| Reply::not_found("claim"))?;
+    Ok(Reply::ok(result))
 }
 
 /// The Node pool's `DELETE /api/pool/instances`: the ids of claimed instances, which its
 /// dashboard then recycled one by one.
-pub async fn claimed_ids(engine: &Engine) -> Reply {
-    match engine.store().instances().await {
-        Err(err) => Reply::internal(&err),
-        Ok(all) => {
-            let ids: Vec<&str> =
-                all.iter().filter(|i| i.status == Status::Claimed).map(|i| i.id.as_str()).collect();
-            Reply::ok(json!({ "ids": ids }))
-        }
-    }
+pub async fn claimed_ids(engine: &Engine) -> Answer {
+    let all = engine.store().instances().await?;
+    let ids: Vec<&str> = all.iter().filter(|i| i.status == Status::Claimed).map(|i| i.id.as_str()).collect();
+    Ok(Reply::ok(json!({ "ids": ids })))
 }
 
-pub async fn instance(engine: &Engine, id: &str) -> Reply {
-    let instance = match engine.store().instance(id).await {
-        Ok(Some(instance)) => instance,
-        Ok(None) => return Reply::not_found("instance"),
-        Err(err) => return Reply::internal(&err),
-    };
-    match engine.store().events(Some(id), INSTANCE_EVENTS).await {
-        Ok(events) => Reply::ok(InstanceDetail { instance: InstanceView::from(&instance), events: &events }),
-        Err(err) => Reply::internal(&err),
-    }
+pub async fn instance(engine: &Engine, id: &str) -> Answer {
+    let instance = engine.store().instance(id).await?.ok_or(ActionError::NotFound)?;
+    let events = engine.store().events(Some(id), INSTANCE_EVENTS).await?;
+    Ok(Reply::ok(InstanceDetail { instance: InstanceView::from(&instance), events: &events }))
 }
 
-pub async fn recycle(engine: &Engine, id: &str) -> Reply {
-    action(id, engine.recycle(id).await)
+pub async fn recycle(engine: &Engine, id: &str) -> Answer {
+    action(id, engine.recycle(id).await?)
 }
 
-pub async fn destroy(engine: &Engine, id: &str) -> Reply {
-    action(id, engine.destroy(id).await)
+pub async fn destroy(engine: &Engine, id: &str) -> Answer {
+    action(id, engine.destroy(id).await?)
 }
 
 /// Recycle and destroy run as steps: answer 202 at once with where to watch them.
-fn action(id: &str, result: Result<Status, ActionError>) -> Reply {
-    match result {
-        Ok(status) => {
-            let url = format!("/api/pool/instances/{id}");
-            Reply::accepted(json!({ "instanceId": id, "status": status, "statusUrl": url }), &url)
-        }
-        Err(ActionError::NotFound) => Reply::not_found("instance"),
-        Err(err @ (ActionError::Busy(_) | ActionError::WrongStatus(_))) => {
-            Reply::error(StatusCode::CONFLICT, err.to_string())
-        }
-        Err(ActionError::Engine(err)) => Reply::internal(&err),
-    }
+fn action(id: &str, status: Status) -> Answer {
+    let url = format!("/api/pool/instances/{id}");
+    Ok(Reply::accepted(json!({ "instanceId": id, "status": status, "statusUrl": url }), &url))
 }
 
 /// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more.
-pub async fn replenish(engine: &Engine, body: &[u8]) -> Reply {
-    let count = match count_field(body, false) {
-        Ok(count) => count,
-        Err(reply) => return reply,
+pub async fn replenish(engine: &Engine, body: &[u8]) -> Answer {
+    let refill = match count_field(body, false)? {
+        None => engine.replenish().await?,
+        Some(n) => engine.add_instances(n).await?,
     };
-    let result = match count {
-        None => engine.replenish().await,
-        Some(n) => engine.add_instances(n).await,
-    };
-    match result {
-        Ok(refill) => Reply::ok(json!({
+    Ok(Reply::ok(json!({
             "ok": true,
             "created": refill.created.len(),
             "ids": refill.created,
             "warm": refill.warm,
             "total": refill.total,
-            "breakerOpen": refill.breaker_open,
-        })),
-        Err(err) => Reply::internal(&err),
-    }
+        "breakerOpen": refill.breaker_open,
+    })))
 }
 
 /// `{"count": N}`: destroy up to N idle instances, oldest first.
-pub async fn drain(engine: &Engine, body: &[u8]) -> Reply {
-    let count = match count_field(body, true) {
-        Ok(count) => count,
-        Err(reply) => return reply,
-    };
-    match engine.drain(count).await {
-        Ok(ids) => Reply::ok(json!({ "ok": true, "drained": ids.len(), "ids": ids })),
-        Err(err) => Reply::internal(&err),
-    }
+pub async fn drain(engine: &Engine, body: &[u8]) -> Answer {
+    let ids = engine.drain(count_field(body, true)?).await?;
+    Ok(Reply::ok(json!({ "ok": true, "drained": ids.len(), "ids": ids })))
 }
 
-pub async fn reconcile(engine: &Engine) -> Reply {
-    match engine.reconcile().await {
-        Ok(report) => Reply::ok(json!({ "ok": true, "report": report })),
-        Err(err) => Reply::internal(&err),
-    }
+pub async fn reconcile(engine: &Engine) -> Answer {
+    let report = engine.reconcile().await?;
+    Ok(Reply::ok(json!({ "ok": true, "report": report })))
 }
 
-pub async fn status(engine: &Engine) -> Reply {
-    let (pool, instances) = match (engine.status().await, engine.store().instances().await) {
-        (Ok(pool), Ok(instances)) => (pool, instances),
-        (Err(err), _) => return Reply::internal(&err),
-        (_, Err(err)) => return Reply::internal(&err),
-    };
+pub async fn status(engine: &Engine) -> Answer {
+    let pool = engine.status().await?;
+    let instances = engine.store().instances().await?;
     let views: Vec<InstanceView> = instances.iter().map(InstanceView::from).collect();
-    Reply::ok(json!({
+    Ok(Reply::ok(json!({
         "environment": pool.environment,
         "counts": pool.counts,
         "total": pool.total,
@@ -208,15 +149,11 @@ pub async fn status(engine: &Engine) -> Reply {
         "maxTotal": pool.max_total,
         "breaker": pool.breaker,
         "instances": views,
-    }))
+    })))
 }
 
-pub async fn debug(engine: &Engine, id: &str) -> Reply {
-    match engine.debug(id).await {
-        Ok(report) => Reply::ok(report),
-        Err(ActionError::NotFound) => Reply::not_found("instance"),
-        Err(err) => Reply::internal(&err),
-    }
+pub async fn debug(engine: &Engine, id: &str) -> Answer {
+    Ok(Reply::ok(engine.debug(id).await?))
 }
 
 /// Reads `{"count": N}` with 1 <= N <= 20; an empty body is `None` unless `required`.
@@ -238,23 +175,21 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
 }
 
 /// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
-pub async fn events(engine: &Engine, query: Option<&str>) -> Reply {
+pub async fn events(engine: &Engine, query: Option<&str>) -> Answer {
     let mut limit = FEED_EVENTS;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if key == "limit" {
             match value.parse::<i64>() {
                 Ok(n @ 1..=MAX_FEED_EVENTS) => limit = n,
                 _ => {
-                    return Reply::bad_request(
+                    return Err(Reply::bad_request(
                         "limit",
                         format!("must be a whole number from 1 to {MAX_FEED_EVENTS}"),
-                    );
+                    ));
                 }
             }
         }
     }
-    match engine.store().events(None, limit).await {
-        Ok(events) => Reply::ok(json!({ "events": events })),
-        Err(err) => Reply::internal(&err),
-    }
+    let events = engine.store().events(None, limit).await?;
+    Ok(Reply::ok(json!({ "events": events })))
 }

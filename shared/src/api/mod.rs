@@ -1,22 +1,24 @@
-//! The HTTP API as plain functions of a request (ARCHITECTURE §2): the Lambda functions, the
-//! local server and the tests all call [`Api::handle`]. It maps engine results to status codes
-//! and JSON; it never touches SQL or a Sprite itself.
+//! The HTTP API (ARCHITECTURE §2): the route table on an axum router that the Lambda functions,
+//! the local server and the tests all run ([`Api::router`]). It maps engine results to status
+//! codes and JSON; it never touches SQL or a Sprite itself.
 
+mod errors;
 mod handlers;
 mod reply;
+mod router;
 mod routes;
 mod views;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
 pub use reply::{Payload, Reply};
-pub use routes::{Miss, Route, resolve};
+pub use router::ApiService;
+pub use routes::Route;
 
 /// The operator dashboard: one self-contained page (no outside host, no key inside).
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -24,6 +26,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// The largest request body accepted. Instructions may be 64 KiB; JSON escaping can grow them.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
+#[derive(Clone)]
 pub struct Api {
     engine: Arc<Engine>,
     api_key: SecretString,
@@ -34,49 +37,35 @@ impl Api {
         Api { engine, api_key }
     }
 
-    /// Answers one request. `only` is the route of the Lambda function serving it: anything
-    /// else that reaches that function is a 404, so a mis-wired API Gateway route cannot run
-    /// another route's code.
-    pub async fn handle(&self, only: Option<Route>, request: Request<Bytes>) -> Response<Bytes> {
-        self.reply(only, request).await.into_response()
+    /// The API as a tower service. `only` is the route of the Lambda function serving it; the
+    /// local server passes `None` and serves them all.
+    pub fn router(&self, only: Option<Route>) -> ApiService {
+        router::router(self.clone(), only)
     }
 
-    async fn reply(&self, only: Option<Route>, request: Request<Bytes>) -> Reply {
-        let (route, param) = match resolve(request.method(), request.uri().path()) {
-            Ok(found) => found,
-            Err(Miss::NotFound) => return Reply::not_found("route"),
-            Err(Miss::MethodNotAllowed(allowed)) => return Reply::method_not_allowed(&allowed),
+    /// Answers one request the router matched and admitted (key and body size checked).
+    async fn answer(&self, route: Route, id: &str, query: Option<&str>, body: &[u8]) -> Reply {
+        let engine = &self.engine;
+        let result = match route {
+            Route::Dashboard => Ok(Reply::page(DASHBOARD)),
+            Route::Healthz => Ok(handlers::healthz()),
+            Route::Version => Ok(handlers::version(engine)),
+            Route::Counts => handlers::counts(engine).await,
+            Route::Agents => handlers::agents(engine).await,
+            Route::Claim => handlers::claim(engine, body).await,
+            Route::ClaimStatus => handlers::claim_status(engine, id).await,
+            Route::ClaimedIds => handlers::claimed_ids(engine).await,
+            Route::Instance => handlers::instance(engine, id).await,
+            Route::Recycle => handlers::recycle(engine, id).await,
+            Route::Destroy => handlers::destroy(engine, id).await,
+            Route::Replenish => handlers::replenish(engine, body).await,
+            Route::Drain => handlers::drain(engine, body).await,
+            Route::ReconcileNow => handlers::reconcile(engine).await,
+            Route::Status => handlers::status(engine).await,
+            Route::Debug => handlers::debug(engine, id).await,
+            Route::Events => handlers::events(engine, query).await,
         };
-        if only.is_some_and(|served| served != route) {
-            return Reply::not_found("route");
-        }
-        if route.needs_key() && !self.authorized(request.headers()) {
-            return Reply::unauthorized();
-        }
-        if request.body().len() > BODY_LIMIT {
-            return Reply::too_large(BODY_LIMIT);
-        }
-        let id = param.unwrap_or_default();
-        let body = request.body();
-        match route {
-            Route::Dashboard => Reply::page(DASHBOARD),
-            Route::Healthz => handlers::healthz(),
-            Route::Version => handlers::version(&self.engine),
-            Route::Counts => handlers::counts(&self.engine).await,
-            Route::Agents => handlers::agents(&self.engine).await,
-            Route::Claim => handlers::claim(&self.engine, body).await,
-            Route::ClaimStatus => handlers::claim_status(&self.engine, &id).await,
-            Route::ClaimedIds => handlers::claimed_ids(&self.engine).await,
-            Route::Instance => handlers::instance(&self.engine, &id).await,
-            Route::Recycle => handlers::recycle(&self.engine, &id).await,
-            Route::Destroy => handlers::destroy(&self.engine, &id).await,
-            Route::Replenish => handlers::replenish(&self.engine, body).await,
-            Route::Drain => handlers::drain(&self.engine, body).await,
-            Route::ReconcileNow => handlers::reconcile(&self.engine).await,
-            Route::Status => handlers::status(&self.engine).await,
-            Route::Debug => handlers::debug(&self.engine, &id).await,
-            Route::Events => handlers::events(&self.engine, request.uri().query()).await,
-        }
+        result.unwrap_or_else(|reply| reply)
     }
 
     /// `Authorization: Bearer <POOL_API_KEY>`, compared in constant time.

@@ -99,7 +99,8 @@ impl Reply {
         Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 
-    pub fn into_response(self) -> Response<Bytes> {
+    /// The HTTP response (the router's `IntoResponse` wraps it).
+    pub fn into_http(self) -> Response<Bytes> {
         let (body, content_type) = match &self.body {
             Payload::Json(value) => {
                 (Bytes::from(serde_json::to_vec(value).unwrap_or_default()), "application/json")

@@ -25,8 +25,8 @@ pub enum Route {
     Events,
 }
 
-/// `{id}` matches one non-empty path segment.
-const TABLE: &[(Method, &str, Route)] = &[
+/// `{id}` matches one non-empty path segment (axum's path syntax: the router mounts this table).
+pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/", Route::Dashboard),
     (Method::GET, "/healthz", Route::Healthz),
     (Method::GET, "/version", Route::Version),
@@ -105,91 +105,9 @@ impl Route {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Miss {
-    NotFound,
-    /// The path exists with other methods; they go in the `Allow` header.
-    MethodNotAllowed(Vec<Method>),
-}
-
-/// Finds the route for a request, with the `{id}` segment when the pattern has one.
-pub fn resolve(method: &Method, path: &str) -> Result<(Route, Option<String>), Miss> {
-    let path = match path.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    };
-    let mut allowed = Vec::new();
-    for (m, pattern, route) in TABLE {
-        if let Some(param) = match_path(pattern, path) {
-            if m == method {
-                return Ok((*route, param));
-            }
-            allowed.push(m.clone());
-        }
-    }
-    if allowed.is_empty() { Err(Miss::NotFound) } else { Err(Miss::MethodNotAllowed(allowed)) }
-}
-
-/// `Some(param)` when `path` fits `pattern`; the param is percent-decoded.
-fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
-    let mut want = pattern.split('/');
-    let mut have = path.split('/');
-    let mut param = None;
-    loop {
-        match (want.next(), have.next()) {
-            (None, None) => return Some(param),
-            (Some("{id}"), Some(segment)) if !segment.is_empty() => {
-                let decoded = percent_decode(segment)?;
-                param = Some(decoded);
-            }
-            (Some(w), Some(h)) if w == h => {}
-            _ => return None,
-        }
-    }
-}
-
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolves_params_methods_and_misses() {
-        assert_eq!(resolve(&Method::GET, "/healthz/"), Ok((Route::Healthz, None)));
-        assert_eq!(resolve(&Method::GET, "/"), Ok((Route::Dashboard, None)));
-        assert_eq!(
-            resolve(&Method::DELETE, "/api/pool/instances/abc"),
-            Ok((Route::Recycle, Some("abc".into())))
-        );
-        assert_eq!(
-            resolve(&Method::GET, "/api/pool/instances/a%20b"),
-            Ok((Route::Instance, Some("a b".into())))
-        );
-        assert_eq!(resolve(&Method::DELETE, "/api/pool/crashed/x"), Ok((Route::Destroy, Some("x".into()))));
-        assert_eq!(
-            resolve(&Method::PUT, "/api/pool/instances/abc"),
-            Err(Miss::MethodNotAllowed(vec![Method::GET, Method::DELETE]))
-        );
-        assert_eq!(resolve(&Method::GET, "/api/pool/claim"), Err(Miss::MethodNotAllowed(vec![Method::POST])));
-        assert_eq!(resolve(&Method::GET, "/api/pool/instances//destroy"), Err(Miss::NotFound));
-        assert_eq!(resolve(&Method::GET, "/nope"), Err(Miss::NotFound));
-    }
 
     #[test]
     fn every_route_has_a_pattern_and_a_distinct_function() {

@@ -2,6 +2,8 @@
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
 mod claim;
+mod heartbeat;
+mod in_process;
 mod inspect;
 mod pool;
 mod resources;
@@ -27,10 +29,12 @@ use crate::sprites::{SpritesClient, SpritesConfig};
 use crate::store::{Status, Step, Store, StoreError};
 
 pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use heartbeat::HeartbeatReport;
+pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use resources::{ResourceSweep, Resources};
-pub use sweeps::{HeartbeatReport, ObserveReport, ReconcileReport, TickReport};
+pub use sweeps::{ObserveReport, ReconcileReport, TickReport};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.
 #[derive(Debug, Clone)]

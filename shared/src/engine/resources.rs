@@ -39,8 +39,10 @@ fn failed(what: &str, err: ResourceError) -> ProviderError {
 
 impl Engine {
     /// The resources step: creates what the instance lacks and records it on the row. Safe to
-    /// repeat: a recorded resource is kept, and a key created by an attempt whose answer was
-    /// lost (its secret unknown) is found by name and replaced.
+    /// repeat: a recorded resource is kept. Each create is announced on the row first, so a
+    /// rerun that finds a request but no handle knows the earlier answer may have been lost:
+    /// only then is a key looked up by name (and any found deleted, their secrets unknown).
+    /// A first create is one call, however many keys the account holds (issue 19.7).
     pub(super) async fn ensure_resources(
         &self,
         instance: &Instance,
@@ -50,12 +52,21 @@ impl Engine {
         if let Some(openrouter) = &self.resources.openrouter
             && instance.openrouter_key_hash.is_none()
         {
-            for stale in openrouter.find_keys(name).await.map_err(|e| failed("openrouter key lookup", e))? {
-                openrouter.delete_key(&stale.hash).await.map_err(|e| failed("openrouter key delete", e))?;
+            if instance.openrouter_key_requested_at.is_some() {
+                for stale in
+                    openrouter.find_keys(name).await.map_err(|e| failed("openrouter key lookup", e))?
+                {
+                    openrouter
+                        .delete_key(&stale.hash)
+                        .await
+                        .map_err(|e| failed("openrouter key delete", e))?;
+                }
+            } else if !self.store.request_openrouter_key(&instance.id, owner).await? {
+                return Err(EngineStepError::LeaseLost);
             }
             let created = openrouter.create_key(name).await.map_err(|e| failed("openrouter key", e))?;
             if !self.store.set_openrouter_key(&instance.id, owner, &created.hash, &created.key).await? {
-                // Someone else holds the instance now; they will find this key by name.
+                // Someone else holds the instance now; the request on the row makes them look.
                 return Err(EngineStepError::LeaseLost);
             }
         }
@@ -63,45 +74,92 @@ impl Engine {
             && instance.agentmail_inbox_id.is_none()
         {
             // The client id makes a repeated create return the inbox made the first time.
-            let inbox = agentmail.create_inbox(name, name).await.map_err(|e| failed("agentmail inbox", e))?;
-            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox).await? {
+            let client_id = match &instance.agentmail_client_id {
+                Some(recorded) => recorded.clone(),
+                None => {
+                    let client_id = inbox_client_id(name, instance.status);
+                    if !self.store.request_agentmail_inbox(&instance.id, owner, &client_id).await? {
+                        return Err(EngineStepError::LeaseLost);
+                    }
+                    client_id
+                }
+            };
+            let inbox = agentmail
+                .create_inbox(&client_id, &client_id)
+                .await
+                .map_err(|e| failed("agentmail inbox", e))?;
+            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox.inbox_id).await? {
                 return Err(EngineStepError::LeaseLost);
             }
         }
         Ok(())
     }
 
-    /// Deletes the instance's resources, by their recorded handles or, where a handle was
-    /// never recorded, by name. Already gone is success.
+    /// The rotate_resources step of a recycle (issue 14.3): deletes the previous tenant's key and
+    /// inbox (retired when the recycle began), then makes new ones like the resources step, so
+    /// the configuration write that follows hands them to the restored instance. Safe to repeat
+    /// and resumed by the tick like any step: deleting what is gone is success, and the new
+    /// resources are requested on the row before they are made.
+    pub(super) async fn rotate_resources(
+        &self,
+        instance: &Instance,
+        owner: &str,
+    ) -> Result<(), EngineStepError> {
+        let retired =
+            instance.retired_openrouter_key_hash.is_some() || instance.retired_agentmail_inbox_id.is_some();
+        if let (Some(openrouter), Some(hash)) =
+            (&self.resources.openrouter, &instance.retired_openrouter_key_hash)
+        {
+            openrouter.delete_key(hash).await.map_err(|e| failed("openrouter retired key delete", e))?;
+        }
+        if let (Some(agentmail), Some(inbox)) =
+            (&self.resources.agentmail, &instance.retired_agentmail_inbox_id)
+        {
+            agentmail.delete_inbox(inbox).await.map_err(|e| failed("agentmail retired inbox delete", e))?;
+        }
+        if retired && !self.store.clear_retired_resources(&instance.id, owner).await? {
+            return Err(EngineStepError::LeaseLost);
+        }
+        self.ensure_resources(instance, owner).await
+    }
+
+    /// Deletes the instance's resources by their recorded handles. Where a create was asked
+    /// for but its handle never recorded, the resource is looked up (by name, by client id);
+    /// where none was ever asked for there is nothing to find. Already gone is success.
     pub(super) async fn release_resources(&self, instance: &Instance) -> Result<(), ProviderError> {
         let name = instance.sprite_name.as_str();
         if let Some(openrouter) = &self.resources.openrouter {
-            let hashes = match &instance.openrouter_key_hash {
+            let mut hashes = match &instance.openrouter_key_hash {
                 Some(hash) => vec![hash.clone()],
-                None => openrouter
+                None if instance.openrouter_key_requested_at.is_some() => openrouter
                     .find_keys(name)
                     .await
                     .map_err(|e| failed("openrouter key lookup", e))?
                     .into_iter()
                     .map(|k| k.hash)
                     .collect(),
+                None => Vec::new(),
             };
+            // A recycle that ended here before its rotation deleted the previous tenant's key.
+            hashes.extend(instance.retired_openrouter_key_hash.clone());
             for hash in hashes {
                 openrouter.delete_key(&hash).await.map_err(|e| failed("openrouter key delete", e))?;
             }
         }
         if let Some(agentmail) = &self.resources.agentmail {
-            let inboxes = match &instance.agentmail_inbox_id {
-                Some(inbox) => vec![inbox.clone()],
-                None => agentmail
-                    .list_inboxes(name)
+            let mut inboxes = match (&instance.agentmail_inbox_id, &instance.agentmail_client_id) {
+                (Some(inbox), _) => vec![inbox.clone()],
+                (None, Some(client_id)) => agentmail
+                    .list_inboxes(client_id)
                     .await
                     .map_err(|e| failed("agentmail inbox lookup", e))?
                     .into_iter()
-                    .filter(|i| i.client_id.as_deref() == Some(name))
+                    .filter(|i| i.client_id.as_deref() == Some(client_id.as_str()))
                     .map(|i| i.inbox_id)
                     .collect(),
+                (None, None) => Vec::new(),
             };
+            inboxes.extend(instance.retired_agentmail_inbox_id.clone());
             for inbox in inboxes {
                 agentmail.delete_inbox(&inbox).await.map_err(|e| failed("agentmail inbox delete", e))?;
             }
@@ -140,8 +198,10 @@ impl Engine {
             match agentmail.list_inboxes(&prefix).await {
                 Ok(inboxes) => {
                     for inbox in inboxes {
-                        // Every inbox of ours carries its instance's name as client id.
-                        let Some(owner) = inbox.client_id.as_deref() else { continue };
+                        // Every inbox of ours carries its instance's name as client id, followed
+                        // by `.<suffix>` for one a recycle made.
+                        let Some(client_id) = inbox.client_id.as_deref() else { continue };
+                        let owner = client_id.split('.').next().unwrap_or(client_id);
                         if owners.contains(owner) || !old_enough(inbox.created_at) {
                             continue;
                         }
@@ -157,6 +217,16 @@ impl Engine {
             }
         }
         sweep
+    }
+}
+
+/// The client id (and username) of a new inbox: the instance's name at provisioning; with a
+/// random suffix after a recycle, so the next tenant gets a new address (mail to the previous
+/// one must not reach them) and the create is not answered with the retired inbox.
+fn inbox_client_id(name: &str, status: crate::store::Status) -> String {
+    match status {
+        crate::store::Status::Recycling => format!("{name}.{}", super::random_id(8)),
+        _ => name.to_string(),
     }
 }
 

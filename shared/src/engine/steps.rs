@@ -127,9 +127,15 @@ impl Engine {
             Step::Restore => match &instance.golden_checkpoint_id {
                 None => Outcome::Failed(ProviderError::permanent("no golden checkpoint to restore")),
                 Some(checkpoint) => match provider.restore(name, checkpoint).await {
-                    Ok(()) => Outcome::next(Status::Recycling, Step::RotateToken),
+                    Ok(()) => Outcome::next(Status::Recycling, self.after_restore()),
                     Err(err) => Outcome::Failed(err),
                 },
+            },
+            Step::RotateResources => match self.rotate_resources(instance, owner).await {
+                Ok(()) => Outcome::next(Status::Recycling, Step::RotateToken),
+                Err(EngineStepError::Provider(err)) => Outcome::Failed(err),
+                Err(EngineStepError::LeaseLost) => Outcome::Settled,
+                Err(EngineStepError::Engine(err)) => return Err(err),
             },
             Step::RotateToken => match self.rotate_token(name, &secrets(instance)).await {
                 Ok(()) => Outcome::next(Status::Recycling, Step::AwaitReady),
@@ -159,6 +165,12 @@ impl Engine {
     /// the provider builds OpenClaw on the machine.
     fn after_create(&self) -> Step {
         if self.resources.any() { Step::Resources } else { self.after_resources() }
+    }
+
+    /// A restored instance gets new resources (where configured) before its new token, whose
+    /// configuration write carries them into the instance.
+    fn after_restore(&self) -> Step {
+        if self.resources.any() { Step::RotateResources } else { Step::RotateToken }
     }
 
     fn after_resources(&self) -> Step {

@@ -1,16 +1,15 @@
-//! The background sweeps (ARCHITECTURE §6): tick, heartbeat, reconcile. Each pass runs under a
-//! sweep lease so one of a kind runs at a time across every process; each returns a report
-//! that is kept for the status page.
+//! The background sweeps (ARCHITECTURE §6): tick and reconcile; the heartbeat has its own
+//! module. Each pass runs under a sweep lease so one of a kind runs at a time across every
+//! process; each returns a report that is kept for the status page.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::{Engine, EngineError, ResourceSweep, new_gateway_token};
-use crate::provider::{DerivedStatus, Failure, Observed, derive_status};
-use crate::store::{Fence, HeartbeatTarget, Move, Refill, Status, Step};
+use crate::provider::{DerivedStatus, Observed, derive_status};
+use crate::store::{Fence, Move, Refill, Status, Step};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TickReport {
@@ -35,20 +34,6 @@ pub struct ObserveReport {
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct HeartbeatReport {
-    pub skipped: bool,
-    pub pinged: usize,
-    pub healthy: usize,
-    pub failed: usize,
-    pub woken: Vec<String>,
-    /// Idle instances found bound to a conversation (a late answer to a timed-out claim):
-    /// recycled before anyone else is handed them.
-    pub recycled: Vec<String>,
-    pub destroyed: Vec<String>,
-    pub crashed: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReconcileReport {
     pub skipped: bool,
     pub listed: usize,
@@ -64,21 +49,11 @@ pub struct ReconcileReport {
 /// How long a sweep lease lasts unless renewed (every third of it while the pass runs).
 const SWEEP_LEASE: Duration = Duration::from_secs(30);
 
-enum Beat {
-    Healthy,
-    Recycled,
-    Failed,
-    Woken,
-    Destroyed,
-    Crashed,
-    Skipped,
-}
-
 impl Engine {
     /// Runs `pass` under the sweep lease of `kind`; `None` when another process holds it.
     /// The lease is short and renewed while the pass runs, so a process killed mid-pass
     /// blocks that sweep for one lease period, not for the longest pass there could be.
-    async fn swept<T: serde::Serialize>(
+    pub(super) async fn swept<T: serde::Serialize>(
         &self,
         kind: &str,
         pass: impl Future<Output = Result<T, EngineError>>,
@@ -173,139 +148,6 @@ impl Engine {
         }
         report.replenish = Some(self.replenish().await?);
         Ok(report)
-    }
-
-    /// Pings every idle and claimed gateway, wakes the silent ones, gives up on the dead.
-    pub async fn heartbeat(&self) -> Result<HeartbeatReport, EngineError> {
-        let report = self.swept("heartbeat", self.heartbeat_pass()).await?;
-        Ok(report.unwrap_or(HeartbeatReport { skipped: true, ..Default::default() }))
-    }
-
-    async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
-        let targets = self.store.heartbeat_targets().await?;
-        let results: Vec<(String, Result<Beat, EngineError>)> = futures_util::stream::iter(targets)
-            .map(|target| async move {
-                let id = target.id.clone();
-                (id, self.beat(target).await)
-            })
-            .buffer_unordered(self.settings.heartbeat_concurrency.max(1))
-            .collect()
-            .await;
-        let mut report = HeartbeatReport::default();
-        for (id, result) in results {
-            let beat = result?;
-            if matches!(beat, Beat::Skipped) {
-                continue;
-            }
-            report.pinged += 1;
-            match beat {
-                Beat::Healthy => report.healthy += 1,
-                Beat::Recycled => {
-                    report.healthy += 1;
-                    report.recycled.push(id);
-                }
-                Beat::Failed => report.failed += 1,
-                Beat::Woken => {
-                    report.failed += 1;
-                    report.woken.push(id);
-                }
-                Beat::Destroyed => {
-                    report.failed += 1;
-                    report.destroyed.push(id);
-                }
-                Beat::Crashed => {
-                    report.failed += 1;
-                    report.crashed.push(id);
-                }
-                Beat::Skipped => {}
-            }
-        }
-        Ok(report)
-    }
-
-    async fn beat(&self, target: HeartbeatTarget) -> Result<Beat, EngineError> {
-        let Some(url) = target.url.as_deref() else { return Ok(Beat::Skipped) };
-        let ping = tokio::time::timeout(
-            self.settings.heartbeat_timeout,
-            self.gateway.status(url, &target.gateway_token),
-        )
-        .await;
-        if let Ok(Ok(status)) = ping {
-            self.store.heartbeat_ok(&target.id, target.status).await?;
-            if target.status == Status::Idle && status.conversation.is_some() {
-                let fence = Fence::Free { status: Status::Idle };
-                let detail = "idle instance reported a bound conversation";
-                if self
-                    .store
-                    .begin_recycle(
-                        &target.id,
-                        fence,
-                        &new_gateway_token(),
-                        self.recycle_start(),
-                        "bound_while_idle",
-                        Some(detail),
-                    )
-                    .await?
-                {
-                    self.deliver(&target.id, 0, Duration::ZERO).await;
-                    return Ok(Beat::Recycled);
-                }
-            }
-            return Ok(Beat::Healthy);
-        }
-        let Some(failures) = self.store.heartbeat_failed(&target.id, target.status).await? else {
-            return Ok(Beat::Skipped);
-        };
-        if failures < self.settings.heartbeat_failure_limit {
-            return Ok(Beat::Failed);
-        }
-        if target.recoveries < self.settings.recovery_limit {
-            // A Sprite that went to sleep wakes on exec and its service restarts the gateway.
-            let woke = self.provider.wake(&target.sprite_name).await;
-            let gone = matches!(&woke, Err(err) if err.failure == Failure::Gone);
-            if let Err(err) = &woke {
-                tracing::warn!(instance = %target.id, error = %err, "wake-up failed");
-            }
-            if !gone {
-                self.store.heartbeat_recovery(&target.id, target.status).await?;
-                return Ok(Beat::Woken);
-            }
-        }
-        self.give_up(&target).await
-    }
-
-    /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
-    async fn give_up(&self, target: &HeartbeatTarget) -> Result<Beat, EngineError> {
-        let fence = Fence::Free { status: target.status };
-        let detail = format!(
-            "{} failed pings after {} wake-ups",
-            self.settings.heartbeat_failure_limit, target.recoveries
-        );
-        if target.status == Status::Idle {
-            let change = Move {
-                to: Status::Destroying,
-                step: Some(Step::Destroy),
-                delay: Duration::ZERO,
-                reason: "heartbeat_failed",
-                detail: Some(&detail),
-            };
-            if self.store.transition(&target.id, fence, change).await? {
-                self.deliver(&target.id, 0, Duration::ZERO).await;
-                return Ok(Beat::Destroyed);
-            }
-        } else {
-            let change = Move {
-                to: Status::Crashed,
-                step: None,
-                delay: Duration::ZERO,
-                reason: "heartbeat_failed",
-                detail: Some(&detail),
-            };
-            if self.store.transition(&target.id, fence, change).await? {
-                return Ok(Beat::Crashed);
-            }
-        }
-        Ok(Beat::Skipped)
     }
 
     /// Makes the rows and the provider agree: rows whose machine is gone go (or are marked

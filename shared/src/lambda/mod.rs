@@ -6,10 +6,10 @@ mod migrate;
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use lambda_http::Body;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::api::{Api, Route};
 use crate::chain::StepDetail;
@@ -24,12 +24,8 @@ pub type Error = lambda_runtime::Error;
 pub async fn serve_route(route: Route) -> Result<(), Error> {
     crate::logging::init_json();
     let process = Process::for_lambda().await?;
-    let api = &process.api;
     // Boxed: the runtime's future nests deep enough to overflow the compiler's layout limit.
-    Box::pin(lambda_http::run(service_fn(move |request: lambda_http::Request| async move {
-        Ok::<_, std::convert::Infallible>(http(api, route, request).await)
-    })))
-    .await
+    Box::pin(lambda_http::run(process.api.router(Some(route)))).await
 }
 
 /// The `main()` of a sweep function (tick, heartbeat, reconcile).
@@ -70,18 +66,12 @@ pub async fn serve_migrate() -> Result<(), Error> {
     .await
 }
 
-/// An API Gateway HTTP API request, answered by the API for `route`.
+/// An API Gateway HTTP API request, answered by the function of `route` as on AWS (tests).
 pub async fn http(api: &Api, route: Route, request: lambda_http::Request) -> lambda_http::Response<Body> {
-    let (parts, body) = request.into_parts();
-    let bytes = match body {
-        Body::Empty => Bytes::new(),
-        Body::Text(text) => Bytes::from(text),
-        Body::Binary(data) => Bytes::from(data),
-        _ => Bytes::new(),
-    };
-    let response = api.handle(Some(route), http::Request::from_parts(parts, bytes)).await;
+    let Ok(response) = api.router(Some(route)).oneshot(request).await;
     let (parts, body) = response.into_parts();
-    let body = match String::from_utf8(body.to_vec()) {
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = match String::from_utf8(bytes.to_vec()) {
         Ok(text) => Body::Text(text),
         Err(err) => Body::Binary(err.into_bytes()),
     };

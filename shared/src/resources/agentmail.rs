@@ -1,5 +1,8 @@
 //! AgentMail inboxes (`/v0/inboxes`): one inbox per instance, created idempotently by
-//! `client_id`, listed with `limit`/`page_token` pages, deleted by inbox id (the address).
+//! `client_id`, listed with `limit`/`page_token` pages, deleted by inbox id. The address is read
+//! from the inbox's `email` field (the API documents `inbox_id` as an id, not as the address),
+//! falling back to `inbox_id` where an older answer has no `email`. A custom domain must be a
+//! verified domain of the organisation: the API refuses others (a permanent error).
 
 use reqwest::Method;
 use secrecy::SecretString;
@@ -7,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::{Http, ResourceError, RetryPolicy, endpoint, parse_time};
+use super::{Http, Replay, ResourceError, RetryPolicy, endpoint, parse_time};
 
 pub const DEFAULT_API_URL: &str = "https://api.agentmail.to/v0";
 /// The sender name every instance's inbox gets (contract §4).
@@ -32,7 +35,10 @@ impl AgentMailSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxInfo {
+    /// The handle the API's inbox routes take.
     pub inbox_id: String,
+    /// The inbox's address.
+    pub email: String,
     pub client_id: Option<String>,
     pub created_at: Option<OffsetDateTime>,
 }
@@ -57,6 +63,8 @@ struct CreateBody<'a> {
 struct Inbox {
     inbox_id: String,
     #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
     created_at: Option<String>,
@@ -68,6 +76,17 @@ struct Page {
     inboxes: Vec<Inbox>,
     #[serde(default)]
     next_page_token: Option<String>,
+}
+
+impl Inbox {
+    fn into_info(self) -> InboxInfo {
+        InboxInfo {
+            email: self.email.unwrap_or_else(|| self.inbox_id.clone()),
+            created_at: parse_time(self.created_at.as_deref()),
+            client_id: self.client_id,
+            inbox_id: self.inbox_id,
+        }
+    }
 }
 
 impl AgentMailClient {
@@ -91,16 +110,18 @@ impl AgentMailClient {
     }
 
     /// Idempotent by client_id: a retry after a lost answer returns the same inbox.
-    pub async fn create_inbox(&self, username: &str, client_id: &str) -> Result<String, ResourceError> {
+    pub async fn create_inbox(&self, username: &str, client_id: &str) -> Result<InboxInfo, ResourceError> {
         let url = endpoint(&self.api_url, &["inboxes"]);
         let body =
             CreateBody { username, domain: self.domain.as_deref(), display_name: DISPLAY_NAME, client_id };
-        let reply =
-            self.http.call("create inbox", |c| c.request(Method::POST, url.clone()).json(&body)).await?;
+        let reply = self
+            .http
+            .call("create inbox", Replay::Safe, |c| c.request(Method::POST, url.clone()).json(&body))
+            .await?;
         if !reply.status.is_success() {
             return Err(reply.refused("agentmail create inbox"));
         }
-        Ok(reply.json::<Inbox>("agentmail create inbox")?.inbox_id)
+        Ok(reply.json::<Inbox>("agentmail create inbox")?.into_info())
     }
 
     /// Every inbox (all pages) whose client_id (or, if absent, username) starts with `prefix`.
@@ -114,24 +135,22 @@ impl AgentMailClient {
             if let Some(t) = &token {
                 query.push(("page_token", t.clone()));
             }
-            let reply =
-                self.http.call("list inboxes", |c| c.request(Method::GET, url.clone()).query(&query)).await?;
+            let reply = self
+                .http
+                .call("list inboxes", Replay::Safe, |c| c.request(Method::GET, url.clone()).query(&query))
+                .await?;
             if !reply.status.is_success() {
                 return Err(reply.refused("agentmail list inboxes"));
             }
             let page: Page = reply.json("agentmail list inboxes")?;
-            for inbox in page.inboxes {
-                let username = inbox.inbox_id.split('@').next().unwrap_or_default();
+            for inbox in page.inboxes.into_iter().map(Inbox::into_info) {
+                let username = inbox.email.split('@').next().unwrap_or_default();
                 let matches = match &inbox.client_id {
                     Some(c) => c.starts_with(prefix),
                     None => username.starts_with(prefix),
                 };
                 if matches {
-                    found.push(InboxInfo {
-                        created_at: parse_time(inbox.created_at.as_deref()),
-                        client_id: inbox.client_id,
-                        inbox_id: inbox.inbox_id,
-                    });
+                    found.push(inbox);
                 }
             }
             match page.next_page_token.filter(|t| !t.is_empty()) {
@@ -145,7 +164,8 @@ impl AgentMailClient {
     /// Deletes an inbox; one that is already gone counts as deleted.
     pub async fn delete_inbox(&self, inbox_id: &str) -> Result<(), ResourceError> {
         let url = endpoint(&self.api_url, &["inboxes", inbox_id]);
-        let reply = self.http.call("delete inbox", |c| c.request(Method::DELETE, url.clone())).await?;
+        let reply =
+            self.http.call("delete inbox", Replay::Safe, |c| c.request(Method::DELETE, url.clone())).await?;
         match reply.status.as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(reply.refused("agentmail delete inbox")),

@@ -1,6 +1,7 @@
 //! Per-instance resources: an OpenRouter key and an AgentMail inbox (convos-contracts §4).
 //!
-//! Both clients share [`Http`]: Bearer auth from a [`SecretString`], one request timeout, and
+//! Both clients share [`Http`]: Bearer auth from a [`SecretString`], the pool's `User-Agent`
+//! ([`crate::USER_AGENT`], as the Sprites client sends), one request timeout, and
 //! bounded retries with exponential backoff and jitter on 429 (honouring `Retry-After`), 408,
 //! 5xx, timeouts and connection errors. Every other 4xx is permanent. No secret — the
 //! management key, the API key or a created key — ever reaches `Debug` output, an error or a
@@ -72,6 +73,18 @@ impl RetryPolicy {
     }
 }
 
+/// Whether a failed attempt may be sent again inside the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Reads, deletes and creates the server deduplicates: any transient failure is retried.
+    Safe,
+    /// A create the server does not deduplicate: resent only when the server certainly did
+    /// not act on it (429, or no connection made). After a timeout, a 5xx or a broken
+    /// connection the key may exist, so the failure goes back to the caller, who recorded the
+    /// request and looks the result up before asking again (issue 19.7).
+    OnlyIfUnprocessed,
+}
+
 /// A final answer that was not retried away: any status the caller must interpret.
 pub(crate) struct Reply {
     pub status: StatusCode,
@@ -129,23 +142,29 @@ impl Http {
     pub async fn call(
         &self,
         operation: &'static str,
+        replay: Replay,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ResourceError> {
         let what = format!("{} {operation}", self.service);
         let auth = self.auth()?;
         let mut attempt = 1u32;
         loop {
+            // Set per request: the reqwest client is shared and may have been built without it.
             let request = build(&self.client)
+                .header(header::USER_AGENT, crate::USER_AGENT)
                 .header(header::AUTHORIZATION, auth.clone())
                 .timeout(self.retry.request_timeout);
-            let (err, server_delay) = match request.send().await {
+            let (err, server_delay, unprocessed) = match request.send().await {
                 Err(e) if e.is_builder() => {
                     return Err(ResourceError::permanent(format!(
                         "{what}: bad request: {}",
                         e.without_url()
                     )));
                 }
-                Err(e) => (ResourceError::transient(format!("{what}: {}", transport(e))), None),
+                Err(e) => {
+                    let unprocessed = e.is_connect();
+                    (ResourceError::transient(format!("{what}: {}", transport(e))), None, unprocessed)
+                }
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response
@@ -154,7 +173,9 @@ impl Http {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
                     match response.bytes().await {
-                        Err(e) => (ResourceError::transient(format!("{what}: {}", transport(e))), None),
+                        Err(e) => {
+                            (ResourceError::transient(format!("{what}: {}", transport(e))), None, false)
+                        }
                         Ok(body) if !retryable(status) => {
                             tracing::debug!(
                                 service = self.service,
@@ -172,11 +193,12 @@ impl Http {
                                 excerpt(&body)
                             )),
                             retry_after,
+                            status == StatusCode::TOO_MANY_REQUESTS,
                         ),
                     }
                 }
             };
-            if attempt >= self.retry.max_attempts {
+            if attempt >= self.retry.max_attempts || (replay == Replay::OnlyIfUnprocessed && !unprocessed) {
                 tracing::warn!(service = self.service, operation, attempt, error = %err, "resource call failed");
                 return Err(err);
             }

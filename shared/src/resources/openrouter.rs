@@ -3,7 +3,8 @@
 //!
 //! Names are not unique on OpenRouter, so lookups return every key of a name and the caller
 //! decides which to keep. Lists are read in offset pages of up to 100, newest first, with
-//! disabled keys included.
+//! disabled keys included; a lookup by name reads them all, so only reconcile and the rare
+//! retry after a lost create answer make one (issue 19.7).
 
 use std::collections::HashSet;
 
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::{Http, ResourceError, RetryPolicy, endpoint, parse_time};
+use super::{Http, Replay, ResourceError, RetryPolicy, endpoint, parse_time};
 
 pub const DEFAULT_API_URL: &str = "https://openrouter.ai/api/v1";
 
@@ -111,13 +112,20 @@ impl OpenRouterClient {
         self
     }
 
-    /// A key named `name` with the configured limit. A retry after a lost answer may leave an
-    /// extra key of that name behind; [`OpenRouterClient::find_keys`] finds it.
+    /// A key named `name` with the configured limit: one `POST`, never a listing. OpenRouter
+    /// does not deduplicate creates, so the request is resent only when it certainly was not
+    /// processed (429, no connection); after any other failure a key of that name may exist,
+    /// and the caller (which recorded that it asked) finds it with
+    /// [`OpenRouterClient::find_keys`] before asking again.
     pub async fn create_key(&self, name: &str) -> Result<CreatedKey, ResourceError> {
         let url = endpoint(&self.api_url, &["keys"]);
         let body = CreateBody { name, limit: self.limit_usd, limit_reset: self.limit_reset.as_deref() };
-        let reply =
-            self.http.call("create key", |c| c.request(Method::POST, url.clone()).json(&body)).await?;
+        let reply = self
+            .http
+            .call("create key", Replay::OnlyIfUnprocessed, |c| {
+                c.request(Method::POST, url.clone()).json(&body)
+            })
+            .await?;
         if !reply.status.is_success() {
             return Err(reply.refused("openrouter create key"));
         }
@@ -138,7 +146,8 @@ impl OpenRouterClient {
     /// Deletes a key; one that is already gone counts as deleted.
     pub async fn delete_key(&self, hash: &str) -> Result<(), ResourceError> {
         let url = endpoint(&self.api_url, &["keys", hash]);
-        let reply = self.http.call("delete key", |c| c.request(Method::DELETE, url.clone())).await?;
+        let reply =
+            self.http.call("delete key", Replay::Safe, |c| c.request(Method::DELETE, url.clone())).await?;
         match reply.status.as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(reply.refused("openrouter delete key")),
@@ -154,8 +163,10 @@ impl OpenRouterClient {
         let mut offset = 0usize;
         loop {
             let query = [("include_disabled", "true".to_string()), ("offset", offset.to_string())];
-            let reply =
-                self.http.call("list keys", |c| c.request(Method::GET, url.clone()).query(&query)).await?;
+            let reply = self
+                .http
+                .call("list keys", Replay::Safe, |c| c.request(Method::GET, url.clone()).query(&query))
+                .await?;
             if !reply.status.is_success() {
                 return Err(reply.refused("openrouter list keys"));
             }

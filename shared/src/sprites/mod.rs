@@ -132,7 +132,7 @@ impl SpritesClient {
         let ws_tls = crate::tls::client_config(&[]).map_err(tls_error)?;
         let http = crate::tls::http_client_builder()
             .map_err(tls_error)?
-            .user_agent(concat!("convos-pool/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

@@ -43,18 +43,6 @@ pub struct NewInstance {
     pub openclaw_git_ref: String,
 }
 
-/// What the heartbeat needs of a live instance.
-#[derive(Clone)]
-pub struct HeartbeatTarget {
-    pub id: String,
-    pub sprite_name: String,
-    pub status: Status,
-    pub url: Option<String>,
-    pub gateway_token: SecretString,
-    pub failures: i32,
-    pub recoveries: i32,
-}
-
 /// What reconcile needs of every row.
 #[derive(Debug, Clone)]
 pub struct Known {
@@ -229,7 +217,9 @@ impl Store {
     }
 
     /// Starts a recycle: forgets the conversation and sets the token the restored instance will
-    /// be given, so whoever held the old one can no longer reach it.
+    /// be given, so whoever held the old one can no longer reach it. The previous tenant's
+    /// OpenRouter key and inbox become retired handles, deleted by `rotate_resources` (or by a
+    /// destroy) and replaced by new ones (issue 14.3).
     /// Forgets the claim and starts `first`: a restore (`recycling`/`restore`) where the
     /// provider has checkpoints, a replacement (`destroying`/`destroy`) where it has none.
     pub(crate) async fn begin_recycle(
@@ -251,7 +241,11 @@ impl Store {
                 step_started_at = now(), status_changed_at = now(), updated_at = now(),
                 gateway_token = $4, agent_name = NULL, instructions = NULL, join_url = NULL,
                 invite_url = NULL, conversation_id = NULL, join_status = NULL, claim_id = NULL,
-                claimed_at = NULL, heartbeat_failures = 0, heartbeat_recoveries = 0
+                claimed_at = NULL, heartbeat_failures = 0, heartbeat_recoveries = 0,
+                retired_openrouter_key_hash = COALESCE(openrouter_key_hash, retired_openrouter_key_hash),
+                openrouter_key_hash = NULL, openrouter_key = NULL,
+                retired_agentmail_inbox_id = COALESCE(agentmail_inbox_id, retired_agentmail_inbox_id),
+                agentmail_inbox_id = NULL, agentmail_client_id = NULL
              WHERE id = $1 AND status = $3
                AND CASE WHEN $2::text IS NULL
                         THEN lease_expires_at IS NULL OR lease_expires_at < now()
@@ -418,44 +412,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn set_openrouter_key(
-        &self,
-        id: &str,
-        owner: &str,
-        hash: &str,
-        key: &SecretString,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET openrouter_key_hash = $3, openrouter_key = $4, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            hash,
-            key.expose_secret(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn set_agentmail_inbox(
-        &self,
-        id: &str,
-        owner: &str,
-        inbox_id: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query!(
-            "UPDATE instances SET agentmail_inbox_id = $3, updated_at = now()
-             WHERE id = $1 AND lease_owner = $2",
-            id,
-            owner,
-            inbox_id,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     pub(crate) async fn set_checkpoint(
         &self,
         id: &str,
@@ -532,71 +488,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids)
-    }
-
-    pub async fn heartbeat_targets(&self) -> Result<Vec<HeartbeatTarget>, StoreError> {
-        let rows = sqlx::query!(
-            "SELECT id, sprite_name, status, url, gateway_token, heartbeat_failures, heartbeat_recoveries
-             FROM instances WHERE status IN ('idle', 'claimed') ORDER BY id"
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(HeartbeatTarget {
-                    status: parse_status(&r.status)?,
-                    id: r.id,
-                    sprite_name: r.sprite_name,
-                    url: r.url,
-                    gateway_token: r.gateway_token.into(),
-                    failures: r.heartbeat_failures,
-                    recoveries: r.heartbeat_recoveries,
-                })
-            })
-            .collect()
-    }
-
-    /// A ping answered: the failure counters start over.
-    pub(crate) async fn heartbeat_ok(&self, id: &str, status: Status) -> Result<(), StoreError> {
-        sqlx::query!(
-            "UPDATE instances SET heartbeat_failures = 0, heartbeat_recoveries = 0, last_heartbeat_at = now()
-             WHERE id = $1 AND status = $2",
-            id,
-            status.as_str(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A ping failed; returns the new count (`None`: the instance moved on meanwhile).
-    pub(crate) async fn heartbeat_failed(&self, id: &str, status: Status) -> Result<Option<i32>, StoreError> {
-        let count = sqlx::query_scalar!(
-            "UPDATE instances SET heartbeat_failures = heartbeat_failures + 1, last_heartbeat_at = now()
-             WHERE id = $1 AND status = $2 RETURNING heartbeat_failures",
-            id,
-            status.as_str(),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(count)
-    }
-
-    /// A wake-up was attempted; returns the number of attempts so far.
-    pub(crate) async fn heartbeat_recovery(
-        &self,
-        id: &str,
-        status: Status,
-    ) -> Result<Option<i32>, StoreError> {
-        let count = sqlx::query_scalar!(
-            "UPDATE instances SET heartbeat_failures = 0, heartbeat_recoveries = heartbeat_recoveries + 1
-             WHERE id = $1 AND status = $2 RETURNING heartbeat_recoveries",
-            id,
-            status.as_str(),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(count)
     }
 
     pub async fn known_instances(&self) -> Result<Vec<Known>, StoreError> {

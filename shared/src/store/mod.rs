@@ -7,8 +7,10 @@
 
 mod claims;
 mod events;
+mod heartbeats;
 mod instances;
 mod pool_state;
+mod resources;
 mod sweeps;
 
 use std::time::Duration;
@@ -19,8 +21,9 @@ use time::OffsetDateTime;
 
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
+pub use heartbeats::HeartbeatTarget;
 pub(crate) use instances::Move;
-pub use instances::{Fence, HeartbeatTarget, Known, NewInstance};
+pub use instances::{Fence, Known, NewInstance};
 pub use pool_state::{Breaker, Refill};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +142,8 @@ text_enum! {
         Destroy = "destroy",
         /// The instance's own OpenRouter key and AgentMail inbox, when configured.
         Resources = "resources",
+        /// A recycle's new key and inbox, the previous tenant's deleted (issue 14.3).
+        RotateResources = "rotate_resources",
     }
 }
 
@@ -181,6 +186,13 @@ pub struct Instance {
     pub openrouter_key_hash: Option<String>,
     pub openrouter_key: Option<secrecy::SecretString>,
     pub agentmail_inbox_id: Option<String>,
+    /// When a key was asked for and its hash not yet recorded (issue 19.7).
+    pub openrouter_key_requested_at: Option<OffsetDateTime>,
+    /// The client id the inbox is (to be) created with.
+    pub agentmail_client_id: Option<String>,
+    /// The previous tenant's key and inbox, until a recycle's rotation deleted them.
+    pub retired_openrouter_key_hash: Option<String>,
+    pub retired_agentmail_inbox_id: Option<String>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.
@@ -236,6 +248,10 @@ pub(crate) struct InstanceRow {
     openrouter_key_hash: Option<String>,
     openrouter_key: Option<String>,
     agentmail_inbox_id: Option<String>,
+    openrouter_key_requested_at: Option<OffsetDateTime>,
+    agentmail_client_id: Option<String>,
+    retired_openrouter_key_hash: Option<String>,
+    retired_agentmail_inbox_id: Option<String>,
 }
 
 pub(crate) fn parse_status(value: &str) -> Result<Status, StoreError> {
@@ -289,6 +305,10 @@ impl TryFrom<InstanceRow> for Instance {
             openrouter_key_hash: row.openrouter_key_hash,
             openrouter_key: row.openrouter_key.map(Into::into),
             agentmail_inbox_id: row.agentmail_inbox_id,
+            openrouter_key_requested_at: row.openrouter_key_requested_at,
+            agentmail_client_id: row.agentmail_client_id,
+            retired_openrouter_key_hash: row.retired_openrouter_key_hash,
+            retired_agentmail_inbox_id: row.retired_agentmail_inbox_id,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use shared::api::{Api, Miss, Route, resolve};
+use shared::api::{Api, Route};
 use shared::store::Status;
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
@@ -66,22 +66,26 @@ fn event(
 /// Sends a request to the function API Gateway would route it to (`$default` -> healthz).
 async fn send(api: &Api, method: &str, target: &str, key: Option<&str>, body: Option<&str>) -> Answer {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let route = match resolve(&method.parse().unwrap(), path) {
-        Ok((route, _)) => route,
-        // The ANY route of a known path goes to one of its functions; unknown paths to $default.
-        Err(Miss::MethodNotAllowed(_)) => route_of_path(path),
-        Err(Miss::NotFound) => Route::Healthz,
-    };
-    to_answer(shared::lambda::http(api, route, event(method, target, key, body, false)).await)
+    to_answer(
+        shared::lambda::http(api, function_for(method, path), event(method, target, key, body, false)).await,
+    )
 }
 
-fn route_of_path(path: &str) -> Route {
-    for method in ["GET", "POST", "DELETE"] {
-        if let Ok((route, _)) = resolve(&method.parse().unwrap(), path) {
-            return route;
-        }
-    }
-    Route::Healthz
+/// API Gateway's choice: the route of the path and method; the ANY route of a known path goes
+/// to one of its functions; unknown paths to `$default`.
+fn function_for(method: &str, path: &str) -> Route {
+    let fits = |pattern: &str| {
+        let (want, have): (Vec<_>, Vec<_>) = (pattern.split('/').collect(), path.split('/').collect());
+        want.len() == have.len()
+            && want.iter().zip(&have).all(|(w, h)| w == h || (*w == "{id}" && !h.is_empty()))
+    };
+    let on_path: Vec<(Route, bool)> = Route::ALL
+        .iter()
+        .flat_map(|route| {
+            route.patterns().filter(|(_, p)| fits(p)).map(move |(m, _)| (*route, m.as_str() == method))
+        })
+        .collect();
+    on_path.iter().find(|(_, same)| *same).or(on_path.first()).map_or(Route::Healthz, |(route, _)| *route)
 }
 
 fn to_answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
@@ -176,6 +180,13 @@ async fn wrong_methods_unknown_paths_misrouted_events_and_big_bodies(db: PgPool)
     for path in ["/api/pool/instances/nope", "/api/pool/debug/nope"] {
         assert_eq!(get(&api, path).await.status, StatusCode::NOT_FOUND, "{path}");
     }
+    // The id is percent-decoded; a trailing slash is ignored, as express ignored it.
+    let answer = get(&api, "/api/pool/instances/no%20pe").await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("instance not found"))
+    );
+    assert_eq!(send(&api, "GET", "/healthz/", None, None).await.status, StatusCode::OK);
     for path in ["/api/pool/instances/nope", "/api/pool/instances/nope/destroy", "/api/pool/crashed/nope"] {
         let answer = send(&api, "DELETE", path, Some(KEY), None).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");

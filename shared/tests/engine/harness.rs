@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use shared::chain::{Chain, InProcessChain, run_in_process};
+use shared::chain::{Chain, InProcessChain};
 use shared::config::PoolEnvironment;
+use shared::engine::run_in_process;
 use shared::engine::{Engine, EngineSettings, Resources};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
 use shared::provider::{

@@ -217,7 +217,7 @@ async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
     let engine = std::sync::Arc::new(
         shared::engine::Engine::from_config(&config, store.clone(), std::sync::Arc::new(chain)).unwrap(),
     );
-    shared::chain::run_in_process(std::sync::Arc::downgrade(&engine), rx);
+    shared::engine::run_in_process(std::sync::Arc::downgrade(&engine), rx);
 
     assert_eq!(engine.replenish().await.unwrap().created.len(), 1);
     let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {

@@ -1,0 +1,166 @@
+//! The heartbeat sweep (ARCHITECTURE §6): pings every idle and claimed gateway, wakes the
+//! silent ones, gives up on the dead. A pass has three phases: every ping at once (bounded by
+//! the concurrency setting), then two statements record every answer and every silence, then
+//! the few instances that need more (a recycle, a wake-up, giving up) are handled one by one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{Engine, EngineError, new_gateway_token};
+use crate::gateway::GatewayStatus;
+use crate::provider::Failure;
+use crate::store::{Fence, HeartbeatTarget, Move, Status, Step};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HeartbeatReport {
+    pub skipped: bool,
+    pub pinged: usize,
+    pub healthy: usize,
+    pub failed: usize,
+    pub woken: Vec<String>,
+    /// Idle instances found bound to a conversation (a late answer to a timed-out claim):
+    /// recycled before anyone else is handed them.
+    pub recycled: Vec<String>,
+    pub destroyed: Vec<String>,
+    pub crashed: Vec<String>,
+}
+
+/// What one silent instance came to.
+enum Escalation {
+    Woken,
+    Destroyed,
+    Crashed,
+    /// It moved on meanwhile; nothing was done.
+    Skipped,
+}
+
+impl Engine {
+    pub async fn heartbeat(&self) -> Result<HeartbeatReport, EngineError> {
+        let report = self.swept("heartbeat", self.heartbeat_pass()).await?;
+        Ok(report.unwrap_or(HeartbeatReport { skipped: true, ..Default::default() }))
+    }
+
+    async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
+        let targets: Vec<HeartbeatTarget> =
+            self.store.heartbeat_targets().await?.into_iter().filter(|t| t.url.is_some()).collect();
+        let pings: Vec<(HeartbeatTarget, Option<GatewayStatus>)> = futures_util::stream::iter(targets)
+            .map(|target| async move {
+                let answer = self.ping(&target).await;
+                (target, answer)
+            })
+            .buffer_unordered(self.settings.heartbeat_concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = HeartbeatReport { pinged: pings.len(), ..Default::default() };
+        let (answered, silent): (Vec<_>, Vec<_>) =
+            pings.into_iter().partition(|(_, answer)| answer.is_some());
+        self.store.heartbeats_answered(answered.iter().map(|(target, _)| target)).await?;
+        report.healthy = answered.len();
+        for (target, answer) in &answered {
+            let bound = answer.as_ref().is_some_and(|status| status.conversation.is_some());
+            if target.status == Status::Idle && bound && self.recycle_bound_idle(&target.id).await? {
+                report.recycled.push(target.id.clone());
+            }
+        }
+
+        let counts: HashMap<String, i32> = self
+            .store
+            .heartbeats_missed(silent.iter().map(|(target, _)| target))
+            .await?
+            .into_iter()
+            .collect();
+        report.failed = silent.len();
+        let over_limit = silent.into_iter().filter_map(|(target, _)| {
+            let failures = *counts.get(&target.id)?;
+            (failures >= self.settings.heartbeat_failure_limit).then_some(target)
+        });
+        let escalations: Vec<(String, Result<Escalation, EngineError>)> =
+            futures_util::stream::iter(over_limit)
+                .map(|target| async move { (target.id.clone(), self.escalate(&target).await) })
+                .buffer_unordered(self.settings.heartbeat_concurrency.max(1))
+                .collect()
+                .await;
+        for (id, escalation) in escalations {
+            match escalation? {
+                Escalation::Woken => report.woken.push(id),
+                Escalation::Destroyed => report.destroyed.push(id),
+                Escalation::Crashed => report.crashed.push(id),
+                Escalation::Skipped => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// The gateway's status, or `None` when it did not answer within the ping timeout.
+    async fn ping(&self, target: &HeartbeatTarget) -> Option<GatewayStatus> {
+        let url = target.url.as_deref()?;
+        let ping = self.gateway.status(url, &target.gateway_token);
+        tokio::time::timeout(self.settings.heartbeat_timeout, ping).await.ok()?.ok()
+    }
+
+    /// An idle instance whose gateway reports a conversation is recycled before anyone is
+    /// handed it.
+    async fn recycle_bound_idle(&self, id: &str) -> Result<bool, EngineError> {
+        let fence = Fence::Free { status: Status::Idle };
+        let detail = "idle instance reported a bound conversation";
+        let moved = self
+            .store
+            .begin_recycle(
+                id,
+                fence,
+                &new_gateway_token(),
+                self.recycle_start(),
+                "bound_while_idle",
+                Some(detail),
+            )
+            .await?;
+        if moved {
+            self.deliver(id, 0, Duration::ZERO).await;
+        }
+        Ok(moved)
+    }
+
+    /// Too many failed pings in a row: wake the machine (a Sprite that went to sleep wakes on
+    /// exec and its service restarts the gateway) while wake-ups are left, else give up.
+    async fn escalate(&self, target: &HeartbeatTarget) -> Result<Escalation, EngineError> {
+        if target.recoveries < self.settings.recovery_limit {
+            let woke = self.provider.wake(&target.sprite_name).await;
+            let gone = matches!(&woke, Err(err) if err.failure == Failure::Gone);
+            if let Err(err) = &woke {
+                tracing::warn!(instance = %target.id, error = %err, "wake-up failed");
+            }
+            if !gone {
+                self.store.heartbeat_recovery(&target.id, target.status).await?;
+                return Ok(Escalation::Woken);
+            }
+        }
+        self.give_up(target).await
+    }
+
+    /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
+    async fn give_up(&self, target: &HeartbeatTarget) -> Result<Escalation, EngineError> {
+        let fence = Fence::Free { status: target.status };
+        let detail = format!(
+            "{} failed pings after {} wake-ups",
+            self.settings.heartbeat_failure_limit, target.recoveries
+        );
+        let idle = target.status == Status::Idle;
+        let change = Move {
+            to: if idle { Status::Destroying } else { Status::Crashed },
+            step: idle.then_some(Step::Destroy),
+            delay: Duration::ZERO,
+            reason: "heartbeat_failed",
+            detail: Some(&detail),
+        };
+        if !self.store.transition(&target.id, fence, change).await? {
+            return Ok(Escalation::Skipped);
+        }
+        if idle {
+            self.deliver(&target.id, 0, Duration::ZERO).await;
+            return Ok(Escalation::Destroyed);
+        }
+        Ok(Escalation::Crashed)
+    }
+}
