@@ -64,6 +64,9 @@ fn execution_error(err: GqlError) -> Response {
 pub async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let prepared = graphql::prepare(&body);
     let route = prepared.as_ref().map(route_of).unwrap_or("railway.invalid");
+    if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        app.world().railway.user_agents.insert(agent.to_string());
+    }
     let authorized = bearer_ok(&headers, &app.0.start_config.railway_token);
     if let Err(resp) = admit(&app, route, None, authorized).await {
         return resp;

@@ -181,6 +181,8 @@ pub struct RailwayWorld {
     volume_creates: Vec<Instant>,
     /// How many `volumeCreate` the throttle refused.
     pub volume_throttled: u64,
+    /// Every `User-Agent` the GraphQL endpoint saw, so a test can check what clients send.
+    pub user_agents: std::collections::BTreeSet<String>,
     /// Per counter route (`railway.volumeCreate`): this many requests act, then the edge
     /// answers 504 (the answer is lost).
     pub lost_answers: BTreeMap<String, u64>,
@@ -197,6 +199,7 @@ impl Default for RailwayWorld {
             volume_throttle: None,
             volume_creates: Vec::new(),
             volume_throttled: 0,
+            user_agents: Default::default(),
             lost_answers: BTreeMap::new(),
             next_seq: 0,
         }
@@ -345,6 +348,7 @@ impl RailwayWorld {
             "config": {"deployMs": self.deploy_ms, "failNext": self.fail_next},
             "lostAnswers": self.lost_answers,
             "volumeThrottled": self.volume_throttled,
+            "userAgents": self.user_agents,
             "services": services,
             "volumes": volumes,
         })

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::chain::{InProcessChain, run_in_process};
+use shared::chain::InProcessChain;
 use shared::config::PoolEnvironment;
-use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources};
+use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources, run_in_process};
 use shared::gateway::GatewayClient;
 use shared::provider::{
     InboxKeys, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings, runtime_type_of_image,

@@ -15,7 +15,7 @@ use super::error::{RailwayError, RailwayErrorKind, parse_reset, parse_retry_afte
 use super::retry;
 
 /// Sent on every request, as the Sprites client does: Railway can tell our traffic apart.
-pub const USER_AGENT: &str = concat!("convos-pool/", env!("CARGO_PKG_VERSION"));
+pub use crate::USER_AGENT;
 
 /// Whether a call may be sent again when its outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

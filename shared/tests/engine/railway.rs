@@ -74,6 +74,8 @@ async fn provisions_with_one_commit_a_volume_and_a_domain(db: PgPool) {
         assert_eq!(instance.provider, "railway");
         assert!(instance.golden_checkpoint_id.is_none());
     }
+    // Every Railway request said who we are.
+    assert_eq!(state["userAgents"], json!([shared::USER_AGENT]), "{state}");
     // Image, start command, limits and variables went in one commit per instance.
     assert_eq!(pool.emulator.count("railway.environmentPatchCommit").await, 2);
     assert_eq!(pool.emulator.count("railway.variableCollectionUpsert").await, 0);

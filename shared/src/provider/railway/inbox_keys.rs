@@ -60,7 +60,7 @@ impl InboxKeys {
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, ProviderError> {
         let response = request
             .bearer_auth(self.org_key.expose_secret())
-            .header(http::header::USER_AGENT, crate::railway::USER_AGENT)
+            .header(http::header::USER_AGENT, crate::USER_AGENT)
             .timeout(TIMEOUT)
             .send()
             .await
