@@ -36,7 +36,7 @@ pub struct Round {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("http client")
+    shared::tls::http_client_builder().expect("TLS config").no_proxy().build().expect("http client")
 }
 
 fn engine(emulator: &sprites_emulator::Emulator, store: &Store) -> Arc<Engine> {
