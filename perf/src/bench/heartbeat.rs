@@ -19,7 +19,7 @@ const HUNG_EVERY: usize = 20;
 const PROVISION_CONNECTIONS: u32 = 10;
 
 pub async fn run(options: &Options) -> Result<Report, String> {
-    let sizes: &[usize] = if options.quick { &[100, 200] } else { &[100, 1000] };
+    let sizes: &[usize] = if options.quick { &[100, 200] } else { &[100, 1000, 10_000] };
     let production = rig::production_settings(0, 10).heartbeat_concurrency;
     let mut concurrencies = vec![16, 64, 128, production];
     concurrencies.sort_unstable();
@@ -27,13 +27,15 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let ping_timeout = Duration::from_millis(options.ping_timeout_ms);
     let mut table = Table::new(
         format!(
-            "heartbeat: one pass, 5% of gateways hanging, ping timeout {} ms (target: <= 1.5 x for 1000)",
+            "heartbeat: one pass, 5% of gateways hanging, ping timeout {} ms (targets: <= 1.5 x for 1000; \
+             10,000 within 1.1 x + 2 s)",
             options.ping_timeout_ms
         ),
         &[
             "instances",
             "hung",
-            "concurrency",
+            "setting",
+            "in flight",
             "wall s",
             "x ping timeout",
             "pinged",
@@ -54,7 +56,10 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             PROVISION_CONNECTIONS,
         )
         .await?;
-        let result = run_size(&stage, size, &concurrencies, ping_timeout).await;
+        // At 10,000 the small fixed settings only restate ceil(hung / c) timeouts; the setting
+        // is a floor the pass raises to a tenth of the pool.
+        let tried: &[usize] = if size >= 10_000 { &[production] } else { &concurrencies };
+        let result = run_size(&stage, size, tried, ping_timeout).await;
         stage.finish().await;
         let (provision, passes) = result?;
         provisioning.row(vec![
@@ -68,12 +73,13 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                 size.to_string(),
                 pass["hung"].to_string(),
                 pass["concurrency"].to_string(),
+                pass["report"]["concurrency"].to_string(),
                 fmt(pass["wall_secs"].as_f64().unwrap_or(f64::NAN)),
                 fmt(ratio),
                 pass["report"]["pinged"].to_string(),
                 pass["report"]["healthy"].to_string(),
                 pass["report"]["failed"].to_string(),
-                if ratio <= 1.5 { "met".into() } else { "MISSED".into() },
+                met(size, pass["wall_secs"].as_f64().unwrap_or(f64::NAN), ping_timeout),
             ]);
         }
         data.push(json!({
@@ -99,6 +105,13 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             .into(),
     ];
     Ok(Report { tables: vec![table, provisioning], notes, data: json!({ "sizes": data }) })
+}
+
+/// The target of a pass over `size` instances (issue 6 for 1000, issue 13 for 10,000).
+fn met(size: usize, wall_secs: f64, ping_timeout: Duration) -> String {
+    let timeout = ping_timeout.as_secs_f64();
+    let bound = if size >= 10_000 { 1.1 * timeout + 2.0 } else { 1.5 * timeout };
+    if wall_secs <= bound { "met".into() } else { "MISSED".into() }
 }
 
 async fn run_size(

@@ -16,6 +16,8 @@ use crate::store::{Fence, HeartbeatTarget, Move, Status, Step};
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct HeartbeatReport {
     pub skipped: bool,
+    /// Pings in flight at most: HEARTBEAT_CONCURRENCY, or a tenth of the pool if more.
+    pub concurrency: usize,
     pub pinged: usize,
     pub healthy: usize,
     pub failed: usize,
@@ -45,15 +47,19 @@ impl Engine {
     async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
         let targets: Vec<HeartbeatTarget> =
             self.store.heartbeat_targets().await?.into_iter().filter(|t| t.url.is_some()).collect();
+        // A hung gateway holds its slot for the whole ping timeout. Once the hung ones fill
+        // every slot the pass crawls, so the slots grow with the pool: up to a tenth of it in
+        // flight keeps a pass near one timeout even with several percent of gateways hung.
+        let concurrency = self.settings.heartbeat_concurrency.max(targets.len() / 10).max(1);
         let pings: Vec<(HeartbeatTarget, Option<GatewayStatus>)> = futures_util::stream::iter(targets)
             .map(|target| async move {
                 let answer = self.ping(&target).await;
                 (target, answer)
             })
-            .buffer_unordered(self.settings.heartbeat_concurrency.max(1))
+            .buffer_unordered(concurrency)
             .collect()
             .await;
-        let mut report = HeartbeatReport { pinged: pings.len(), ..Default::default() };
+        let mut report = HeartbeatReport { concurrency, pinged: pings.len(), ..Default::default() };
         let (answered, silent): (Vec<_>, Vec<_>) =
             pings.into_iter().partition(|(_, answer)| answer.is_some());
         self.store.heartbeats_answered(answered.iter().map(|(target, _)| target)).await?;
