@@ -15,6 +15,7 @@
 
 mod admission;
 mod agentmail;
+mod agentmail_keys;
 mod checkpoints;
 mod config;
 mod control;
@@ -100,6 +101,7 @@ fn router(app: App) -> Router {
         .merge(railway::routes())
         .merge(openrouter::routes())
         .merge(agentmail::routes())
+        .merge(agentmail_keys::routes())
         // Files of several hundred MB are plausible on a real Sprite; the gateway enforces
         // its own 1 MB limit.
         .layer(DefaultBodyLimit::max(512 << 20))

@@ -294,6 +294,7 @@ pub struct World {
     pub railway: crate::railway::RailwayWorld,
     pub openrouter: crate::openrouter::OpenRouterWorld,
     pub agentmail: crate::agentmail::AgentMailWorld,
+    pub agentmail_keys: crate::agentmail_keys::InboxKeysWorld,
 }
 
 impl World {
@@ -308,6 +309,7 @@ impl World {
             railway: Default::default(),
             openrouter: Default::default(),
             agentmail: Default::default(),
+            agentmail_keys: Default::default(),
         }
     }
 

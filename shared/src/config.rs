@@ -79,7 +79,7 @@ impl fmt::Display for PoolEnvironment {
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
     Sprites { token: SecretString, api_url: Url },
-    Railway(RailwayConfig),
+    Railway(Box<RailwayConfig>),
 }
 
 impl ProviderConfig {
@@ -99,7 +99,11 @@ pub struct RailwayConfig {
     pub environment_id: String,
     /// The runtime image every instance runs; pin it by digest in production.
     pub image: String,
-    pub start_command: Option<String>,
+    /// `RAILWAY_START_COMMAND`, by default the pool server's (the image's own command runs
+    /// the gateway without it, and nothing would answer `/pool/health`).
+    pub start_command: String,
+    /// `RAILWAY_RUNTIME_TYPE` (`openclaw` or `hermes`), by default read from the image's name.
+    pub runtime_type: String,
     pub cpu: f64,
     pub memory_mb: u64,
     /// Local use only: domains are served under this URL (the emulator) instead of https.
@@ -260,7 +264,7 @@ impl Config {
                 token: r.required_secret("SPRITE_TOKEN"),
                 api_url: r.url("SPRITES_API_URL", DEFAULT_API_URL),
             },
-            Some("railway") => ProviderConfig::Railway(railway_config(&mut r)),
+            Some("railway") => ProviderConfig::Railway(Box::new(railway_config(&mut r))),
             Some(_) => {
                 r.problems.push("POOL_PROVIDER must be sprites or railway".into());
                 ProviderConfig::Sprites {
@@ -365,13 +369,23 @@ fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayCo
     if memory_mb == 0 {
         r.problems.push("RAILWAY_MEMORY_MB must be greater than 0".into());
     }
+    let image = r.required("RAILWAY_RUNTIME_IMAGE", why);
+    let runtime_type = r
+        .get("RAILWAY_RUNTIME_TYPE")
+        .unwrap_or_else(|| crate::provider::runtime_type_of_image(&image).to_string());
+    if !matches!(runtime_type.as_str(), "openclaw" | "hermes") {
+        r.problems.push("RAILWAY_RUNTIME_TYPE must be openclaw or hermes".into());
+    }
     RailwayConfig {
         api_url: r.url("RAILWAY_API_URL", RAILWAY_API_URL),
         token,
         project_id: r.required("RAILWAY_PROJECT_ID", why),
         environment_id: r.required("RAILWAY_ENVIRONMENT_ID", why),
-        image: r.required("RAILWAY_RUNTIME_IMAGE", why),
-        start_command: r.get("RAILWAY_START_COMMAND"),
+        image,
+        start_command: r
+            .get("RAILWAY_START_COMMAND")
+            .unwrap_or_else(|| crate::provider::POOL_SERVER_START_COMMAND.to_string()),
+        runtime_type,
         cpu,
         memory_mb,
         public_url_base: r
@@ -486,6 +500,8 @@ mod tests {
         let ProviderConfig::Railway(railway) = &config.provider else { panic!("railway") };
         assert_eq!(railway.api_url.as_str(), RAILWAY_API_URL);
         assert_eq!((railway.cpu, railway.memory_mb), (4.0, 4096));
+        assert_eq!(railway.start_command, "node convos-platform/pool-server/dist/index.js");
+        assert_eq!(railway.runtime_type, "openclaw");
         let openrouter = config.openrouter.as_ref().unwrap();
         assert_eq!((openrouter.limit_usd, openrouter.limit_reset.as_deref()), (20.0, Some("weekly")));
         assert_eq!(config.agentmail.as_ref().unwrap().api_url.as_str(), AGENTMAIL_API_URL);

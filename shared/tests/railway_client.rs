@@ -1,5 +1,6 @@
-//! The Railway client against the emulator over real HTTP: every method, the one-request
-//! listing, retries (counted by the emulator), error classes and secrecy.
+//! The Railway client against the emulator over real HTTP: every method, the paged listing,
+//! retries (counted by the emulator), error classes, rate-limit headers, creates of unknown
+//! outcome, and secrecy.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::railway::{
-    DeploySpec, DeployStatus, RailwayClient, RailwayErrorKind, RailwaySettings, RetryPolicy,
+    DeploySpec, DeployStatus, Missing, RailwayClient, RailwayErrorKind, RailwaySettings, RetryPolicy,
 };
 use sprites_emulator::{Emulator, EmulatorConfig};
 
@@ -33,6 +34,7 @@ fn settings(emu: &Emulator, token: &str) -> RailwaySettings {
         max_delay: Duration::from_millis(40),
         max_server_delay: Duration::from_secs(5),
     };
+    s.throttle_wait = Duration::from_millis(20);
     s
 }
 
@@ -60,6 +62,11 @@ impl H {
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
 
+    async fn control_post(&self, path: &str, body: Value) {
+        let r = self.control.post(self.url(path)).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.text().await.unwrap());
+    }
+
     async fn state(&self) -> Value {
         self.control.get(self.url("/_emulator/railway/state")).send().await.unwrap().json().await.unwrap()
     }
@@ -68,7 +75,7 @@ impl H {
 fn spec(vars: &[(&str, &str)]) -> DeploySpec {
     DeploySpec {
         image: "ghcr.io/xmtplabs/convos-runtime@sha256:1234".into(),
-        start_command: Some("node convos-platform/pool-server/dist/index.js".into()),
+        start_command: "node convos-platform/pool-server/dist/index.js".into(),
         cpu: 4.0,
         memory_bytes: 4 * 1024 * 1024 * 1024,
         variables: vars
@@ -285,4 +292,210 @@ async fn permanent_errors_are_not_retried_and_variable_values_never_show() {
     assert!(text.contains("[redacted]"));
     let spec_debug = format!("{:?}", spec(&[("K", "value-that-must-not-leak")]));
     assert!(!spec_debug.contains("value-that-must-not-leak"), "{spec_debug}");
+}
+
+#[tokio::test]
+async fn a_pool_of_600_services_is_listed_page_by_page() {
+    let h = start().await;
+    let mut ids = Vec::new();
+    for i in 0..600 {
+        ids.push(h.client.create_service(&format!("convos-agent-{i:03}")).await.unwrap());
+    }
+    // Volumes on a few, spread over the pages.
+    for i in [0, 150, 420, 599] {
+        h.client.create_volume(&ids[i], "/data").await.unwrap();
+    }
+    let before = h.count("railway.project").await;
+    let list = h.client.services().await.unwrap();
+    assert_eq!(list.len(), 600, "every service, not the first page only");
+    assert_eq!(h.count("railway.project").await - before, 6, "100 services a request");
+    for (i, s) in list.iter().enumerate() {
+        assert_eq!(s.name, format!("convos-agent-{i:03}"));
+        assert_eq!(s.volume_ids.len(), usize::from([0, 150, 420, 599].contains(&i)), "{i}");
+    }
+}
+
+#[tokio::test]
+async fn generic_errors_and_the_edge_403_page_are_transient() {
+    let h = start().await;
+    let problem = json!({"data": null, "errors": [{"message": "Problem processing request"}]}).to_string();
+    h.fault(json!({"route": "railway.project", "count": 1, "kind": {"type": "status", "status": 200, "body": problem}}))
+        .await;
+    assert!(h.client.services().await.unwrap().is_empty());
+    assert_eq!(h.count("railway.project").await, 2, "retried once");
+
+    let page = "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>blocked</body></html>";
+    h.fault(json!({"route": "railway.project", "count": 1, "kind": {"type": "status", "status": 403, "body": page}}))
+        .await;
+    assert!(h.client.services().await.unwrap().is_empty());
+    assert_eq!(h.count("railway.project").await, 4);
+
+    // A GraphQL answer refusing the token is not transient.
+    let refused = json!({"errors": [{"message": "Not Authorized"}]}).to_string();
+    h.fault(json!({"route": "railway.project", "count": 1, "kind": {"type": "status", "status": 403, "body": refused}}))
+        .await;
+    let err = h.client.services().await.unwrap_err();
+    assert_eq!(err.kind, RailwayErrorKind::Unauthorized);
+    assert_eq!(h.count("railway.project").await, 5);
+}
+
+#[tokio::test]
+async fn a_create_of_unknown_outcome_is_not_resent() {
+    let h = start().await;
+    let id = h.client.create_service("convos-agent-u").await.unwrap();
+    // The origin makes the volume, the edge answers 504: the client does not send it again.
+    h.control_post("/_emulator/railway/lose-answer", json!({"field": "volumeCreate"})).await;
+    let err = h.client.create_volume(&id, "/data").await.unwrap_err();
+    assert_eq!((err.kind, err.status), (RailwayErrorKind::Transient, 504));
+    assert_eq!(h.count("railway.volumeCreate").await, 1);
+    assert_eq!(h.client.services().await.unwrap()[0].volume_ids.len(), 1, "it was made");
+
+    // Railway's generic error leaves the outcome unknown too; a rate limit does not.
+    let problem = json!({"errors": [{"message": "Problem processing request"}]}).to_string();
+    h.fault(json!({"route": "railway.serviceDomainCreate", "count": 1, "kind": {"type": "status", "status": 200, "body": problem}}))
+        .await;
+    let err = h.client.create_domain(&id).await.unwrap_err();
+    assert_eq!(err.kind, RailwayErrorKind::Transient);
+    assert_eq!(h.count("railway.serviceDomainCreate").await, 1);
+    h.fault(json!({"route": "railway.serviceDomainCreate", "count": 1, "kind": {"type": "status", "status": 429}}))
+        .await;
+    h.client.create_domain(&id).await.unwrap();
+    assert_eq!(h.count("railway.serviceDomainCreate").await, 3, "the 429 was sent again");
+}
+
+#[tokio::test]
+async fn only_the_missing_thing_makes_a_delete_done() {
+    let h = start().await;
+    let id = h.client.create_service("convos-agent-d").await.unwrap();
+    let env_missing = json!({"errors": [{"message": "Environment not found"}]}).to_string();
+    h.fault(json!({"route": "railway.serviceDelete", "count": 1, "kind": {"type": "status", "status": 200, "body": env_missing}}))
+        .await;
+    let err = h.client.delete_service(&id).await.unwrap_err();
+    assert_eq!((err.kind, err.missing), (RailwayErrorKind::NotFound, Some(Missing::Environment)));
+    assert_eq!(h.state().await["services"].as_array().unwrap().len(), 1, "not deleted, not done");
+    h.client.delete_service(&id).await.unwrap();
+    h.client.delete_service(&id).await.unwrap();
+    let err = h.client.delete_volume("never").await;
+    assert!(err.is_ok(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_volume_throttle_is_waited_out_on_a_longer_clock() {
+    let h = start().await;
+    let r = h
+        .control
+        .put(h.url("/_emulator/railway/config"))
+        .json(&json!({"volumeThrottle": {"limit": 1, "windowMs": 1500}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut s = settings(&h.emu, TOKEN);
+    s.throttle_wait = Duration::from_millis(600);
+    let client = RailwayClient::new(s, h.control.clone());
+    let a = client.create_service("a").await.unwrap();
+    let b = client.create_service("b").await.unwrap();
+    client.create_volume(&a, "/data").await.unwrap();
+    let started = Instant::now();
+    client.create_volume(&b, "/data").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    let sent = h.count("railway.volumeCreate").await;
+    assert!((3..=5).contains(&sent), "waited, not hammered: {sent}");
+}
+
+/// A stand-in Railway that records what it was sent and answers from a script.
+mod scripted {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    /// When each request came and the User-Agent it carried.
+    pub type Log = Vec<(Instant, Option<String>)>;
+
+    #[derive(Clone, Default)]
+    pub struct Seen(pub Arc<Mutex<Log>>);
+
+    pub type Answer = Box<dyn Fn() -> Response + Send + Sync>;
+
+    pub async fn serve(answers: Vec<Answer>) -> (String, Seen) {
+        let seen = Seen::default();
+        let answers = Arc::new(answers);
+        let state = (seen.clone(), answers);
+        async fn handle(
+            State((seen, answers)): State<(Seen, Arc<Vec<Answer>>)>,
+            headers: HeaderMap,
+        ) -> Response {
+            let n = {
+                let mut log = seen.0.lock().unwrap();
+                let agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string);
+                log.push((Instant::now(), agent));
+                log.len() - 1
+            };
+            match answers.get(n) {
+                Some(answer) => answer(),
+                None => (StatusCode::INTERNAL_SERVER_ERROR, "script ended").into_response(),
+            }
+        }
+        let app = axum::Router::new().route("/graphql/v2", axum::routing::post(handle)).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/graphql/v2", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+}
+
+#[tokio::test]
+async fn the_user_agent_is_sent_and_rate_limit_headers_are_honoured() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let reset_in = |secs: u64| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        (now + secs).to_string()
+    };
+    let ok = || axum::Json(json!({"data": {"serviceCreate": {"id": "s1", "name": "x"}}}));
+    let answers: Vec<scripted::Answer> = vec![
+        // A 429 without Retry-After: X-RateLimit-Reset says when.
+        Box::new(move || {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("x-ratelimit-remaining", "0".to_string()), ("x-ratelimit-reset", reset_in(2))],
+                "slow down",
+            )
+                .into_response()
+        }),
+        // Success, but the window is spent: the next call waits for its reset.
+        Box::new(move || {
+            ([("x-ratelimit-remaining", "0".to_string()), ("x-ratelimit-reset", reset_in(2))], ok())
+                .into_response()
+        }),
+        Box::new(move || ok().into_response()),
+    ];
+    let (url, seen) = scripted::serve(answers).await;
+    let mut s = RailwaySettings::new(
+        url.parse().unwrap(),
+        SecretString::from(TOKEN.to_string()),
+        "p".into(),
+        "e".into(),
+    );
+    s.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+        max_server_delay: Duration::from_secs(5),
+    };
+    let client = RailwayClient::new(s, reqwest::Client::builder().no_proxy().build().unwrap());
+    assert_eq!(client.create_service("x").await.unwrap(), "s1");
+    assert_eq!(client.create_service("y").await.unwrap(), "s1");
+    let log = seen.0.lock().unwrap().clone();
+    assert_eq!(log.len(), 3);
+    for (_, agent) in &log {
+        assert_eq!(agent.as_deref(), Some(shared::railway::USER_AGENT));
+    }
+    assert!(shared::railway::USER_AGENT.starts_with("convos-pool/"));
+    let gap = |i: usize| log[i].0.duration_since(log[i - 1].0);
+    assert!(gap(1) >= Duration::from_millis(900), "the 429's reset was waited for: {:?}", gap(1));
+    assert!(gap(2) >= Duration::from_millis(900), "the spent window was waited for: {:?}", gap(2));
 }

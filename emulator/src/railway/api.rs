@@ -11,17 +11,18 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::graphql::{self, GqlError, Prepared};
+use super::shapes::{domain_json, environment_json, project_json, service_json, volume_json};
 use super::{
     Domain, ENVIRONMENT_ID, ENVIRONMENT_NAME, PROJECT_ID, RailwayWorld, Service, ServiceConfig, Volume,
 };
 use crate::admission::{admit, bearer_ok};
 use crate::fs::Fs;
 use crate::respond;
-use crate::rfc3339;
 use crate::state::App;
 
 /// Root fields per operation type, with the counter each is counted under.
-const QUERIES: &[(&str, &str)] = &[("service", "railway.service"), ("project", "railway.project")];
+const QUERIES: &[(&str, &str)] =
+    &[("service", "railway.service"), ("project", "railway.project"), ("environment", "railway.environment")];
 const MUTATIONS: &[(&str, &str)] = &[
     ("serviceCreate", "railway.serviceCreate"),
     ("volumeCreate", "railway.volumeCreate"),
@@ -63,6 +64,9 @@ fn execution_error(err: GqlError) -> Response {
 pub async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let prepared = graphql::prepare(&body);
     let route = prepared.as_ref().map(route_of).unwrap_or("railway.invalid");
+    if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        app.world().railway.user_agents.insert(agent.to_string());
+    }
     let authorized = bearer_ok(&headers, &app.0.start_config.railway_token);
     if let Err(resp) = admit(&app, route, None, authorized).await {
         return resp;
@@ -71,10 +75,26 @@ pub async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         Ok(p) => p,
         Err(e) => return request_error(e),
     };
-    match execute(&app, &prepared) {
+    let result = execute(&app, &prepared);
+    // The control API's lose-answer: the origin acted, the edge answers a gateway timeout.
+    if app.world().railway.take_lost_answer(route) {
+        return lost_answer();
+    }
+    match result {
         Ok(data) => respond::json(StatusCode::OK, json!({"data": data})),
         Err(e) => execution_error(e),
     }
+}
+
+/// What Railway's edge answers when the origin took too long: an HTML page, no GraphQL.
+fn lost_answer() -> Response {
+    let mut resp = axum::response::IntoResponse::into_response((
+        StatusCode::GATEWAY_TIMEOUT,
+        "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1></center></body></html>",
+    ));
+    resp.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/html"));
+    resp
 }
 
 /// Runs the root fields in order (mutations serially, as GraphQL does); the first failing
@@ -161,6 +181,10 @@ fn resolve(
             check_project(Some(str_arg(args, "id")?))?;
             Ok(project_json(rw, speed))
         }
+        "environment" => {
+            check_environment(Some(str_arg(args, "id")?))?;
+            Ok(environment_json(rw, speed))
+        }
         "service" => {
             let id = str_arg(args, "id")?;
             let svc = rw.services.get(id).ok_or("Service not found")?;
@@ -209,6 +233,10 @@ fn resolve(
             }
             if rw.volume_of(service_id).is_some() {
                 return Err("Service already has a volume attached".into());
+            }
+            // Railway's per-user throttle on volume creation (control API: volumeThrottle).
+            if !rw.volume_create_allowed() {
+                return Err("You are creating volumes too quickly".into());
             }
             let seq = rw.next_seq();
             let svc = &rw.services[service_id];
@@ -288,10 +316,8 @@ fn environment_patch(rw: &mut RailwayWorld, patch: &Value) -> Result<Value, Stri
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err("Invalid patch: services must be an object".into()),
     };
-    for id in services.keys() {
-        if !rw.services.contains_key(id) {
-            return Err(format!("Service {id} not found"));
-        }
+    if services.keys().any(|id| !rw.services.contains_key(id)) {
+        return Err("Service not found".into());
     }
     // Validate everything before changing anything: a commit applies whole or not at all.
     let mut updates = Vec::new();
@@ -379,131 +405,4 @@ fn slug(name: &str) -> String {
         name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let s = s.trim_matches('-');
     if s.is_empty() { "service".into() } else { s.chars().take(40).collect() }
-}
-
-fn edges(nodes: Vec<Value>) -> Value {
-    json!({
-        "edges": nodes.into_iter().map(|n| json!({"node": n, "cursor": Value::Null})).collect::<Vec<_>>(),
-        "pageInfo": {"hasNextPage": false, "hasPreviousPage": false, "startCursor": null, "endCursor": null},
-    })
-}
-
-fn deployment_json(rw: &RailwayWorld, svc: &Service, index: usize, speed: f64) -> Value {
-    let d = &svc.deployments[index];
-    let latest = index + 1 == svc.deployments.len();
-    let domain = svc.domains.first().map(|d| d.domain.clone());
-    json!({
-        "__typename": "Deployment",
-        "id": d.id,
-        "status": d.status(latest, rw.deploy_time(speed)),
-        "createdAt": rfc3339(d.created_at),
-        "updatedAt": rfc3339(d.created_at),
-        "serviceId": svc.id,
-        "environmentId": ENVIRONMENT_ID,
-        "projectId": PROJECT_ID,
-        "staticUrl": domain,
-        "url": domain.as_ref().map(|d| format!("https://{d}")),
-        "canRedeploy": true,
-        "canRollback": !latest,
-        "deploymentStopped": !latest,
-        "meta": {"image": d.config.image},
-    })
-}
-
-fn domain_json(d: &Domain, service_id: &str) -> Value {
-    json!({
-        "__typename": "ServiceDomain",
-        "id": d.id,
-        "domain": d.domain,
-        "suffix": "up.railway.app",
-        "serviceId": service_id,
-        "environmentId": ENVIRONMENT_ID,
-        "projectId": PROJECT_ID,
-        "targetPort": Value::Null,
-        "createdAt": rfc3339(d.created_at),
-        "updatedAt": rfc3339(d.created_at),
-        "deletedAt": Value::Null,
-    })
-}
-
-fn instance_json(rw: &RailwayWorld, svc: &Service, speed: f64) -> Value {
-    let latest = if svc.deployments.is_empty() {
-        Value::Null
-    } else {
-        deployment_json(rw, svc, svc.deployments.len() - 1, speed)
-    };
-    json!({
-        "__typename": "ServiceInstance",
-        "id": format!("{}:{ENVIRONMENT_ID}", svc.id),
-        "serviceId": svc.id,
-        "serviceName": svc.name,
-        "environmentId": ENVIRONMENT_ID,
-        "startCommand": svc.config.start_command,
-        "numReplicas": 1,
-        "region": "us-west2",
-        "sleepApplication": false,
-        "source": {"__typename": "ServiceSource", "image": svc.config.image, "repo": Value::Null},
-        "domains": {
-            "__typename": "AllDomains",
-            "serviceDomains": svc.domains.iter().map(|d| domain_json(d, &svc.id)).collect::<Vec<_>>(),
-            "customDomains": [],
-        },
-        "latestDeployment": latest,
-    })
-}
-
-fn service_json(rw: &RailwayWorld, svc: &Service, speed: f64) -> Value {
-    let deployments: Vec<Value> =
-        (0..svc.deployments.len()).rev().map(|i| deployment_json(rw, svc, i, speed)).collect();
-    json!({
-        "__typename": "Service",
-        "id": svc.id,
-        "name": svc.name,
-        "projectId": PROJECT_ID,
-        "icon": Value::Null,
-        "createdAt": rfc3339(svc.created_at),
-        "updatedAt": rfc3339(svc.updated_at),
-        "deletedAt": Value::Null,
-        "serviceInstances": edges(vec![instance_json(rw, svc, speed)]),
-        "deployments": edges(deployments),
-    })
-}
-
-fn volume_json(v: &Volume) -> Value {
-    json!({
-        "__typename": "Volume",
-        "id": v.id,
-        "name": v.name,
-        "projectId": PROJECT_ID,
-        "createdAt": rfc3339(v.created_at),
-        "volumeInstances": edges(vec![json!({
-            "__typename": "VolumeInstance",
-            "id": format!("{}:{ENVIRONMENT_ID}", v.id),
-            "volumeId": v.id,
-            "serviceId": v.service_id,
-            "environmentId": ENVIRONMENT_ID,
-            "mountPath": v.mount_path,
-            "state": "READY",
-            "currentSizeMB": 0,
-            "sizeMB": 5000,
-        })]),
-    })
-}
-
-fn project_json(rw: &RailwayWorld, speed: f64) -> Value {
-    let services = rw.services_in_order().into_iter().map(|s| service_json(rw, s, speed)).collect();
-    let mut volumes: Vec<&Volume> = rw.volumes.values().collect();
-    volumes.sort_by_key(|v| v.seq);
-    json!({
-        "__typename": "Project",
-        "id": PROJECT_ID,
-        "name": "emulator",
-        "services": edges(services),
-        "volumes": edges(volumes.into_iter().map(volume_json).collect()),
-        "environments": edges(vec![json!({
-            "__typename": "Environment",
-            "id": ENVIRONMENT_ID,
-            "name": ENVIRONMENT_NAME,
-        })]),
-    })
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Forced;
+use super::{Forced, VolumeThrottle, runtime};
 use crate::respond;
 use crate::state::App;
 
@@ -15,24 +15,68 @@ fn bad_request(msg: &str) -> Response {
     respond::error(StatusCode::BAD_REQUEST, msg)
 }
 
-/// Services, volumes (orphans included), domains, deployments and variable names.
+/// Services, volumes (orphans included), domains, deployments and variable names, and per
+/// service what its latest deployment's email credential is good for (never a value).
 pub async fn state(State(app): State<App>) -> Response {
     let world = app.world();
-    respond::json(StatusCode::OK, world.railway.dump(world.config.speed))
+    let mut dump = world.railway.dump(world.config.speed);
+    let org_key = &app.0.start_config.agentmail_key;
+    if let Some(services) = dump["services"].as_array_mut() {
+        for service in services {
+            let id = service["id"].as_str().unwrap_or_default().to_string();
+            let credential = world
+                .railway
+                .services
+                .get(&id)
+                .and_then(|s| s.latest())
+                .and_then(|d| runtime::email_credential(&world, org_key, &d.config.variables));
+            service["emailCredential"] = json!(credential);
+        }
+    }
+    respond::json(StatusCode::OK, dump)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ThrottlePatch {
+    limit: u32,
+    window_ms: u64,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ConfigPatch {
     deploy_ms: Option<u64>,
+    /// `{"limit", "windowMs"}` arms the volume throttle; `null` disarms it.
+    #[serde(default, deserialize_with = "present")]
+    volume_throttle: Option<Option<ThrottlePatch>>,
+}
+
+/// A field that is present (even as null) is `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn config_json(world: &crate::state::World) -> serde_json::Value {
+    let throttle = world
+        .railway
+        .volume_throttle
+        .map(|t| json!({"limit": t.limit, "windowMs": t.window.as_millis() as u64}));
+    json!({"deployMs": world.railway.deploy_ms, "volumeThrottle": throttle})
 }
 
 pub async fn config_get(State(app): State<App>) -> Response {
     let world = app.world();
-    respond::json(StatusCode::OK, json!({"deployMs": world.railway.deploy_ms}))
+    respond::json(StatusCode::OK, config_json(&world))
 }
 
-/// `{"deployMs": N}`: how long a deployment takes to reach SUCCESS, before `speed`.
+/// `{"deployMs": N}`: how long a deployment takes to reach SUCCESS, before `speed`;
+/// `{"volumeThrottle": {"limit": L, "windowMs": W}}`: at most L `volumeCreate` in any W ms
+/// (more answer "You are creating volumes too quickly"), `null` to lift it.
 pub async fn config_put(State(app): State<App>, body: Bytes) -> Response {
     let patch = match serde_json::from_slice::<ConfigPatch>(&body) {
         Ok(p) => p,
@@ -42,7 +86,39 @@ pub async fn config_put(State(app): State<App>, body: Bytes) -> Response {
     if let Some(ms) = patch.deploy_ms {
         world.railway.deploy_ms = ms;
     }
-    respond::json(StatusCode::OK, json!({"deployMs": world.railway.deploy_ms}))
+    if let Some(throttle) = patch.volume_throttle {
+        world.railway.volume_throttle = throttle.map(|t| VolumeThrottle {
+            limit: t.limit,
+            window: std::time::Duration::from_millis(t.window_ms),
+        });
+    }
+    respond::json(StatusCode::OK, config_json(&world))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoseAnswer {
+    /// The root field, e.g. `volumeCreate`.
+    field: String,
+    #[serde(default = "one")]
+    count: u64,
+}
+
+/// `{"field": "volumeCreate", "count": N}`: the next N requests whose first root field is
+/// `field` take effect, then Railway's edge answers 504 with an HTML page (the answer is
+/// lost, as when the origin is slow). `count: 0` disarms.
+pub async fn lose_answer(State(app): State<App>, body: Bytes) -> Response {
+    let req = match serde_json::from_slice::<LoseAnswer>(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&format!("invalid body: {e}")),
+    };
+    let route = format!("railway.{}", req.field);
+    if !crate::latency::is_route(&route) {
+        return bad_request(&format!("unknown field {:?}", req.field));
+    }
+    let mut world = app.world();
+    world.railway.lost_answers.insert(route, req.count);
+    respond::json(StatusCode::OK, json!({"field": req.field, "count": req.count}))
 }
 
 #[derive(Deserialize)]

@@ -219,7 +219,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Keeps from `value` what `set` selects. Objects carry `__typename`; a field the object
-    /// lacks is a validation error; `first`/`last` on a connection trim its edges.
+    /// lacks is a validation error; a connection is served a page at a time.
     pub fn project(
         &self,
         value: &Value,
@@ -254,7 +254,11 @@ impl<'a> Ctx<'a> {
                             path: path.clone(),
                         });
                     };
-                    let found = trim_connection(found, &self.args(f));
+                    let found = trim_connection(found, &self.args(f)).map_err(|message| GqlError {
+                        message,
+                        pos: Some((field.pos.line, field.pos.column)),
+                        path: path.clone(),
+                    })?;
                     path.push(json!(key));
                     let projected = if f.selection_set.node.items.is_empty() {
                         if found.get("__typename").is_some() {
@@ -282,19 +286,62 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// `first: n` / `last: n` on a connection (`{edges: [...]}`) keep that many edges.
-fn trim_connection(value: &Value, args: &Map<String, Value>) -> Value {
+/// The most edges one page of a connection holds, and what a page holds without `first`.
+pub const PAGE_SIZE: usize = 100;
+
+/// Serves one page of a connection (`{edges: [...]}`), as Railway does: `first` (at most
+/// [`PAGE_SIZE`], the default) edges after the `after` cursor, or the `last` ones, each edge
+/// with its cursor and `pageInfo` saying whether more follow. A client that ignores
+/// `hasNextPage` sees only the first page. Cursors are opaque offsets.
+fn trim_connection(value: &Value, args: &Map<String, Value>) -> Result<Value, String> {
     let mut value = value.clone();
-    if let Some(edges) = value.get_mut("edges").and_then(Value::as_array_mut) {
-        if let Some(n) = args.get("first").and_then(Value::as_u64) {
-            edges.truncate(n as usize);
-        }
-        if let Some(n) = args.get("last").and_then(Value::as_u64) {
-            let skip = edges.len().saturating_sub(n as usize);
-            edges.drain(..skip);
-        }
-    }
-    value
+    let Some(all) = value.get_mut("edges").and_then(Value::as_array_mut) else { return Ok(value) };
+    let total = all.len();
+    let start = match args.get("after") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => decode_cursor(c).ok_or_else(|| format!("Invalid cursor {c:?}"))? + 1,
+        Some(_) => return Err("Argument \"after\" must be a String".into()),
+    };
+    let start = start.min(total);
+    let first = args.get("first").and_then(Value::as_u64).map(|n| n as usize);
+    let last = args.get("last").and_then(Value::as_u64).map(|n| n as usize);
+    let (from, to) = match (first, last) {
+        (_, Some(n)) if first.is_none() => (total.saturating_sub(n.min(PAGE_SIZE)).max(start), total),
+        (n, _) => (start, (start + n.unwrap_or(PAGE_SIZE).min(PAGE_SIZE)).min(total)),
+    };
+    let page: Vec<Value> = all[from..to]
+        .iter()
+        .enumerate()
+        .map(|(i, edge)| {
+            let mut edge = edge.clone();
+            edge["cursor"] = json!(encode_cursor(from + i));
+            edge
+        })
+        .collect();
+    let (start_cursor, end_cursor) = match page.len() {
+        0 => (Value::Null, Value::Null),
+        n => (json!(encode_cursor(from)), json!(encode_cursor(from + n - 1))),
+    };
+    *all = page;
+    value["pageInfo"] = json!({
+        "__typename": "PageInfo",
+        "hasNextPage": to < total,
+        "hasPreviousPage": from > 0,
+        "startCursor": start_cursor,
+        "endCursor": end_cursor,
+    });
+    Ok(value)
+}
+
+fn encode_cursor(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("offset:{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    String::from_utf8(raw).ok()?.strip_prefix("offset:")?.parse().ok()
 }
 
 /// Two selections with one response key are merged field by field.

@@ -7,6 +7,7 @@ mod api;
 mod control;
 mod graphql;
 mod runtime;
+mod shapes;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -157,6 +158,14 @@ pub struct Volume {
     pub fs: Fs,
 }
 
+/// Railway's per-user throttle on `volumeCreate`: at most `limit` creations in any `window`
+/// (wall clock: `speed` does not shrink it, as it does not shrink Railway's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeThrottle {
+    pub limit: u32,
+    pub window: Duration,
+}
+
 /// Everything Railway holds, reset by `POST /_emulator/reset`.
 #[derive(Debug)]
 pub struct RailwayWorld {
@@ -166,6 +175,17 @@ pub struct RailwayWorld {
     pub deploy_ms: u64,
     /// The next this many deployments end FAILED.
     pub fail_next: u64,
+    /// Off unless set through the control API.
+    pub volume_throttle: Option<VolumeThrottle>,
+    /// When recent volume creations were allowed through (for the throttle).
+    volume_creates: Vec<Instant>,
+    /// How many `volumeCreate` the throttle refused.
+    pub volume_throttled: u64,
+    /// Every `User-Agent` the GraphQL endpoint saw, so a test can check what clients send.
+    pub user_agents: std::collections::BTreeSet<String>,
+    /// Per counter route (`railway.volumeCreate`): this many requests act, then the edge
+    /// answers 504 (the answer is lost).
+    pub lost_answers: BTreeMap<String, u64>,
     next_seq: u64,
 }
 
@@ -176,12 +196,41 @@ impl Default for RailwayWorld {
             volumes: BTreeMap::new(),
             deploy_ms: DEFAULT_DEPLOY_MS,
             fail_next: 0,
+            volume_throttle: None,
+            volume_creates: Vec::new(),
+            volume_throttled: 0,
+            user_agents: Default::default(),
+            lost_answers: BTreeMap::new(),
             next_seq: 0,
         }
     }
 }
 
 impl RailwayWorld {
+    /// Whether one more volume may be created now under the throttle; counts it if so.
+    pub fn volume_create_allowed(&mut self) -> bool {
+        let Some(throttle) = self.volume_throttle else { return true };
+        let now = Instant::now();
+        self.volume_creates.retain(|t| now.duration_since(*t) < throttle.window);
+        if self.volume_creates.len() as u32 >= throttle.limit {
+            self.volume_throttled += 1;
+            return false;
+        }
+        self.volume_creates.push(now);
+        true
+    }
+
+    /// Consumes one lost answer armed for `route`.
+    pub fn take_lost_answer(&mut self, route: &str) -> bool {
+        match self.lost_answers.get_mut(route) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn deploy_time(&self, speed: f64) -> Duration {
         latency::scaled(self.deploy_ms, speed)
     }
@@ -251,6 +300,7 @@ impl RailwayWorld {
                             "status": d.status(i + 1 == count, deploy),
                             "createdAt": rfc3339(d.created_at),
                             "image": d.config.image,
+                            "startCommand": d.config.start_command,
                             "variables": d.config.variables.keys().collect::<Vec<_>>(),
                         })
                     })
@@ -296,6 +346,9 @@ impl RailwayWorld {
             "projectId": PROJECT_ID,
             "environmentId": ENVIRONMENT_ID,
             "config": {"deployMs": self.deploy_ms, "failNext": self.fail_next},
+            "lostAnswers": self.lost_answers,
+            "volumeThrottled": self.volume_throttled,
+            "userAgents": self.user_agents,
             "services": services,
             "volumes": volumes,
         })
@@ -311,6 +364,7 @@ pub(crate) fn routes() -> Router<App> {
         .route("/_emulator/railway/state", get(control::state))
         .route("/_emulator/railway/config", put(control::config_put).get(control::config_get))
         .route("/_emulator/railway/fail-next", post(control::fail_next))
+        .route("/_emulator/railway/lose-answer", post(control::lose_answer))
         .route("/_emulator/railway/services/{service}/crash", post(control::crash))
         .route("/_emulator/railway/services/{service}/sleep", post(control::sleep))
 }

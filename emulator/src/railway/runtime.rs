@@ -1,9 +1,15 @@
 //! What answers on a service's public domain (`/_railway/{domain}/…`): the Gen 2 pool server
 //! (convos-contracts §2.2) in front of the simulated OpenClaw gateway.
 //!
+//! - The pool server runs only when the deployment was started with its command
+//!   ([`POOL_SERVER_START_COMMAND`]); the image's own command runs the gateway alone, without
+//!   `/pool/health` or the `/data` set-up, so nothing answers on the domain: 502.
 //! - `GET /pool/health` needs no auth: 503 `{"ready":false}` until the latest deployment is
 //!   SUCCESS and the gateway has booted (`gateway_boot_ms`), then 200
-//!   `{"ready":true,"version":"emulated","runtime":"openclaw"}`; 503 again once crashed.
+//!   `{"ready":true,"version":"emulated","runtime":<RUNTIME_TYPE>}`; 503 again once crashed.
+//!   With `AGENTMAIL_INBOX_ID` set, the email handler needs `AGENTMAIL_API_KEY` good for that
+//!   inbox (scoped to it, or the organisation's) or a `POOL_URL` to proxy through: without
+//!   one the runtime stays 503 `{"ready":false,"error":…}`.
 //! - Everything else goes to the gateway (`gateway::serve`) with the deployment's
 //!   `GATEWAY_TOKEN` as the key (open when unset), or 502 while the runtime is not up.
 //! - A sleeping service wakes on a request: the request waits for the boot, like Railway's
@@ -19,13 +25,38 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
+use std::collections::BTreeMap;
+
 use super::{Forced, RailwayWorld};
 use crate::admission::admit;
+use crate::agentmail_keys::InboxKeysWorld;
 use crate::fs::Fs;
 use crate::gateway::{self, Host, Layout, Route};
 use crate::latency;
 use crate::respond;
 use crate::state::{App, World};
+
+/// The production pool's start command: the pool server, which sets up the volume, answers
+/// `/pool/health` and runs the runtime behind it (convos-contracts §3.3, runtime @ dev).
+pub const POOL_SERVER_START_COMMAND: &str = "node convos-platform/pool-server/dist/index.js";
+
+/// What the deployment's email credential is good for: `None` without an inbox, else
+/// `inbox` / `organization` (an `AGENTMAIL_API_KEY` for that inbox), `pool_url` (proxied
+/// through the pool), `invalid` (a key that does not open the inbox) or `missing`.
+pub fn email_credential(
+    world: &World,
+    org_key: &str,
+    variables: &BTreeMap<String, String>,
+) -> Option<&'static str> {
+    let inbox = variables.get("AGENTMAIL_INBOX_ID").filter(|v| !v.is_empty())?;
+    if let Some(key) = variables.get("AGENTMAIL_API_KEY").filter(|v| !v.is_empty()) {
+        return Some(InboxKeysWorld::scope_of(world, org_key, key, inbox).as_str());
+    }
+    if variables.get("POOL_URL").is_some_and(|v| !v.is_empty()) {
+        return Some("pool_url");
+    }
+    Some("missing")
+}
 
 /// One service's runtime, pinned to the deployment the request reached.
 struct RailwayHost {
@@ -124,7 +155,7 @@ async fn handle(
     {
         tokio::time::sleep(wait).await;
     }
-    let (ready, host, key) = {
+    let (ready, host, key, runtime, email) = {
         let world = app.world();
         let speed = world.config.speed;
         let boot = latency::scaled(world.config.gateway_boot_ms, speed);
@@ -136,20 +167,29 @@ async fn handle(
         let Some(d) = svc.latest() else {
             return if rest.trim_matches('/') == "pool/health" { not_ready() } else { failed_to_respond() };
         };
+        // Started with the image's own command: the gateway alone, no pool server in front.
+        if d.config.start_command.as_deref() != Some(POOL_SERVER_START_COMMAND) {
+            return failed_to_respond();
+        }
+        let email = email_credential(&world, &app.0.start_config.agentmail_key, &d.config.variables);
+        let runtime = d.config.variables.get("RUNTIME_TYPE").cloned().unwrap_or_else(|| "openclaw".into());
         let host = RailwayHost {
             service_id: svc.id.clone(),
             deployment_id: d.id.clone(),
             layout: world.railway.layout_of(&svc.id),
         };
         let key = d.config.variables.get("GATEWAY_TOKEN").filter(|k| !k.is_empty()).cloned();
-        (d.runtime_ready(deploy, boot), host, key)
+        (d.runtime_ready(deploy, boot), host, key, runtime, email)
     };
     if rest.trim_matches('/') == "pool/health" {
+        if let Some(problem @ ("missing" | "invalid")) = email {
+            let error = format!(
+                "email: AGENTMAIL_INBOX_ID is set but the credential is {problem} (need AGENTMAIL_API_KEY for the inbox or POOL_URL)"
+            );
+            return respond::json(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false, "error": error}));
+        }
         return if ready {
-            respond::json(
-                StatusCode::OK,
-                json!({"ready": true, "version": "emulated", "runtime": "openclaw"}),
-            )
+            respond::json(StatusCode::OK, json!({"ready": true, "version": "emulated", "runtime": runtime}))
         } else {
             not_ready()
         };

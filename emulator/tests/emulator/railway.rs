@@ -11,6 +11,7 @@ use crate::common::{Env, eventually, json, start};
 const TOKEN: &str = "emulator-railway-token";
 const PROJECT: &str = "emulator-project";
 const ENVIRONMENT: &str = "emulator-environment";
+const POOL_SERVER: &str = "node convos-platform/pool-server/dist/index.js";
 
 async fn gql_with(env: &Env, token: &str, query: &str, variables: Value) -> Response {
     env.http
@@ -74,7 +75,7 @@ async fn create_domain(env: &Env, service_id: &str) -> String {
 async fn patch(env: &Env, service_id: &str, variables: Value) {
     let mut svc = json!({
         "source": {"image": "ghcr.io/xmtplabs/convos-runtime@sha256:abc"},
-        "deploy": {"startCommand": "node pool-server.js", "limitOverride": {"containers": {"cpu": 4, "memoryBytes": 4_000_000_000u64}}},
+        "deploy": {"startCommand": POOL_SERVER, "limitOverride": {"containers": {"cpu": 4, "memoryBytes": 4_000_000_000u64}}},
     });
     svc["variables"] = variables;
     let data = gql(
@@ -416,4 +417,251 @@ async fn faults_apply_per_operation_and_reset_clears_railway() {
     let dump = state(&env).await;
     assert!(dump["services"].as_array().unwrap().is_empty());
     assert_eq!(dump["config"]["deployMs"], 30_000);
+}
+
+/// Deploys `service_id` with `start_command` and variables, as one commit.
+async fn deploy_with(env: &Env, service_id: &str, start_command: &str, variables: Value) {
+    let svc = json!({
+        "source": {"image": "ghcr.io/xmtplabs/convos-runtime@sha256:abc"},
+        "deploy": {"startCommand": start_command},
+        "variables": variables,
+    });
+    gql(
+        env,
+        "mutation($e: String!, $p: EnvironmentConfig!) { environmentPatchCommit(environmentId: $e, patch: $p) }",
+        json!({"e": ENVIRONMENT, "p": {"services": {service_id: svc}}}),
+    )
+    .await;
+}
+
+const PAGED: &str = "query($p: String!, $e: String!, $after: String, $vafter: String) {
+  project(id: $p) { services(first: 500, after: $after) { edges { cursor node { id name } } pageInfo { hasNextPage endCursor } } }
+  environment(id: $e) {
+    serviceInstances(after: $after) { edges { node { serviceId } } pageInfo { hasNextPage } }
+    volumeInstances(first: 2, after: $vafter) { edges { node { volumeId serviceId } } pageInfo { hasNextPage endCursor } }
+  }
+}";
+
+#[tokio::test]
+async fn connections_are_served_a_hundred_at_a_time_with_cursors() {
+    let env = start().await;
+    let mut ids = Vec::new();
+    for i in 0..230 {
+        ids.push(create_service(&env, &format!("convos-agent-{i:03}")).await);
+    }
+    for id in &ids[..3] {
+        create_volume(&env, id).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let data =
+            gql(&env, PAGED, json!({"p": PROJECT, "e": ENVIRONMENT, "after": after, "vafter": null})).await;
+        let services = &data["project"]["services"];
+        let edges = services["edges"].as_array().unwrap();
+        assert!(edges.len() <= 100, "first: 500 still pages at 100");
+        seen.extend(edges.iter().map(|e| e["node"]["name"].as_str().unwrap().to_string()));
+        pages += 1;
+        // The environment's own connection pages the same way without `first`.
+        assert!(data["environment"]["serviceInstances"]["edges"].as_array().unwrap().len() <= 100);
+        if services["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = services["pageInfo"]["endCursor"].clone();
+        assert_eq!(after, edges.last().unwrap()["cursor"]);
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..230).map(|i| format!("convos-agent-{i:03}")).collect();
+    assert_eq!(seen, expected, "every service once, in creation order");
+
+    // A smaller page, and the next one after its cursor.
+    let data = gql(&env, PAGED, json!({"p": PROJECT, "e": ENVIRONMENT, "after": null, "vafter": null})).await;
+    let volumes = &data["environment"]["volumeInstances"];
+    assert_eq!(volumes["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(volumes["pageInfo"]["hasNextPage"], true);
+    let next = volumes["pageInfo"]["endCursor"].clone();
+    let data = gql(&env, PAGED, json!({"p": PROJECT, "e": ENVIRONMENT, "after": null, "vafter": next})).await;
+    let rest = data["environment"]["volumeInstances"]["edges"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["node"]["serviceId"], ids[2].as_str());
+    // A cursor that is not ours is an error; an unknown environment is not found.
+    let bad =
+        gql_error(&env, PAGED, json!({"p": PROJECT, "e": ENVIRONMENT, "after": "nope", "vafter": null}))
+            .await;
+    assert!(bad.starts_with("Invalid cursor"), "{bad}");
+    let missing =
+        gql_error(&env, PAGED, json!({"p": PROJECT, "e": "other", "after": null, "vafter": null})).await;
+    assert_eq!(missing, "Environment not found");
+}
+
+#[tokio::test]
+async fn the_runtime_needs_the_pool_server_start_command() {
+    let env = start().await;
+    let id = create_service(&env, "convos-agent-cmd").await;
+    create_volume(&env, &id).await;
+    let domain = create_domain(&env, &id).await;
+    // The image's own command: the gateway alone, nothing answers the pool's routes.
+    deploy_with(&env, &id, "pnpm start", json!({"GATEWAY_TOKEN": {"value": "t"}})).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(state(&env).await["services"][0]["status"], "SUCCESS");
+    assert_eq!(runtime(&env, &domain, Method::GET, "/pool/health", None, None).await.status(), 502);
+    assert_eq!(runtime(&env, &domain, Method::GET, "/convos/status", Some("t"), None).await.status(), 502);
+    // Started with the pool server: ready, and the runtime type comes from RUNTIME_TYPE.
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"GATEWAY_TOKEN": {"value": "t"}, "RUNTIME_TYPE": {"value": "hermes"}}),
+    )
+    .await;
+    let health = json(runtime(&env, &domain, Method::GET, "/pool/health", None, None).await).await;
+    assert_eq!(health, json!({"ready": true, "version": "emulated", "runtime": "hermes"}));
+    assert_eq!(runtime(&env, &domain, Method::GET, "/convos/status", Some("t"), None).await.status(), 200);
+    assert_eq!(state(&env).await["services"][0]["deployments"][1]["startCommand"], POOL_SERVER);
+}
+
+async fn agentmail(env: &Env, method: Method, path: &str, key: &str, body: Option<Value>) -> Response {
+    let mut req = env.http.request(method, env.url(path)).bearer_auth(key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_email_handler_needs_a_credential_for_its_inbox() {
+    let env = start().await;
+    let org = "emulator-agentmail-key";
+    let inbox = json(
+        agentmail(&env, Method::POST, "/v0/inboxes", org, Some(json!({"username": "convos-agent-mail"})))
+            .await,
+    )
+    .await;
+    let inbox_id = inbox["inbox_id"].as_str().unwrap().to_string();
+    let id = create_service(&env, "convos-agent-mail").await;
+    let domain = create_domain(&env, &id).await;
+    let health = |env: &Env| {
+        let domain = domain.clone();
+        let env_url = env.url(&format!("/_railway/{domain}/pool/health"));
+        let http = env.http.clone();
+        async move {
+            let r = http.get(env_url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // An inbox and no credential: the runtime cannot read its mail and says so.
+    deploy_with(&env, &id, POOL_SERVER, json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}})).await;
+    let (code, body) = health(&env).await;
+    assert_eq!(code, 503);
+    assert!(body["error"].as_str().unwrap().contains("missing"), "{body}");
+    assert_eq!(state(&env).await["services"][0]["emailCredential"], "missing");
+
+    // A key that opens nothing is no better.
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}, "AGENTMAIL_API_KEY": {"value": "am_made_up"}}),
+    )
+    .await;
+    assert_eq!(health(&env).await.0, 503);
+    assert_eq!(state(&env).await["services"][0]["emailCredential"], "invalid");
+
+    // A key scoped to the inbox: minted with the organisation key, shown once, listed without it.
+    let path = format!("/v0/inboxes/{inbox_id}/api-keys");
+    let r = agentmail(&env, Method::POST, &path, "am_made_up", Some(json!({"name": "k"}))).await;
+    assert_eq!(r.status(), 401, "only the organisation key mints keys");
+    let key =
+        json(agentmail(&env, Method::POST, &path, org, Some(json!({"name": "convos-pool-x"}))).await).await;
+    let secret = key["api_key"].as_str().unwrap().to_string();
+    assert_eq!(key["inbox_id"], inbox_id.as_str());
+    let listed = json(agentmail(&env, Method::GET, &path, org, None).await).await;
+    assert_eq!(listed["count"], 1);
+    assert!(listed["api_keys"][0].get("api_key").is_none(), "{listed}");
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}, "AGENTMAIL_API_KEY": {"value": secret}}),
+    )
+    .await;
+    assert_eq!(health(&env).await.0, 200);
+    assert_eq!(state(&env).await["services"][0]["emailCredential"], "inbox");
+
+    // The organisation key works too (and the state says so); a pool proxy URL works.
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}, "AGENTMAIL_API_KEY": {"value": org}}),
+    )
+    .await;
+    assert_eq!(state(&env).await["services"][0]["emailCredential"], "organization");
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}, "POOL_URL": {"value": "https://pool.example"}}),
+    )
+    .await;
+    assert_eq!(health(&env).await.0, 200);
+
+    // Revoked, or its inbox deleted: the scoped key opens nothing.
+    deploy_with(
+        &env,
+        &id,
+        POOL_SERVER,
+        json!({"AGENTMAIL_INBOX_ID": {"value": inbox_id}, "AGENTMAIL_API_KEY": {"value": secret}}),
+    )
+    .await;
+    let key_id = key["api_key_id"].as_str().unwrap();
+    let r = agentmail(&env, Method::DELETE, &format!("{path}/{key_id}"), org, None).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(state(&env).await["services"][0]["emailCredential"], "invalid");
+    assert_eq!(health(&env).await.0, 503);
+}
+
+#[tokio::test]
+async fn volume_creation_is_throttled_and_answers_can_be_lost() {
+    let env = start().await;
+    let r = env
+        .control(
+            Method::PUT,
+            "/_emulator/railway/config",
+            Some(json!({"volumeThrottle": {"limit": 1, "windowMs": 400}})),
+        )
+        .await;
+    assert_eq!(json(r).await["volumeThrottle"], json!({"limit": 1, "windowMs": 400}));
+    let a = create_service(&env, "a").await;
+    let b = create_service(&env, "b").await;
+    create_volume(&env, &a).await;
+    let input = json!({"input": {"projectId": PROJECT, "environmentId": ENVIRONMENT, "serviceId": b, "mountPath": "/data"}});
+    let q = "mutation($input: VolumeCreateInput!) { volumeCreate(input: $input) { id } }";
+    assert_eq!(gql_error(&env, q, input.clone()).await, "You are creating volumes too quickly");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    gql(&env, q, input).await;
+    env.control(Method::PUT, "/_emulator/railway/config", Some(json!({"volumeThrottle": null}))).await;
+
+    // A lost answer: the domain is made, the edge answers 504 with a page.
+    let r = env
+        .control(
+            Method::POST,
+            "/_emulator/railway/lose-answer",
+            Some(json!({"field": "serviceDomainCreate"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let resp = gql_with(
+        &env,
+        TOKEN,
+        "mutation($input: ServiceDomainCreateInput!) { serviceDomainCreate(input: $input) { domain } }",
+        json!({"input": {"serviceId": a, "environmentId": ENVIRONMENT}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 504);
+    assert!(resp.text().await.unwrap().starts_with("<html>"));
+    let dump = state(&env).await;
+    assert_eq!(dump["services"][0]["domains"].as_array().unwrap().len(), 1, "{dump}");
+    assert_eq!(dump["lostAnswers"]["railway.serviceDomainCreate"], 0);
 }

@@ -15,6 +15,7 @@ mod chain;
 mod chaos;
 mod checks;
 mod clients;
+mod railway;
 mod supervisor;
 mod worker;
 
@@ -88,6 +89,10 @@ pub struct SoakArgs {
     /// Keep the scratch database (its name is printed).
     #[arg(long)]
     pub keep_db: bool,
+    /// Seconds of the Railway round that follows (0 skips it): throttled volume creation,
+    /// generic errors, edge pages and lost answers on the emulated Railway.
+    #[arg(long, default_value_t = 20)]
+    pub railway_secs: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -219,7 +224,28 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     } else {
         db.drop_db().await;
     }
-    outcome
+    match outcome {
+        Ok(passed) if args.railway_secs > 0 => Ok(railway_round(&args).await? && passed),
+        other => other,
+    }
+}
+
+/// The Railway round after the Sprites chaos: its checks printed and written to
+/// `railway.json` beside `soak.json`.
+async fn railway_round(args: &SoakArgs) -> Result<bool, String> {
+    println!("soak railway: {} s of Railway faults", args.railway_secs);
+    let round = railway::run(Duration::from_secs(args.railway_secs)).await?;
+    println!();
+    for check in &round.checks {
+        println!("{} {:<28} {}", if check.pass { "PASS" } else { "FAIL" }, check.name, check.detail);
+    }
+    let passed = round.checks.iter().all(|c| c.pass);
+    let report = json!({"passed": passed, "checks": round.checks, "summary": round.summary});
+    let path = args.json_dir.join("railway.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("soak railway: {} — report {}", if passed { "PASSED" } else { "FAILED" }, path.display());
+    Ok(passed)
 }
 
 fn init_parent_log(path: &std::path::Path) -> Result<(), String> {

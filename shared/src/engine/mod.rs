@@ -21,7 +21,7 @@ use crate::chain::{Chain, Delivery};
 use crate::config::{Config, PoolEnvironment, ProviderConfig};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
 use crate::provider::{
-    Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
+    InboxKeys, Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
 };
 use crate::railway::{RailwayClient, RailwaySettings, RetryPolicy as RailwayRetry};
 use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
@@ -208,12 +208,14 @@ impl Engine {
                 );
                 settings.public_url_base = railway.public_url_base.clone();
                 // A step gives a rate limit a few short waits; longer ones are the engine's
-                // backoff between attempts, which holds no Lambda open.
+                // backoff between attempts, which holds no Lambda open. A volume throttle is
+                // waited out in the step (15 s, 30 s, up to a minute): it outlasts request
+                // backoff, and failing the step for it would only spend its attempts.
                 settings.retry = RailwayRetry {
-                    max_attempts: 3,
+                    max_attempts: 4,
                     base_delay: Duration::from_secs(2),
                     max_delay: Duration::from_secs(10),
-                    max_server_delay: Duration::from_secs(15),
+                    max_server_delay: Duration::from_secs(60),
                 };
                 let client = RailwayClient::new(settings, http.clone());
                 Arc::new(RailwayProvider::new(
@@ -222,6 +224,11 @@ impl Engine {
                     RailwayProviderSettings {
                         image: railway.image.clone(),
                         start_command: railway.start_command.clone(),
+                        runtime_type: railway.runtime_type.clone(),
+                        inbox_keys: config
+                            .agentmail
+                            .as_ref()
+                            .map(|c| InboxKeys::new(c.api_url.clone(), c.api_key.clone(), http.clone())),
                         cpu: railway.cpu,
                         memory_bytes: railway.memory_mb * 1024 * 1024,
                         xmtp_env: config.instance_xmtp_env.clone(),

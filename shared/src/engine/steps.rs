@@ -287,7 +287,10 @@ impl Engine {
         tracing::warn!(instance = id, %step, attempts = instance.attempts + 1, error = %err, "step failed");
         crate::metrics::step_failure();
         let provisioning = instance.status == Status::Provisioning;
-        if step == Step::Create {
+        // Only a refusal counts at once: rate limits, throttles and edge errors on a burst of
+        // creates are the provider asking us to slow down, not a broken creation path. A
+        // transient failure counts when the instance is given up on (below).
+        if step == Step::Create && err.failure != Failure::Transient {
             let breaker = self
                 .store
                 .breaker_failure(&message, self.settings.breaker_threshold, self.settings.breaker_pause)
@@ -309,7 +312,7 @@ impl Engine {
             }
             return Ok(());
         }
-        if provisioning && step != Step::Create {
+        if provisioning && (step != Step::Create || err.failure == Failure::Transient) {
             self.store
                 .breaker_failure(&message, self.settings.breaker_threshold, self.settings.breaker_pause)
                 .await?;

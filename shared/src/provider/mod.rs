@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-pub use railway::{DerivedStatus, Observed, RailwayProvider, RailwayProviderSettings, derive_status};
+pub use railway::{
+    DerivedStatus, InboxKeys, Observed, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings,
+    derive_status, runtime_type_of_image,
+};
 pub use sprites::{SpritesProvider, SpritesProviderSettings};
 
 /// What a backend can do; the engine leaves out the steps it cannot.

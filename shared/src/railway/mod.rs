@@ -1,32 +1,34 @@
 //! Client for Railway's public GraphQL API (convos-contracts §3): the services of one project
 //! and environment, their volumes, domains and deployments.
 //!
-//! Every call goes through [`RailwayClient::call`]: one POST of `{query, variables}` with
-//! `Authorization: Bearer`, the body read as text first (Railway's edge can answer HTML),
-//! any `errors` array turned into a [`RailwayError`], and rate limits and transient failures
-//! retried a bounded number of times with backoff ([`RetryPolicy`]). Each call is one tracing
-//! span with the operation, status, attempts and duration — never the token or a variable
-//! value, which are also blanked out of every error message.
+//! Every call goes through one request path (`transport`): a POST of `{query, variables}` with
+//! `Authorization: Bearer` and our User-Agent, the answer classified into a [`RailwayError`]
+//! (`error`), and rate limits and transient failures retried a bounded number of times
+//! (`retry`). Creates whose outcome is unknown are not resent: the caller looks first. The
+//! listing pages through the project (`listing`). Each call is one tracing span with the
+//! operation, status, attempts and duration — never the token or a variable value, which are
+//! also blanked out of every error message.
 
 mod error;
+mod listing;
 mod retry;
+mod transport;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use tracing::Instrument;
 use url::Url;
 
-pub use error::{RailwayError, RailwayErrorKind};
-pub use retry::RetryPolicy;
+pub use error::{Missing, RailwayError, RailwayErrorKind};
+pub use listing::PAGE as LISTING_PAGE;
+pub use retry::{DEFAULT_THROTTLE_WAIT, RetryPolicy};
+pub use transport::USER_AGENT;
 
-use error::{kind_of_message, parse_retry_after, sanitize};
+use transport::Resend;
 
 /// The public API endpoint.
 pub const DEFAULT_API_URL: &str = "https://backboard.railway.com/graphql/v2";
@@ -44,6 +46,8 @@ pub struct RailwaySettings {
     /// otherwise at `https://{d}`.
     pub public_url_base: Option<Url>,
     pub retry: RetryPolicy,
+    /// The first wait after a per-user creation throttle ([`DEFAULT_THROTTLE_WAIT`]).
+    pub throttle_wait: Duration,
     /// Per attempt.
     pub request_timeout: Duration,
 }
@@ -57,6 +61,7 @@ impl RailwaySettings {
             environment_id,
             public_url_base: None,
             retry: retry::patient(),
+            throttle_wait: DEFAULT_THROTTLE_WAIT,
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -71,6 +76,7 @@ impl std::fmt::Debug for RailwaySettings {
             .field("environment_id", &self.environment_id)
             .field("public_url_base", &self.public_url_base.as_ref().map(Url::as_str))
             .field("retry", &self.retry)
+            .field("throttle_wait", &self.throttle_wait)
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
@@ -80,7 +86,8 @@ impl std::fmt::Debug for RailwaySettings {
 #[derive(Debug, Clone)]
 pub struct DeploySpec {
     pub image: String,
-    pub start_command: Option<String>,
+    /// Always sent: the image's own command would run without the pool server.
+    pub start_command: String,
     pub cpu: f64,
     pub memory_bytes: u64,
     pub variables: BTreeMap<String, SecretString>,
@@ -147,6 +154,8 @@ pub struct RailwayClient {
 struct Inner {
     settings: RailwaySettings,
     http: reqwest::Client,
+    /// When an answer said the rate-limit window is spent: calls wait until then.
+    window_opens: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for RailwayClient {
@@ -155,50 +164,18 @@ impl std::fmt::Debug for RailwayClient {
     }
 }
 
-/// The batched listing: every service with this environment's instance (latest deployment,
-/// domains, image) and every volume with the services it is attached to. One request,
-/// whatever the number of services.
-const SERVICES_QUERY: &str = "query services($projectId: String!) {
-  project(id: $projectId) {
-    services(first: 500) { edges { node {
-      id name createdAt
-      serviceInstances { edges { node {
-        environmentId
-        domains { serviceDomains { domain } customDomains { domain } }
-        source { image }
-        latestDeployment { id status }
-      } } }
-    } } }
-    volumes { edges { node {
-      id name
-      volumeInstances { edges { node { serviceId environmentId } } }
-    } } }
-  }
-}";
-
 impl RailwayClient {
     pub fn new(settings: RailwaySettings, http: reqwest::Client) -> Self {
-        RailwayClient { inner: Arc::new(Inner { settings, http }) }
+        RailwayClient { inner: Arc::new(Inner { settings, http, window_opens: Mutex::new(None) }) }
     }
 
     pub fn settings(&self) -> &RailwaySettings {
         &self.inner.settings
     }
 
-    /// Every service of the project in ONE request (see [`SERVICES_QUERY`]).
-    pub async fn services(&self) -> Result<Vec<ServiceSnapshot>, RailwayError> {
-        let op = "services";
-        let data =
-            self.call(op, SERVICES_QUERY, json!({"projectId": self.inner.settings.project_id}), &[]).await?;
-        let project = data
-            .get("project")
-            .filter(|p| !p.is_null())
-            .ok_or_else(|| RailwayError::new(RailwayErrorKind::NotFound, op, "the project was not found"))?;
-        Ok(snapshots(project, &self.inner.settings.environment_id))
-    }
-
     /// Creates an empty service (no source: nothing deploys yet) and returns its id. Railway
-    /// does not keep names unique: after a lost answer, look for the name in [`Self::services`].
+    /// does not keep names unique, so a create of unknown outcome is not resent: look for the
+    /// name in [`Self::services`] first.
     pub async fn create_service(&self, name: &str) -> Result<String, RailwayError> {
         let op = "create_service";
         let s = &self.inner.settings;
@@ -208,12 +185,14 @@ impl RailwayClient {
                 "mutation serviceCreate($input: ServiceCreateInput!) { serviceCreate(input: $input) { id name } }",
                 json!({"input": {"projectId": s.project_id, "environmentId": s.environment_id, "name": name}}),
                 &[],
+                Resend::LookUpFirst,
             )
             .await?;
         string_at(&data, &["serviceCreate", "id"], op)
     }
 
-    /// Creates the service's volume and returns its id.
+    /// Creates the service's volume and returns its id. Not resent when its outcome is
+    /// unknown: look for the volume in [`Self::services`] first.
     pub async fn create_volume(&self, service_id: &str, mount_path: &str) -> Result<String, RailwayError> {
         let op = "create_volume";
         let s = &self.inner.settings;
@@ -228,12 +207,14 @@ impl RailwayClient {
                     "mountPath": mount_path,
                 }}),
                 &[],
+                Resend::LookUpFirst,
             )
             .await?;
         string_at(&data, &["volumeCreate", "id"], op)
     }
 
-    /// Creates the service's public `*.up.railway.app` domain and returns it.
+    /// Creates the service's public `*.up.railway.app` domain and returns it. Not resent when
+    /// its outcome is unknown: look for the domain in [`Self::services`] first.
     pub async fn create_domain(&self, service_id: &str) -> Result<String, RailwayError> {
         let op = "create_domain";
         let data = self
@@ -242,6 +223,7 @@ impl RailwayClient {
                 "mutation serviceDomainCreate($input: ServiceDomainCreateInput!) { serviceDomainCreate(input: $input) { domain } }",
                 json!({"input": {"serviceId": service_id, "environmentId": self.inner.settings.environment_id}}),
                 &[],
+                Resend::LookUpFirst,
             )
             .await?;
         string_at(&data, &["serviceDomainCreate", "domain"], op)
@@ -253,12 +235,10 @@ impl RailwayClient {
         let op = "deploy";
         let variables: serde_json::Map<String, Value> =
             spec.variables.iter().map(|(k, v)| (k.clone(), json!({"value": v.expose_secret()}))).collect();
-        let mut deploy = json!({
+        let deploy = json!({
+            "startCommand": spec.start_command,
             "limitOverride": {"containers": {"cpu": spec.cpu, "memoryBytes": spec.memory_bytes}},
         });
-        if let Some(cmd) = &spec.start_command {
-            deploy["startCommand"] = json!(cmd);
-        }
         let patch = json!({"services": {service_id: {
             "source": {"image": spec.image},
             "deploy": deploy,
@@ -274,6 +254,7 @@ impl RailwayClient {
                 "commitMessage": "convos pool: deploy",
             }),
             &secrets,
+            Resend::Safe,
         )
         .await?;
         Ok(())
@@ -286,12 +267,14 @@ impl RailwayClient {
             "mutation serviceInstanceRedeploy($serviceId: String!, $environmentId: String!) { serviceInstanceRedeploy(serviceId: $serviceId, environmentId: $environmentId) }",
             json!({"serviceId": service_id, "environmentId": self.inner.settings.environment_id}),
             &[],
+            Resend::Safe,
         )
         .await?;
         Ok(())
     }
 
-    /// Deletes a volume; one that is already gone counts as deleted.
+    /// Deletes a volume; one that is already gone ("Volume not found", nothing else) counts
+    /// as deleted.
     pub async fn delete_volume(&self, volume_id: &str) -> Result<(), RailwayError> {
         let result = self
             .call(
@@ -299,12 +282,14 @@ impl RailwayClient {
                 "mutation volumeDelete($volumeId: String!) { volumeDelete(volumeId: $volumeId) }",
                 json!({"volumeId": volume_id}),
                 &[],
+                Resend::Safe,
             )
             .await;
-        gone_is_ok(result)
+        gone_is_ok(result, Missing::Volume)
     }
 
-    /// Deletes a service; one that is already gone counts as deleted. Delete its volume
+    /// Deletes a service; one that is already gone ("Service not found", nothing else)
+    /// counts as deleted. Delete its volume
     /// first: a volume outlives a service deleted before it.
     pub async fn delete_service(&self, service_id: &str) -> Result<(), RailwayError> {
         let result = self
@@ -313,9 +298,10 @@ impl RailwayClient {
                 "mutation serviceDelete($id: String!) { serviceDelete(id: $id) }",
                 json!({"id": service_id}),
                 &[],
+                Resend::Safe,
             )
             .await;
-        gone_is_ok(result)
+        gone_is_ok(result, Missing::Service)
     }
 
     /// The URL a domain is reached at.
@@ -325,171 +311,14 @@ impl RailwayClient {
             None => format!("https://{domain}"),
         }
     }
-
-    /// Sends one GraphQL request, retrying as the policy allows; returns `data`.
-    /// `secrets` are blanked out of any error message (variable values sent in the request).
-    async fn call(
-        &self,
-        operation: &'static str,
-        query: &str,
-        variables: Value,
-        secrets: &[&str],
-    ) -> Result<Value, RailwayError> {
-        let span = tracing::info_span!(
-            "railway",
-            operation,
-            status = tracing::field::Empty,
-            attempts = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
-        let body = json!({"query": query, "variables": variables});
-        let started = Instant::now();
-        async {
-            let mut attempt = 1;
-            loop {
-                let result = self.attempt(operation, &body, secrets).await;
-                let span = tracing::Span::current();
-                span.record("attempts", attempt);
-                span.record("duration_ms", started.elapsed().as_millis() as u64);
-                let err = match result {
-                    Ok(data) => {
-                        span.record("status", 200);
-                        tracing::debug!("railway call succeeded");
-                        return Ok(data);
-                    }
-                    Err(err) => err,
-                };
-                span.record("status", err.status);
-                match retry::delay_after(&self.inner.settings.retry, attempt, &err) {
-                    Some(delay) => {
-                        tracing::debug!(error = %err, delay_ms = delay.as_millis() as u64, "railway call will be retried");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => {
-                        if err.is_not_found() {
-                            tracing::debug!(error = %err, "railway call found nothing");
-                        } else {
-                            tracing::warn!(error = %err, "railway call failed");
-                        }
-                        return Err(err);
-                    }
-                }
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn attempt(
-        &self,
-        operation: &'static str,
-        body: &Value,
-        secrets: &[&str],
-    ) -> Result<Value, RailwayError> {
-        let settings = &self.inner.settings;
-        let token = settings.token.expose_secret();
-        let mut all_secrets: Vec<&str> = secrets.to_vec();
-        all_secrets.push(token);
-        let fail = |kind, status: u16, retry_after: Option<Duration>, message: &str| RailwayError {
-            kind,
-            operation,
-            message: sanitize(message, &all_secrets),
-            retry_after,
-            status,
-        };
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            RailwayError::new(
-                RailwayErrorKind::Unauthorized,
-                operation,
-                "the token has characters not allowed in a header",
-            )
-        })?;
-        auth.set_sensitive(true);
-        let response = self
-            .inner
-            .http
-            .post(settings.api_url.clone())
-            .header(header::AUTHORIZATION, auth)
-            .json(body)
-            .timeout(settings.request_timeout)
-            .send()
-            .await
-            .map_err(|e| fail(RailwayErrorKind::Transient, 0, None, &e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| fail(RailwayErrorKind::Transient, status, None, &e.without_url().to_string()))?;
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        if status == 401 || status == 403 {
-            return Err(fail(RailwayErrorKind::Unauthorized, status, None, &format!("HTTP {status}")));
-        }
-        if status == 429 {
-            let message = parsed
-                .as_ref()
-                .and_then(first_message)
-                .unwrap_or_else(|| "HTTP 429 Too Many Requests".into());
-            return Err(fail(RailwayErrorKind::RateLimited, status, retry_after, &message));
-        }
-        let Some(parsed) = parsed else {
-            // An HTML or text page from the edge: no GraphQL answer at all.
-            let kind = if status >= 500 || (200..300).contains(&status) {
-                RailwayErrorKind::Transient
-            } else {
-                RailwayErrorKind::Permanent
-            };
-            let snippet: String = text.chars().take(120).collect();
-            return Err(fail(
-                kind,
-                status,
-                retry_after,
-                &format!("HTTP {status} without a JSON body: {snippet}"),
-            ));
-        };
-        if let Some(message) = first_message(&parsed) {
-            let kind = kind_of_message(&message).unwrap_or(if status >= 500 {
-                RailwayErrorKind::Transient
-            } else {
-                RailwayErrorKind::Permanent
-            });
-            return Err(fail(kind, status, retry_after, &message));
-        }
-        if status >= 500 {
-            return Err(fail(RailwayErrorKind::Transient, status, retry_after, &format!("HTTP {status}")));
-        }
-        if !(200..300).contains(&status) {
-            return Err(fail(RailwayErrorKind::Permanent, status, None, &format!("HTTP {status}")));
-        }
-        match parsed.get("data") {
-            Some(data) if !data.is_null() => Ok(data.clone()),
-            _ => {
-                Err(fail(RailwayErrorKind::Permanent, status, None, "the answer has neither data nor errors"))
-            }
-        }
-    }
 }
 
-/// The first GraphQL error message (all of them joined when there are several).
-fn first_message(body: &Value) -> Option<String> {
-    let errors = body.get("errors")?.as_array()?;
-    if errors.is_empty() {
-        return None;
-    }
-    let messages: Vec<&str> =
-        errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect();
-    Some(if messages.is_empty() { "unknown GraphQL error".to_string() } else { messages.join("; ") })
-}
-
-fn gone_is_ok(result: Result<Value, RailwayError>) -> Result<(), RailwayError> {
+/// A delete of something already gone is done; any other NotFound (the project, the
+/// environment) is not.
+fn gone_is_ok(result: Result<Value, RailwayError>, what: Missing) -> Result<(), RailwayError> {
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_missing(what) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -506,98 +335,4 @@ fn string_at(data: &Value, path: &[&str], operation: &'static str) -> Result<Str
             format!("the answer lacks {}", path.join(".")),
         )
     })
-}
-
-fn edge_nodes(conn: Option<&Value>) -> impl Iterator<Item = &Value> {
-    conn.and_then(|c| c.get("edges"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("node"))
-}
-
-fn str_of(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-/// The listing's JSON as snapshots of the services in `environment_id`.
-fn snapshots(project: &Value, environment_id: &str) -> Vec<ServiceSnapshot> {
-    let mut volumes_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for volume in edge_nodes(project.get("volumes")) {
-        let Some(volume_id) = str_of(volume, "id") else { continue };
-        for instance in edge_nodes(volume.get("volumeInstances")) {
-            let env_matches =
-                instance.get("environmentId").and_then(Value::as_str).is_none_or(|e| e == environment_id);
-            if let Some(service_id) = str_of(instance, "serviceId").filter(|_| env_matches) {
-                let ids = volumes_of.entry(service_id).or_default();
-                if !ids.contains(&volume_id) {
-                    ids.push(volume_id.clone());
-                }
-            }
-        }
-    }
-    edge_nodes(project.get("services"))
-        .filter_map(|node| {
-            let id = str_of(node, "id")?;
-            let instance = edge_nodes(node.get("serviceInstances"))
-                .find(|i| i.get("environmentId").and_then(Value::as_str) == Some(environment_id));
-            let mut domains = Vec::new();
-            if let Some(all) = instance.and_then(|i| i.get("domains")) {
-                for kind in ["serviceDomains", "customDomains"] {
-                    for d in all.get(kind).and_then(Value::as_array).into_iter().flatten() {
-                        if let Some(domain) = str_of(d, "domain") {
-                            domains.push(domain);
-                        }
-                    }
-                }
-            }
-            Some(ServiceSnapshot {
-                name: str_of(node, "name").unwrap_or_default(),
-                created_at: node
-                    .get("createdAt")
-                    .and_then(Value::as_str)
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
-                deploy_status: instance
-                    .and_then(|i| i.get("latestDeployment"))
-                    .and_then(|d| d.get("status"))
-                    .and_then(Value::as_str)
-                    .map(DeployStatus::parse),
-                domains,
-                image: instance.and_then(|i| i.get("source")).and_then(|s| str_of(s, "image")),
-                volume_ids: volumes_of.remove(&id).unwrap_or_default(),
-                id,
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_picks_this_environment_and_maps_volumes() {
-        let project = json!({
-            "services": {"edges": [{"node": {
-                "id": "s1", "name": "convos-agent-a", "createdAt": "2026-04-01T10:00:00Z",
-                "serviceInstances": {"edges": [
-                    {"node": {"environmentId": "other", "latestDeployment": {"id": "d0", "status": "FAILED"}}},
-                    {"node": {"environmentId": "env", "domains": {"serviceDomains": [{"domain": "a.up.railway.app"}], "customDomains": [{"domain": "a.example"}]},
-                              "source": {"image": "img"}, "latestDeployment": {"id": "d1", "status": "SUCCESS"}}}
-                ]}
-            }}, {"node": {"id": "s2", "name": "b", "createdAt": null, "serviceInstances": {"edges": []}}}]},
-            "volumes": {"edges": [{"node": {"id": "v1", "volumeInstances": {"edges": [{"node": {"serviceId": "s1", "environmentId": "env"}}]}}},
-                                  {"node": {"id": "v2", "volumeInstances": {"edges": [{"node": {"serviceId": "gone"}}]}}}]}
-        });
-        let list = snapshots(&project, "env");
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].deploy_status, Some(DeployStatus::Success));
-        assert_eq!(list[0].domains, vec!["a.up.railway.app", "a.example"]);
-        assert_eq!(list[0].image.as_deref(), Some("img"));
-        assert_eq!(list[0].volume_ids, vec!["v1"]);
-        assert!(list[0].created_at.is_some());
-        assert_eq!(list[1].deploy_status, None);
-        assert!(list[1].volume_ids.is_empty());
-        assert_eq!(DeployStatus::parse("NEEDS_APPROVAL"), DeployStatus::Other("NEEDS_APPROVAL".into()));
-    }
 }

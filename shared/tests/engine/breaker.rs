@@ -1,24 +1,26 @@
-//! The provisioning circuit breaker: three failed creations pause creating, persisted and
-//! visible in the pool status; a success closes it.
+//! The provisioning circuit breaker: three refused creations pause creating, persisted and
+//! visible in the pool status; a success closes it. Transient failures of a create (rate
+//! limits, 5xx, edge pages) are retried and do not count until the instance is given up.
 
 use std::time::Duration;
 
 use serde_json::json;
-use shared::store::Step;
+use shared::store::Status;
 use sqlx::PgPool;
 
 use crate::harness::{Options, eventually, fault_json, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
-async fn three_failed_creations_open_the_breaker_and_a_success_closes_it(db: PgPool) {
+async fn three_refused_creations_open_the_breaker_and_a_success_closes_it(db: PgPool) {
     let mut settings = test_settings();
     settings.min_idle = 1;
     settings.max_attempts = 10;
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
-    pool.emulator.fault(fault_json("sprites.create", json!({"type": "status", "status": 500}))).await;
+    // A 400 is a refusal: the instance is given up at once and the breaker counts it.
+    pool.emulator.fault(fault_json("sprites.create", json!({"type": "status", "status": 400}))).await;
 
-    let id = pool.engine.replenish().await.unwrap().created.pop().unwrap();
     let breaker = eventually("the breaker to open", Duration::from_secs(10), || async {
+        pool.engine.replenish().await.unwrap();
         let breaker = pool.store.breaker().await.unwrap();
         breaker.open_until.is_some().then_some(breaker)
     })
@@ -31,23 +33,36 @@ async fn three_failed_creations_open_the_breaker_and_a_success_closes_it(db: PgP
     // While open, creation pauses: no more create calls, and replenish adds nothing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.emulator.count("sprites.create").await, 3);
-    let row = pool.instance(&id).await.unwrap();
-    assert_eq!(row.step, Some(Step::Create));
-    assert!(row.next_run_at.unwrap() > time::OffsetDateTime::now_utc() + time::Duration::minutes(4));
     let mut more = test_settings();
     more.min_idle = 5;
     let refill = pool.other_process(more, None).replenish().await.unwrap();
     assert!(refill.breaker_open && refill.created.is_empty(), "{refill:?}");
 
-    // Five minutes later (moved forward here), the waiting create runs again and succeeds.
+    // Five minutes later (moved forward here), creation resumes and a success closes it.
     pool.emulator.clear_faults().await;
     sqlx::query("UPDATE pool_state SET breaker_open_until = now() - interval '1 second'")
         .execute(pool.store.pool())
         .await
         .unwrap();
-    sqlx::query("UPDATE instances SET next_run_at = now()").execute(pool.store.pool()).await.unwrap();
     pool.engine.tick().await.unwrap();
     pool.settled_idle(1).await;
     let breaker = pool.store.breaker().await.unwrap();
     assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn transient_create_failures_are_retried_without_counting(db: PgPool) {
+    let mut settings = test_settings();
+    settings.max_attempts = 10;
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+    let mut rule = fault_json("sprites.create", json!({"type": "status", "status": 503}));
+    rule["count"] = json!(4);
+    pool.emulator.fault(rule).await;
+    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    pool.settled_idle(1).await;
+    assert_eq!(pool.instance(&id).await.unwrap().status, Status::Idle);
+    assert_eq!(pool.emulator.count("sprites.create").await, 5, "four 503s, then the create");
+    let breaker = pool.store.breaker().await.unwrap();
+    assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+    assert!(breaker.last_failure.is_none(), "{breaker:?}");
 }

@@ -166,6 +166,8 @@ pub fn railway_client(emulator: &Harness) -> RailwayClient {
         sprites_emulator::RAILWAY_ENVIRONMENT_ID.into(),
     );
     settings.public_url_base = Some(format!("{base}/_railway").parse().unwrap());
+    // Throttles are waited out on a short clock here (the default starts at 15 s).
+    settings.throttle_wait = Duration::from_millis(300);
     settings.retry = shared::railway::RetryPolicy {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(100),
@@ -181,7 +183,13 @@ pub fn railway_provider_for(emulator: &Harness) -> RailwayProvider {
         http(),
         RailwayProviderSettings {
             image: RAILWAY_IMAGE.into(),
-            start_command: Some("node convos-platform/pool-server/dist/index.js".into()),
+            start_command: shared::provider::POOL_SERVER_START_COMMAND.into(),
+            runtime_type: shared::provider::runtime_type_of_image(RAILWAY_IMAGE).into(),
+            inbox_keys: Some(shared::provider::InboxKeys::new(
+                format!("{}/v0", emulator.emulator.base_url()).parse().unwrap(),
+                SecretString::from(emulator.emulator.config().agentmail_key.clone()),
+                http(),
+            )),
             cpu: 4.0,
             memory_bytes: 4 << 30,
             xmtp_env: "dev".into(),

@@ -54,15 +54,28 @@ async fn provisions_with_one_commit_a_volume_and_a_domain(db: PgPool) {
         assert_eq!(service["image"], RAILWAY_IMAGE);
         let vars: Vec<&str> =
             service["variables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-        for name in ["GATEWAY_TOKEN", "INSTANCE_ID", "XMTP_ENV", "POOL_ENVIRONMENT", "ANTHROPIC_API_KEY"] {
+        for name in [
+            "GATEWAY_TOKEN",
+            "INSTANCE_ID",
+            "XMTP_ENV",
+            "POOL_ENVIRONMENT",
+            "ANTHROPIC_API_KEY",
+            "RUNTIME_TYPE",
+        ] {
             assert!(vars.contains(&name), "{name} missing from {vars:?}");
         }
+        // The pool server's command, or nothing would answer /pool/health.
+        assert_eq!(service["startCommand"], shared::provider::POOL_SERVER_START_COMMAND);
+        // No inbox here, so no email credential either.
+        assert!(service["emailCredential"].is_null(), "{service}");
         assert_eq!(service["volumeIds"].as_array().map(Vec::len), Some(1), "{service}");
         assert_eq!(service["deployments"].as_array().map(Vec::len), Some(1), "one deploy: {service}");
         assert!(instance.url.as_deref().unwrap().contains("/_railway/"), "{:?}", instance.url);
         assert_eq!(instance.provider, "railway");
         assert!(instance.golden_checkpoint_id.is_none());
     }
+    // Every Railway request said who we are.
+    assert_eq!(state["userAgents"], json!([shared::USER_AGENT]), "{state}");
     // Image, start command, limits and variables went in one commit per instance.
     assert_eq!(pool.emulator.count("railway.environmentPatchCommit").await, 2);
     assert_eq!(pool.emulator.count("railway.variableCollectionUpsert").await, 0);
@@ -231,4 +244,81 @@ async fn create_adopts_its_earlier_service_and_removes_duplicates(db: PgPool) {
     provider.destroy(name).await.unwrap();
     let state = railway_state(&pool).await;
     assert!(services(&state).is_empty() && state["volumes"].as_array().is_some_and(Vec::is_empty), "{state}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_instance_gets_an_email_key_scoped_to_its_own_inbox(db: PgPool) {
+    let pool =
+        pool_with(db, Options { backend: Backend::Railway, resources: true, ..Options::default() }).await;
+    let idle = pool.provision(2).await;
+    let state = railway_state(&pool).await;
+    let base = pool.emulator.emulator.base_url();
+    let org = pool.emulator.emulator.config().agentmail_key.clone();
+    for instance in &idle {
+        let service = service_named(&state, &instance.sprite_name).unwrap();
+        let vars: Vec<&str> =
+            service["variables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(vars.contains(&"AGENTMAIL_INBOX_ID") && vars.contains(&"AGENTMAIL_API_KEY"), "{vars:?}");
+        // The runtime checked it: a key for this inbox only, not the organisation's.
+        assert_eq!(service["emailCredential"], "inbox", "{service}");
+        let inbox = instance.agentmail_inbox_id.as_deref().unwrap();
+        let keys: Value = pool
+            .emulator
+            .raw()
+            .get(format!("{base}/v0/inboxes/{inbox}/api-keys"))
+            .bearer_auth(&org)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keys["count"], 1, "{keys}");
+        assert_eq!(keys["api_keys"][0]["name"], format!("convos-pool-{}", instance.id));
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_burst_of_throttled_creates_does_not_open_the_breaker(db: PgPool) {
+    let mut settings = test_settings();
+    settings.max_attempts = 10;
+    let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
+    let url = format!("{}/_emulator/railway/config", pool.emulator.emulator.base_url());
+    let throttle = json!({"volumeThrottle": {"limit": 2, "windowMs": 1000}});
+    assert!(pool.emulator.raw().put(url).json(&throttle).send().await.unwrap().status().is_success());
+    // And Railway's generic error now and then on the creates and the listing.
+    let problem = json!({"data": null, "errors": [{"message": "Problem processing request"}]}).to_string();
+    for route in ["railway.serviceCreate", "railway.project"] {
+        pool.emulator
+            .fault(json!({"route": route, "probability": 0.25, "kind": {"type": "status", "status": 200, "body": problem}}))
+            .await;
+    }
+    let refill = pool.engine.add_instances(6).await.unwrap();
+    assert_eq!(refill.created.len(), 6);
+    pool.settled_idle(6).await;
+    let breaker = pool.store.breaker().await.unwrap();
+    assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None), "{breaker:?}");
+    let state = railway_state(&pool).await;
+    assert_eq!(services(&state).len(), 6, "no duplicates left: {state}");
+    for service in services(&state) {
+        assert_eq!(service["volumeIds"].as_array().map(Vec::len), Some(1), "{service}");
+    }
+    assert!(pool.emulator.count("railway.volumeCreate").await > 6, "the throttle was hit");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn creates_whose_answer_was_lost_are_looked_up_not_resent(db: PgPool) {
+    let pool = railway_pool(db).await;
+    for field in ["serviceCreate", "volumeCreate", "serviceDomainCreate"] {
+        control(&pool, "lose-answer", json!({"field": field, "count": 1})).await;
+    }
+    let idle = pool.provision(1).await;
+    let state = railway_state(&pool).await;
+    assert_eq!(services(&state).len(), 1, "{state}");
+    let service = service_named(&state, &idle[0].sprite_name).unwrap();
+    assert_eq!(service["volumeIds"].as_array().map(Vec::len), Some(1), "{service}");
+    assert_eq!(service["domains"].as_array().map(Vec::len), Some(1), "{service}");
+    for route in ["railway.serviceCreate", "railway.volumeCreate", "railway.serviceDomainCreate"] {
+        assert_eq!(pool.emulator.count(route).await, 1, "{route} was sent once");
+    }
 }

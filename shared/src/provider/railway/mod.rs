@@ -1,6 +1,13 @@
 //! Railway: one service per instance running the pre-built runtime image, with a volume and a
 //! public domain (convos-contracts §3). Every lookup goes through the one batched listing, so
-//! a sweep costs one Railway call however large the pool is.
+//! a sweep costs one Railway request per 100 services however large the pool is.
+//!
+//! Creates are not idempotent on Railway (names are not unique, a second volume or domain is
+//! refused or doubled): when one's outcome is unknown (a timeout, a 5xx, an edge page) the
+//! listing is read before it is sent again.
+
+mod inbox_keys;
+mod status;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,21 +16,48 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+pub use inbox_keys::InboxKeys;
+pub use status::{DerivedStatus, Observed, derive_status};
+
 use super::{
     Capabilities, Failure, InstanceSecrets, Machine, Progress, Provider, ProviderError, RemoteMachine,
 };
-use crate::railway::{
-    DeploySpec, DeployStatus, RailwayClient, RailwayError, RailwayErrorKind, ServiceSnapshot,
-};
+use crate::railway::{DeploySpec, Missing, RailwayClient, RailwayError, RailwayErrorKind, ServiceSnapshot};
 
 /// Where the runtime keeps its state (it links `~/.convos` there).
 const VOLUME_MOUNT: &str = "/data";
+
+/// The production pool's start command: the pool server (`/pool/health`, the `/data` set-up)
+/// in front of the runtime. The image's own command (`pnpm start`) runs the gateway alone.
+pub const POOL_SERVER_START_COMMAND: &str = "node convos-platform/pool-server/dist/index.js";
+
+/// How often one create is sent when its outcome stays unknown after a look.
+const CREATE_TRIES: usize = 3;
+
+/// The runtime an image runs, as the runtime images are named: a Hermes image
+/// (`…/convos-hermes-runtime…`, `…hermes…`) runs Hermes, anything else OpenClaw. Only the
+/// repository path counts, not the tag or digest.
+pub fn runtime_type_of_image(image: &str) -> &'static str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    // A `:` after the last `/` starts the tag (a registry's `host:port` comes before it).
+    let repository = match without_digest.rfind(':') {
+        Some(colon) if colon > without_digest.rfind('/').unwrap_or(0) => &without_digest[..colon],
+        _ => without_digest,
+    };
+    let name = repository.rsplit('/').next().unwrap_or(repository).to_ascii_lowercase();
+    if name.contains("hermes") { "hermes" } else { "openclaw" }
+}
 
 #[derive(Clone)]
 pub struct RailwayProviderSettings {
     /// The runtime image, ideally pinned by digest.
     pub image: String,
-    pub start_command: Option<String>,
+    /// Normally [`POOL_SERVER_START_COMMAND`].
+    pub start_command: String,
+    /// `RUNTIME_TYPE` for the pool server: `openclaw` or `hermes`.
+    pub runtime_type: String,
+    /// Mints each instance's inbox-scoped AgentMail key (when AgentMail is configured).
+    pub inbox_keys: Option<InboxKeys>,
     pub cpu: f64,
     pub memory_bytes: u64,
     pub xmtp_env: String,
@@ -75,6 +109,82 @@ impl RailwayProvider {
         self.client.delete_service(&service.id).await.map_err(from_railway)
     }
 
+    /// `serviceCreate`; after an answer that leaves its outcome unknown, the listing is read
+    /// before it is sent again.
+    async fn create_service(&self, name: &str) -> Result<ServiceSnapshot, ProviderError> {
+        let mut last = None;
+        for _ in 0..CREATE_TRIES {
+            match self.client.create_service(name).await {
+                Ok(id) => {
+                    return Ok(ServiceSnapshot {
+                        id,
+                        name: name.to_string(),
+                        created_at: None,
+                        deploy_status: None,
+                        domains: Vec::new(),
+                        image: None,
+                        volume_ids: Vec::new(),
+                    });
+                }
+                Err(err) if outcome_unknown(&err) => {
+                    if let Some(found) = self.services_named(name).await?.into_iter().next() {
+                        tracing::info!(service = %found.id, "a create of unknown outcome had made the service");
+                        return Ok(found);
+                    }
+                    last = Some(err);
+                }
+                Err(err) => return Err(from_railway(err)),
+            }
+        }
+        Err(from_railway(last.expect("at least one try")))
+    }
+
+    /// `volumeCreate`, looked up first after an unknown outcome (a second one is refused).
+    async fn create_volume(&self, name: &str, service_id: &str) -> Result<(), ProviderError> {
+        let mut last = None;
+        for _ in 0..CREATE_TRIES {
+            match self.client.create_volume(service_id, VOLUME_MOUNT).await {
+                Ok(_) => return Ok(()),
+                Err(err) if outcome_unknown(&err) => {
+                    let found = self.services_named(name).await?.into_iter().find(|s| s.id == service_id);
+                    if found.is_some_and(|s| !s.volume_ids.is_empty()) {
+                        tracing::info!(
+                            service = service_id,
+                            "a volume create of unknown outcome had made the volume"
+                        );
+                        return Ok(());
+                    }
+                    last = Some(err);
+                }
+                Err(err) => return Err(from_railway(err)),
+            }
+        }
+        Err(from_railway(last.expect("at least one try")))
+    }
+
+    /// `serviceDomainCreate`, looked up first after an unknown outcome (one domain a service).
+    async fn create_domain(&self, name: &str, service_id: &str) -> Result<String, ProviderError> {
+        let mut last = None;
+        for _ in 0..CREATE_TRIES {
+            match self.client.create_domain(service_id).await {
+                Ok(domain) => return Ok(domain),
+                Err(err) if outcome_unknown(&err) => {
+                    let found = self.services_named(name).await?.into_iter().find(|s| s.id == service_id);
+                    if let Some(domain) = found.and_then(|s| s.domains.into_iter().next()) {
+                        tracing::info!(
+                            service = service_id,
+                            "a domain create of unknown outcome had made the domain"
+                        );
+                        return Ok(domain);
+                    }
+                    last = Some(err);
+                }
+                Err(err) => return Err(from_railway(err)),
+            }
+        }
+        Err(from_railway(last.expect("at least one try")))
+    }
+
     fn variables(&self, secrets: &InstanceSecrets<'_>) -> BTreeMap<String, SecretString> {
         let mut vars: BTreeMap<String, SecretString> = BTreeMap::new();
         let mut put = |name: &str, value: &str| {
@@ -84,7 +194,7 @@ impl RailwayProvider {
         put("INSTANCE_ID", secrets.instance_id);
         put("XMTP_ENV", &self.settings.xmtp_env);
         put("POOL_ENVIRONMENT", &self.settings.pool_environment);
-        put("RUNTIME_TYPE", "openclaw");
+        put("RUNTIME_TYPE", &self.settings.runtime_type);
         put("_RUNTIME_IMAGE", &self.settings.image);
         if let Some(key) = secrets.openrouter_key {
             put("OPENROUTER_API_KEY", key.expose_secret());
@@ -99,13 +209,24 @@ impl RailwayProvider {
     }
 }
 
+/// Rate limits and throttles are Transient (they never count toward the creation breaker);
+/// only a missing service, volume or deployment is Gone: a missing project or environment
+/// is a configuration fault, Permanent.
 fn from_railway(err: RailwayError) -> ProviderError {
     let failure = match err.kind {
         RailwayErrorKind::RateLimited | RailwayErrorKind::Transient => Failure::Transient,
-        RailwayErrorKind::NotFound => Failure::Gone,
+        RailwayErrorKind::NotFound => match err.missing {
+            Some(Missing::Service | Missing::Volume | Missing::Deployment) => Failure::Gone,
+            _ => Failure::Permanent,
+        },
         RailwayErrorKind::Unauthorized | RailwayErrorKind::Permanent => Failure::Permanent,
     };
     ProviderError { failure, message: format!("railway: {err}") }
+}
+
+/// Whether a failed create may have taken effect (so the listing must be read first).
+fn outcome_unknown(err: &RailwayError) -> bool {
+    !err.surely_not_applied()
 }
 
 #[async_trait]
@@ -122,18 +243,7 @@ impl Provider for RailwayProvider {
         let mut existing = self.services_named(name).await?.into_iter();
         let service = match existing.next() {
             Some(service) => service,
-            None => {
-                let id = self.client.create_service(name).await.map_err(from_railway)?;
-                ServiceSnapshot {
-                    id,
-                    name: name.to_string(),
-                    created_at: None,
-                    deploy_status: None,
-                    domains: Vec::new(),
-                    image: None,
-                    volume_ids: Vec::new(),
-                }
-            }
+            None => self.create_service(name).await?,
         };
         for duplicate in existing {
             tracing::info!(service = %duplicate.id, "deleting a duplicate service left by a retried create");
@@ -142,11 +252,11 @@ impl Provider for RailwayProvider {
         // Volume and domain before the first deploy, so the runtime starts with
         // RAILWAY_VOLUME_MOUNT_PATH and RAILWAY_PUBLIC_DOMAIN set.
         if service.volume_ids.is_empty() {
-            self.client.create_volume(&service.id, VOLUME_MOUNT).await.map_err(from_railway)?;
+            self.create_volume(name, &service.id).await?;
         }
         let domain = match service.domains.first() {
             Some(domain) => domain.clone(),
-            None => self.client.create_domain(&service.id).await.map_err(from_railway)?,
+            None => self.create_domain(name, &service.id).await?,
         };
         Ok(Machine { url: self.client.public_url(&domain), provider_ref: Some(service.id) })
     }
@@ -157,12 +267,18 @@ impl Provider for RailwayProvider {
 
     async fn configure(&self, name: &str, secrets: &InstanceSecrets<'_>) -> Result<(), ProviderError> {
         let service = self.service(name).await?;
+        let mut variables = self.variables(secrets);
+        // The runtime's email handler needs a credential for its inbox: a key scoped to it.
+        if let (Some(inbox), Some(keys)) = (secrets.agentmail_inbox_id, &self.settings.inbox_keys) {
+            let key = keys.issue(inbox, &format!("convos-pool-{}", secrets.instance_id)).await?;
+            variables.insert("AGENTMAIL_API_KEY".into(), key);
+        }
         let spec = DeploySpec {
             image: self.settings.image.clone(),
             start_command: self.settings.start_command.clone(),
             cpu: self.settings.cpu,
             memory_bytes: self.settings.memory_bytes,
-            variables: self.variables(secrets),
+            variables,
         };
         self.client.deploy(&service.id, &spec).await.map_err(from_railway)
     }
@@ -257,180 +373,18 @@ impl Provider for RailwayProvider {
     }
 }
 
-/// What the batched listing says of a service, from its latest deployment alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Observed {
-    Starting,
-    Running,
-    Sleeping,
-    Dead,
-    /// No deployment yet, or a status this code does not know.
-    Unknown,
-}
-
-impl Observed {
-    pub fn from_deploy(status: Option<&DeployStatus>) -> Observed {
-        match status {
-            Some(DeployStatus::Success) => Observed::Running,
-            Some(DeployStatus::Sleeping) => Observed::Sleeping,
-            Some(
-                DeployStatus::Failed | DeployStatus::Crashed | DeployStatus::Removed | DeployStatus::Skipped,
-            ) => Observed::Dead,
-            Some(
-                DeployStatus::Queued
-                | DeployStatus::Waiting
-                | DeployStatus::Initializing
-                | DeployStatus::Building
-                | DeployStatus::Deploying,
-            ) => Observed::Starting,
-            Some(DeployStatus::Removing | DeployStatus::Other(_)) | None => Observed::Unknown,
-        }
-    }
-}
-
-/// The pool-level status of a Railway instance (the old system's `deriveStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DerivedStatus {
-    Starting,
-    Idle,
-    Claimed,
-    Sleeping,
-    /// Gone or failed, nobody using it: replace it.
-    Dead,
-    /// Gone or failed while someone was using it: keep it for the operator.
-    Crashed,
-}
-
-/// Derives an instance's status from what its latest deployment says, whether its runtime answered
-/// (`None`: not asked), whether it holds a conversation, whether a claim is recorded on it, and
-/// its age. A deployment that succeeded but never answers is given `stuck_timeout` before it is
-/// called dead.
-pub fn derive_status(
-    observed: Observed,
-    reachable: Option<bool>,
-    conversation: bool,
-    claimed: bool,
-    age: Duration,
-    stuck_timeout: Duration,
-) -> DerivedStatus {
-    let in_use = claimed || conversation;
-    let young = age < stuck_timeout;
-    match observed {
-        Observed::Sleeping => DerivedStatus::Sleeping,
-        Observed::Dead if in_use => DerivedStatus::Crashed,
-        Observed::Dead => DerivedStatus::Dead,
-        Observed::Starting if in_use => DerivedStatus::Claimed,
-        Observed::Starting => DerivedStatus::Starting,
-        _ if in_use => DerivedStatus::Claimed,
-        Observed::Running if reachable != Some(false) => DerivedStatus::Idle,
-        _ if reachable == Some(true) => DerivedStatus::Idle,
-        _ if young => DerivedStatus::Starting,
-        _ => DerivedStatus::Dead,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    const STUCK: Duration = Duration::from_secs(15 * 60);
-    const YOUNG: Duration = Duration::from_secs(60);
-    const OLD: Duration = Duration::from_secs(16 * 60);
-
-    fn derive(
-        deploy: Option<DeployStatus>,
-        reachable: Option<bool>,
-        conversation: bool,
-        claimed: bool,
-        age: Duration,
-    ) -> DerivedStatus {
-        derive_status(Observed::from_deploy(deploy.as_ref()), reachable, conversation, claimed, age, STUCK)
-    }
+    use super::runtime_type_of_image;
 
     #[test]
-    fn deploys_in_progress_are_starting() {
-        for status in
-            [DeployStatus::Building, DeployStatus::Deploying, DeployStatus::Queued, DeployStatus::Waiting]
-        {
-            assert_eq!(derive(Some(status), None, false, false, YOUNG), DerivedStatus::Starting);
-        }
-    }
-
-    #[test]
-    fn failed_deploys_are_dead() {
-        for status in
-            [DeployStatus::Failed, DeployStatus::Crashed, DeployStatus::Removed, DeployStatus::Skipped]
-        {
-            assert_eq!(derive(Some(status), None, false, false, YOUNG), DerivedStatus::Dead);
-        }
-    }
-
-    #[test]
-    fn sleeping_is_sleeping() {
-        assert_eq!(derive(Some(DeployStatus::Sleeping), None, false, false, YOUNG), DerivedStatus::Sleeping);
-    }
-
-    #[test]
-    fn success_and_ready_without_conversation_is_idle() {
-        assert_eq!(derive(Some(DeployStatus::Success), Some(true), false, false, YOUNG), DerivedStatus::Idle);
-    }
-
-    #[test]
-    fn success_with_a_conversation_is_claimed() {
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(true), true, false, YOUNG),
-            DerivedStatus::Claimed
-        );
-    }
-
-    #[test]
-    fn success_but_unreachable_is_starting_until_the_stuck_timeout() {
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(false), false, false, YOUNG),
-            DerivedStatus::Starting
-        );
-        assert_eq!(derive(Some(DeployStatus::Success), Some(false), false, false, OLD), DerivedStatus::Dead);
-    }
-
-    #[test]
-    fn no_deploy_status_follows_the_age_rule() {
-        assert_eq!(derive(None, None, false, false, YOUNG), DerivedStatus::Starting);
-        assert_eq!(derive(None, None, false, false, OLD), DerivedStatus::Dead);
-        assert_eq!(derive(None, Some(true), false, false, OLD), DerivedStatus::Idle);
-    }
-
-    #[test]
-    fn a_claimed_instance_stays_claimed_through_deploys_and_silence() {
-        for status in [DeployStatus::Building, DeployStatus::Deploying] {
-            assert_eq!(derive(Some(status), None, false, true, YOUNG), DerivedStatus::Claimed);
-        }
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(false), false, true, OLD),
-            DerivedStatus::Claimed
-        );
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(true), false, true, YOUNG),
-            DerivedStatus::Claimed
-        );
-    }
-
-    #[test]
-    fn a_claimed_instance_whose_deploy_failed_is_crashed() {
-        assert_eq!(derive(Some(DeployStatus::Failed), None, false, true, YOUNG), DerivedStatus::Crashed);
-        assert_eq!(derive(Some(DeployStatus::Crashed), None, true, false, YOUNG), DerivedStatus::Crashed);
-    }
-
-    #[test]
-    fn the_boundary_of_the_stuck_rule() {
-        let just_under = STUCK - Duration::from_secs(1);
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(false), false, false, just_under),
-            DerivedStatus::Starting
-        );
-        assert_eq!(
-            derive(Some(DeployStatus::Success), Some(false), false, false, STUCK),
-            DerivedStatus::Dead
-        );
+    fn the_runtime_type_follows_the_image_repository() {
+        assert_eq!(runtime_type_of_image("ghcr.io/xmtplabs/convos-runtime@sha256:abc"), "openclaw");
+        assert_eq!(runtime_type_of_image("ghcr.io/xmtplabs/convos-runtime:latest"), "openclaw");
+        assert_eq!(runtime_type_of_image("ghcr.io/xmtplabs/convos-hermes-runtime:v2"), "hermes");
+        assert_eq!(runtime_type_of_image("registry:5000/hermes@sha256:1"), "hermes");
+        // A tag or registry host saying "hermes" does not make the image Hermes.
+        assert_eq!(runtime_type_of_image("ghcr.io/xmtplabs/convos-runtime:hermes-compat"), "openclaw");
+        assert_eq!(runtime_type_of_image("hermes.example:5000/convos-runtime"), "openclaw");
     }
 }
