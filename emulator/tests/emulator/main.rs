@@ -7,6 +7,7 @@ mod control;
 mod exec;
 mod fs;
 mod gateway;
+mod nodelay;
 mod railway;
 mod resources;
 mod services;
