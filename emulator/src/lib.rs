@@ -149,9 +149,9 @@ impl Emulator {
                     }
                 }
             };
-            // TCP_NODELAY on every accepted socket, as the real API's edge has it: an exec answers
-            // in several small writes (session_info, output, the exit frame), and with Nagle
-            // each waits for the previous one's ACK, which the client delays by up to 40 ms.
+            // TCP_NODELAY on every accepted socket: an exec answers in several small writes
+            // (session_info, output, the exit frame), and with Nagle each waits for the client's
+            // delayed ACK of the previous one (up to 40 ms; tests/nodelay.rs).
             let listener = listener.tap_io(|tcp| {
                 if let Err(e) = tcp.set_nodelay(true) {
                     tracing::warn!("emulator: cannot set TCP_NODELAY on an accepted socket: {e}");

@@ -7,7 +7,6 @@ mod control;
 mod exec;
 mod fs;
 mod gateway;
-mod nodelay;
 mod railway;
 mod resources;
 mod services;
