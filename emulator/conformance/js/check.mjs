@@ -310,8 +310,23 @@ async function runChecks(baseURL, results) {
       await sprite.updateNetworkPolicy(policy);
       eq(await sprite.getNetworkPolicy(), policy, 'stored');
     }],
-    ['exec sessions list', async () => {
+    ['exec sessions list + killSession', async () => {
       eq(await sprite.listSessions(), [], 'no sessions when idle');
+      const cmd = sprite.spawn('sleep', ['30']);
+      await once(cmd, 'spawn');
+      let sessions = [];
+      for (let i = 0; i < 100 && sessions.length === 0; i += 1) {
+        sessions = await sprite.listSessions();
+        if (sessions.length === 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      eq(sessions.length, 1, 'one running session');
+      const s = sessions[0];
+      eq([s.command, s.workdir, s.tty, s.isActive], ['sleep 30', '/home/sprite', false, true], 'session fields');
+      expect(s.created instanceof Date && s.created.getFullYear() > 2000, `created parses: ${s.created}`);
+      const events = await drain(await sprite.killSession(s.id, 'SIGTERM'));
+      eq(events.map((e) => e.type), ['signal', 'exited', 'complete'], 'kill stream');
+      eq(await cmd.wait(), 143, 'the killed command exits 128 + TERM');
+      eq(await sprite.listSessions(), [], 'gone after the kill');
     }],
     ['sprites.delete', async () => {
       await client.deleteSprite(name);
