@@ -40,6 +40,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post, put};
+use axum::serve::ListenerExt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
@@ -154,6 +155,14 @@ impl Emulator {
                     }
                 }
             };
+            // TCP_NODELAY on every accepted socket: an exec answers in several small writes
+            // (session_info, output, the exit frame), and with Nagle each waits for the client's
+            // delayed ACK of the previous one (up to 40 ms; tests/nodelay.rs).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("emulator: cannot set TCP_NODELAY on an accepted socket: {e}");
+                }
+            });
             if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(graceful).await {
                 tracing::error!("emulator server failed: {e}");
             }

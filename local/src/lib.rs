@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::ServiceExt;
 use axum::extract::Request;
+use axum::serve::ListenerExt;
 use shared::process::Process;
 
 /// Serves the API on `addr` until `shutdown` resolves.
@@ -15,6 +16,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = ServiceExt::<Request>::into_make_service(process.api.router(None));
+    // TCP_NODELAY on every accepted socket: an answer written in more than one piece must not wait
+    // for the client's delayed ACK (up to 40 ms) between them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY on an accepted socket: {e}");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
