@@ -18,7 +18,7 @@ use crate::config::JoinOutcome;
 use crate::fs::Fs;
 use crate::latency;
 use crate::respond;
-use crate::state::{App, Sprite, World};
+use crate::state::{App, World};
 
 pub const CONFIG_PATH: &str = "/home/sprite/.openclaw/openclaw.json";
 pub const INSTRUCTIONS_PATH: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
@@ -235,16 +235,6 @@ fn internal(msg: &str) -> Response {
     respond::error(StatusCode::INTERNAL_SERVER_ERROR, msg)
 }
 
-/// Whether the gateway answers now: a running `http_port` service that has finished booting,
-/// and no chaos switch holding it down.
-fn gateway_up(sprite: &Sprite, boot_ms: u64, speed: f64) -> bool {
-    if sprite.gateway.down {
-        return false;
-    }
-    let boot = latency::scaled(boot_ms, speed);
-    sprite.http_service().and_then(|s| s.started).is_some_and(|t| t.elapsed() >= boot)
-}
-
 pub async fn root(
     state: State<App>,
     Path(name): Path<String>,
@@ -285,21 +275,22 @@ async fn handle(
     }
     let (host, pool_key) = {
         let mut world = app.world();
-        let (boot_ms, speed) = (world.config.gateway_boot_ms, world.config.speed);
         let Some(sprite) = world.sprites.get_mut(&name) else {
             return respond::sprite_not_found();
         };
         sprite.touch();
-        if !gateway_up(sprite, boot_ms, speed) {
-            return bad_gateway();
-        }
+        // The URL reaches what listens on the http_port service's port (else 8080), if anything.
+        let pool_key = match crate::vm::url_target(sprite) {
+            Some(key) if !sprite.gateway.down => key,
+            _ => return bad_gateway(),
+        };
         let host = SpriteHost {
             name: name.clone(),
             id: sprite.id.clone(),
             epoch: sprite.boot_epoch,
             layout: Layout::sprite(),
         };
-        (host, sprite.gateway_key.clone())
+        (host, pool_key)
     };
     serve(&app, &host, route, pool_key.as_deref(), &method, &headers, &body).await
 }

@@ -31,6 +31,7 @@ mod services;
 mod shell;
 mod sprites;
 mod state;
+mod vm;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -245,10 +245,13 @@ async fn dispatch(ctx: &mut Ctx, argv: Vec<String>) -> Status {
         "chmod" => chmod(ctx, args),
         "sleep" => sleep(ctx, args).await,
         "bash" | "sh" => return shell(ctx, args).await,
-        _ => {
-            ctx.fallback_delay().await;
-            0
-        }
+        _ => match crate::vm::dispatch(ctx, &argv).await {
+            Some(code) => code,
+            None => {
+                ctx.fallback_delay().await;
+                0
+            }
+        },
     };
     Ok(code)
 }
@@ -606,8 +609,8 @@ async fn shell(ctx: &mut Ctx, args: &[String]) -> Status {
     if fs::basename(&path) == "sprite-setup.sh" {
         return Ok(setup_script(ctx, rest.get(1).map(String::as_str)).await);
     }
-    ctx.fallback_delay().await;
-    Ok(0)
+    let script = ctx.fs(|f| f.read(&path)).unwrap_or_default();
+    Ok(subshell(ctx, &String::from_utf8_lossy(&script)).await)
 }
 
 /// A nested shell: its `cd`, variables and `exit` do not leak into the caller.

@@ -43,9 +43,10 @@ async fn stderr_and_exit_codes() {
     let syntax = env.exec("ex", &["bash", "-c", "ls | wc -l"]).await;
     assert_eq!(syntax.code(), 2);
     assert!(syntax.err().contains("unsupported shell syntax"));
-    // Anything unknown succeeds quietly.
+    // An install the emulator cannot simulate fails; it never pretends.
     let unknown = env.exec("ex", &["apt-get", "install", "-y", "jq"]).await;
-    assert_eq!((unknown.code(), unknown.out()), (0, String::new()));
+    assert_eq!(unknown.code(), 100);
+    assert_eq!(unknown.err(), "E: Unable to locate package jq\n");
 }
 
 #[tokio::test]

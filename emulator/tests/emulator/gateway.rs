@@ -51,7 +51,8 @@ async fn bad_gateway_until_the_http_service_has_booted() {
     env.put_service("gw", "worker", json!({"cmd": "sleep"})).await;
     assert_eq!(call(&env, "gw", Method::GET, "/convos/status", None, None).await.status(), 502);
 
-    env.start_gateway("gw").await;
+    env.install_openclaw("gw").await;
+    env.put_gateway_service("gw").await;
     assert_eq!(
         call(&env, "gw", Method::GET, "/convos/status", None, None).await.status(),
         502,
