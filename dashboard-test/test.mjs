@@ -155,7 +155,9 @@ async function fillJoin(name, instructions) {
   await page.locator(tid('launch-join-url')).fill(JOIN_URL);
   await page.locator(tid('launch-instructions')).fill(instructions);
 }
-const JOIN_URL = 'https://dev.convos.org/v2?i=browser-test';
+// An invite the emulated convos CLI decodes (emulator/README.md: base64url of
+// `emulated-convos-invite:`…); a made-up slug is refused like on the real gateway.
+const JOIN_URL = `https://dev.convos.org/v2?i=${Buffer.from('emulated-convos-invite:browser-test').toString('base64url')}`;
 const claimPost = (r) => r.url() === `${ORIGIN}/api/pool/claim` && r.request().method() === 'POST';
 
 function assertKeyNotInPage(html, where) {

@@ -15,6 +15,17 @@ pub enum JoinOutcome {
     WaitingForAcceptance,
 }
 
+/// Whether the emulated convos CLI reaches the XMTP network. `down` makes every create and
+/// every join of a valid invite fail the way the real gateway does without a network
+/// (convos-contracts §7): a 500 that leaves the CLI's identity and database behind, unbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum XmtpNetwork {
+    #[default]
+    Up,
+    Down,
+}
+
 /// How an emulator starts. Everything except `token` can be changed later through
 /// `PUT /_emulator/config`; `POST /_emulator/reset` goes back to these values.
 #[derive(Debug, Clone)]
@@ -67,6 +78,7 @@ pub struct RuntimeConfig {
     pub gateway_boot_ms: u64,
     pub join_outcome: JoinOutcome,
     pub join_delay_ms: u64,
+    pub xmtp_network: XmtpNetwork,
 }
 
 impl RuntimeConfig {
@@ -80,6 +92,7 @@ impl RuntimeConfig {
             gateway_boot_ms: config.gateway_boot_ms,
             join_outcome: config.join_outcome,
             join_delay_ms: config.join_delay_ms,
+            xmtp_network: XmtpNetwork::Up,
         }
     }
 
@@ -106,6 +119,9 @@ impl RuntimeConfig {
         if let Some(v) = patch.join_delay_ms {
             self.join_delay_ms = v;
         }
+        if let Some(v) = patch.xmtp_network {
+            self.xmtp_network = v;
+        }
         Ok(())
     }
 
@@ -125,6 +141,7 @@ pub struct ConfigPatch {
     pub gateway_boot_ms: Option<u64>,
     pub join_outcome: Option<JoinOutcome>,
     pub join_delay_ms: Option<u64>,
+    pub xmtp_network: Option<XmtpNetwork>,
 }
 
 fn sanitize_speed(speed: f64) -> f64 {

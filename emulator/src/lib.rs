@@ -46,6 +46,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, JoinOutcome};
+// What a test (or a client) needs to build what the simulated gateway accepts: an invite its
+// CLI decodes, and the Control UI files a `pnpm ui:build` leaves.
+pub use gateway::control_ui::{CONTROL_UI_BUILD_OUTPUT, CONTROL_UI_INDEX, OPENCLAW_DIR, control_ui_index};
+pub use gateway::invite::mint_invite_url;
 
 /// The one Railway project and environment the emulator knows.
 pub const RAILWAY_PROJECT_ID: &str = "emulator-project";

@@ -17,7 +17,9 @@ const TOKEN: &str = "instance-token-1";
 async fn booted(h: &common::Harness, name: &str) -> String {
     let s = h.sprite(name).await;
     let config = json!({
-        "gateway": {"port": 8080, "bind": "lan", "reload": {"mode": "off"}, "auth": {"token": TOKEN}},
+        "gateway": {
+            "mode": "local", "port": 8080, "bind": "lan", "reload": {"mode": "off"}, "auth": {"token": TOKEN},
+        },
         "channels": {"convos": {"enabled": true, "env": "dev", "poolApiKey": TOKEN}},
     });
     h.client
@@ -93,7 +95,7 @@ async fn join_reports_both_outcomes() {
     let h = common::start().await;
     let gateway = GatewayClient::new(GatewayTimeouts::default()).unwrap();
     let body = JoinConversation {
-        invite_url: "https://dev.convos.org/v2?i=abc123".into(),
+        invite_url: sprites_emulator::mint_invite_url("dev"),
         profile_name: "helper".into(),
         env: "dev".into(),
         instructions: "Be helpful.".into(),

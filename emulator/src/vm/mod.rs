@@ -93,10 +93,6 @@ pub(crate) fn path(ctx: &Ctx, p: &str) -> String {
     fs::resolve(&ctx.cwd, p)
 }
 
-pub(crate) fn home(ctx: &Ctx) -> String {
-    ctx.env.get("HOME").cloned().unwrap_or_else(|| fs::HOME.to_string())
-}
-
 /// Runs `f` on this Sprite's files; None once the Sprite (this incarnation) is gone.
 pub(crate) fn with_fs<T>(ctx: &Ctx, f: impl FnOnce(&mut Fs) -> T) -> Option<T> {
     let mut world = ctx.app.world();
@@ -260,10 +256,10 @@ pub(crate) fn lookup_dir(ctx: &Ctx, tool: &str) -> Option<String> {
 }
 
 /// What the Sprite URL reaches: the listener on the `http_port` service's port, else on 8080
-/// (reference §5 "http_port and the URL"), with the pool key it read; None: nothing listens.
-pub fn url_target(sprite: &Sprite) -> Option<Option<String>> {
+/// (reference §5 "http_port and the URL"); None when nothing listens there.
+pub fn url_target(sprite: &Sprite) -> Option<&processes::Listener> {
     let port = sprite.services.values().find_map(|s| s.def.http_port).unwrap_or(8080);
-    sprite.vm.listener(port).map(|l| l.pool_key.clone())
+    sprite.vm.listener(port)
 }
 
 #[cfg(test)]

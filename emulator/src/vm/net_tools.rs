@@ -221,12 +221,15 @@ impl Host for LocalHost {
 
 /// A request to a port in this Sprite: None when nothing listens there.
 async fn local(ctx: &Ctx, port: u16, path_part: &str, req: &Request) -> Option<(u16, Bytes)> {
-    let key = {
+    let (key, root) = {
         let mut world = ctx.app.world();
         let sprite = world.sprite_if(&ctx.sprite, &ctx.sprite_id)?;
-        sprite.vm.listener(port)?.pool_key.clone()
+        let listener = sprite.vm.listener(port)?;
+        (listener.pool_key.clone(), listener.root.clone())
     };
-    let host = LocalHost { name: ctx.sprite.clone(), id: ctx.sprite_id.clone(), layout: Layout::sprite() };
+    let mut layout = Layout::sprite();
+    layout.control_ui = Some(gateway::control_ui::control_ui_index(&root));
+    let host = LocalHost { name: ctx.sprite.clone(), id: ctx.sprite_id.clone(), layout };
     let method =
         req.method.clone().unwrap_or_else(|| if req.data.is_some() { "POST".into() } else { "GET".into() });
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);

@@ -7,16 +7,12 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::fs;
 use crate::latency;
 use crate::shell::Ctx;
 use crate::vm::processes::ProcGuard;
-use crate::vm::{err, exists, home, on_path, out, path, read, write_file};
+use crate::vm::{err, exists, on_path, out, path, write_file};
 
-/// The gateway's port when neither `--port` nor `gateway.port` says one.
-const DEFAULT_PORT: u16 = 18789;
 /// The newest Node.js major OpenClaw accepts no less than.
 const MIN_NODE_MAJOR: u32 = 22;
 
@@ -123,15 +119,7 @@ async fn cli(ctx: &mut Ctx, root: &str, args: &[String]) -> u8 {
             out(ctx, "2026.11.27\n");
             0
         }
-        Some("gateway") => {
-            // `gateway run …`: the parent command has already taken the options, so `run`
-            // sees none of the ones after it.
-            let (opts, swallowed) = match args.get(1).map(String::as_str) {
-                Some("run") => (&args[2..], true),
-                _ => (&args[1..], false),
-            };
-            gateway(ctx, root, opts, swallowed).await
-        }
+        Some("gateway") => gateway(ctx, root, args).await,
         Some(other) => {
             err(ctx, format!("emulator: openclaw {other} is not simulated (only `gateway`)\n"));
             1
@@ -143,70 +131,11 @@ async fn cli(ctx: &mut Ctx, root: &str, args: &[String]) -> u8 {
     }
 }
 
-struct GatewayOpts {
-    port: Option<u16>,
-    bind: Option<String>,
-    allow_unconfigured: bool,
-}
-
-fn parse_opts(opts: &[String]) -> Result<GatewayOpts, String> {
-    let mut o = GatewayOpts { port: None, bind: None, allow_unconfigured: false };
-    let mut it = opts.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = || inline.clone().or_else(|| it.next().cloned());
-        match flag {
-            "--port" => {
-                let v = value().ok_or("error: option '--port <port>' argument missing")?;
-                o.port = Some(v.parse().map_err(|_| format!("error: invalid port: {v}"))?);
-            }
-            "--bind" => {
-                let v = value().ok_or("error: option '--bind <mode>' argument missing")?;
-                if !["lan", "loopback", "auto", "tailnet", "custom"].contains(&v.as_str()) {
-                    return Err(format!("error: invalid --bind: {v}"));
-                }
-                o.bind = Some(v);
-            }
-            "--allow-unconfigured" => o.allow_unconfigured = true,
-            other => return Err(format!("error: unknown option '{other}'")),
-        }
-    }
-    Ok(o)
-}
-
-/// The gateway process: checks its config, builds the Control UI on a first start when pnpm
-/// is on PATH, binds after its boot time, then serves until its process ends.
-async fn gateway(ctx: &mut Ctx, root: &str, opts: &[String], swallowed: bool) -> u8 {
-    let parsed = match parse_opts(opts) {
-        Ok(o) => o,
-        Err(e) => {
-            err(ctx, format!("{e}\n"));
-            return 1;
-        }
-    };
-    // What `gateway run` swallowed does not reach the gateway at all.
-    let o =
-        if swallowed { GatewayOpts { port: None, bind: None, allow_unconfigured: false } } else { parsed };
-    let config_path = format!("{}/.openclaw/openclaw.json", home(ctx));
-    let config: Value = match read(ctx, &config_path) {
-        Some(data) => match serde_json::from_slice(&data) {
-            Ok(v) => v,
-            Err(e) => {
-                err(ctx, format!("Invalid config at {config_path}: {e}\n"));
-                return 1;
-            }
-        },
-        None => Value::Object(Default::default()),
-    };
-    let _ = o.allow_unconfigured; // read by the config check (convos-contracts §7 "Start").
-    let port = o.port.or_else(|| config["gateway"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()));
-    let port = port.unwrap_or(DEFAULT_PORT);
-    let bind = o.bind.or_else(|| config["gateway"]["bind"].as_str().map(str::to_string));
-    let addr = if bind.as_deref() == Some("lan") { "0.0.0.0" } else { "127.0.0.1" };
-
+/// The gateway process (`args` start with `gateway`): it takes its start-up time, then either
+/// refuses the config as the real one does (`gateway::boot::boot_check`: exit 1 with its
+/// message) or, after building the Control UI on a first start with pnpm on PATH, listens
+/// where the flags or the config say until its process ends.
+async fn gateway(ctx: &mut Ctx, root: &str, args: &[String]) -> u8 {
     let Some(proc) = ProcGuard::spawn(ctx, "openclaw-gateway", 310_000) else {
         return 1;
     };
@@ -214,17 +143,27 @@ async fn gateway(ctx: &mut Ctx, root: &str, opts: &[String], swallowed: bool) ->
         let w = ctx.app.world();
         (w.config.gateway_boot_ms, w.config.speed)
     };
+    latency::simulate(boot_ms, speed).await;
+    let boot = match crate::vm::with_fs(ctx, |f| crate::gateway::boot::boot_check(f, args)) {
+        Some(Ok(boot)) => boot,
+        Some(Err(message)) => {
+            err(ctx, format!("{message}\n"));
+            return 1;
+        }
+        None => return 1,
+    };
     if on_path(ctx, "pnpm") && !exists(ctx, &format!("{root}/dist/control-ui/index.html")) {
-        // A first start with pnpm on PATH builds the Control UI before it listens.
+        // A first start with pnpm on PATH builds the Control UI before it listens (§7).
         let code = build_control_ui(ctx, root).await;
         if code != 0 {
             return code;
         }
     }
-    latency::simulate(boot_ms, speed).await;
+    let addr = if boot.bind == "lan" { "0.0.0.0" } else { "127.0.0.1" };
+    let port = boot.port;
     // The pool key is read once, at start: a rotation needs a restart (as for the real one).
     let key = crate::vm::with_fs(ctx, |f| crate::gateway::read_pool_key(f)).flatten();
-    match proc.listen(port, addr, key) {
+    match proc.listen(port, addr, key, root) {
         Ok(()) => {}
         Err(Some(pid)) => {
             err(

@@ -36,6 +36,8 @@ pub struct Listener {
     pub addr: String,
     /// `channels.convos.poolApiKey` as the gateway read it at start.
     pub pool_key: Option<String>,
+    /// The OpenClaw checkout it runs from (where its Control UI is built).
+    pub root: String,
 }
 
 impl VmState {
@@ -90,7 +92,13 @@ impl ProcGuard {
     }
 
     /// Binds `port` for this process; Err(owner pid) when something else holds it.
-    pub fn listen(&self, port: u16, addr: &str, pool_key: Option<String>) -> Result<(), Option<u32>> {
+    pub fn listen(
+        &self,
+        port: u16,
+        addr: &str,
+        pool_key: Option<String>,
+        root: &str,
+    ) -> Result<(), Option<u32>> {
         let mut world = self.app.world();
         let Some(sprite) = world.sprite_if(&self.sprite, &self.sprite_id) else {
             return Err(None);
@@ -103,10 +111,9 @@ impl ProcGuard {
             return Err(None);
         }
         let service = crate::vm::supervisor::current_service();
-        sprite
-            .vm
-            .listeners
-            .insert(port, Listener { pid: self.pid, service, addr: addr.to_string(), pool_key });
+        let listener =
+            Listener { pid: self.pid, service, addr: addr.to_string(), pool_key, root: root.to_string() };
+        sprite.vm.listeners.insert(port, listener);
         Ok(())
     }
 }

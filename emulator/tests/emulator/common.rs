@@ -17,6 +17,13 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Where the tests install OpenClaw (as `scripts/sprite-setup.sh` does).
 pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
 
+pub const OPENCLAW_CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
+
+/// The least config the gateway starts on (convos-contracts §7): local mode, reload off.
+pub fn gateway_config() -> Value {
+    serde_json::json!({"gateway": {"mode": "local", "port": 8080, "bind": "lan", "reload": {"mode": "off"}}})
+}
+
 /// The gateway service definition the tests use.
 pub fn gateway_service() -> Value {
     serde_json::json!({
@@ -170,8 +177,12 @@ impl Env {
     }
 
     /// Defines the gateway service (`node openclaw.mjs gateway --port 8080 --bind lan`, URL on
-    /// 8080) on an installed Sprite; it boots on its own time.
+    /// 8080) on an installed Sprite, with a config it starts on unless the test wrote one; it
+    /// boots on its own time.
     pub async fn put_gateway_service(&self, sprite: &str) {
+        if self.read_file(sprite, OPENCLAW_CONFIG).await.is_none() {
+            self.write_file(sprite, OPENCLAW_CONFIG, serde_json::to_vec(&gateway_config()).unwrap()).await;
+        }
         let resp = self.put_service(sprite, "gateway", gateway_service()).await;
         assert_eq!(resp.status(), 200);
     }

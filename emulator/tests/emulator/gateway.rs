@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use sprites_emulator::EmulatorConfig;
+use sprites_emulator::{CONTROL_UI_INDEX, EmulatorConfig, mint_invite_url};
 
 use crate::common::{Env, eventually, fast, json, start, start_with};
 
@@ -34,8 +34,25 @@ async fn status(env: &Env, sprite: &str, key: Option<&str>) -> Value {
     json(resp).await
 }
 
+/// How many entries a directory of the Sprite holds; None when it does not exist.
+async fn entries(env: &Env, sprite: &str, dir: &str) -> Option<u64> {
+    let resp = env
+        .req(Method::GET, &format!("/v1/sprites/{sprite}/fs/list"))
+        .query(&[("path", dir), ("workingDir", "/")])
+        .send()
+        .await
+        .unwrap();
+    match resp.status().as_u16() {
+        200 => json(resp).await["count"].as_u64(),
+        404 => None,
+        s => panic!("fs list {dir}: {s}"),
+    }
+}
+
 async fn configure(env: &Env, sprite: &str, convos: Value) {
-    let config = json!({"gateway": {"auth": {"token": "t"}}, "channels": {"convos": convos}});
+    // A config the real gateway starts on (convos-contracts §7).
+    let gateway = json!({"mode": "local", "reload": {"mode": "off"}, "auth": {"token": "t"}});
+    let config = json!({"gateway": gateway, "channels": {"convos": convos}});
     env.write_file(sprite, CONFIG, serde_json::to_vec(&config).unwrap()).await;
 }
 
@@ -127,7 +144,6 @@ async fn wrong_methods_bad_bodies_and_unknown_paths() {
         .unwrap();
     assert_eq!(huge.status(), 500);
     assert!(env.read_file("gw", INSTRUCTIONS).await.is_none());
-    assert_eq!(call(&env, "gw", Method::GET, "/", None, None).await.status(), 404);
     assert_eq!(call(&env, "ghost", Method::GET, "/convos/status", None, None).await.status(), 404);
 }
 
@@ -174,7 +190,7 @@ async fn conversation_writes_instructions_byte_for_byte_and_binds() {
     );
     let join =
         call(&env, "gw", Method::POST, "/convos/join", Some("k"), Some(json!({"inviteUrl": "x"}))).await;
-    assert_eq!(join.status(), 409);
+    assert_eq!(join.status(), 409, "bound is checked before the invite");
 
     // Blank instructions are not written.
     env.create_public_sprite("gw2").await;
@@ -209,7 +225,7 @@ async fn join_validates_and_answers_as_configured() {
     let env = start().await;
     env.create_public_sprite("j").await;
     env.start_gateway("j").await;
-    for body in [json!({}), json!({"inviteUrl": 5}), json!({"inviteUrl": ""})] {
+    for body in [json!({}), json!([]), json!("x"), json!({"inviteUrl": 5}), json!({"inviteUrl": ""})] {
         let r = call(&env, "j", Method::POST, "/convos/join", None, Some(body)).await;
         assert_eq!(r.status(), 400);
         assert_eq!(json(r).await, json!({"error": "inviteUrl (string) is required"}));
@@ -222,7 +238,7 @@ async fn join_validates_and_answers_as_configured() {
         Method::POST,
         "/convos/join",
         None,
-        Some(json!({"inviteUrl": "https://dev.convos.org/v2?i=abc", "instructions": "hi"})),
+        Some(json!({"inviteUrl": mint_invite_url("dev"), "instructions": "hi"})),
     )
     .await;
     assert_eq!(json(r).await, json!({"status": "waiting_for_acceptance"}));
@@ -230,7 +246,15 @@ async fn join_validates_and_answers_as_configured() {
     assert_eq!(env.read_file("j", INSTRUCTIONS).await.unwrap(), b"hi");
 
     env.set_config(json!({"join_outcome": "joined"})).await;
-    let r = call(&env, "j", Method::POST, "/convos/join", None, Some(json!({"inviteUrl": "abc"}))).await;
+    let r = call(
+        &env,
+        "j",
+        Method::POST,
+        "/convos/join",
+        None,
+        Some(json!({"inviteUrl": mint_invite_url("dev")})),
+    )
+    .await;
     let body = json(r).await;
     assert_eq!(body["status"], "joined");
     let id = body["conversationId"].as_str().unwrap();
@@ -249,7 +273,8 @@ async fn join_waits_for_the_join_delay() {
     env.start_gateway("j").await;
     tokio::time::sleep(Duration::from_millis(50)).await; // gateway boot at this speed: 20 ms
     let t = std::time::Instant::now();
-    let r = call(&env, "j", Method::POST, "/convos/join", None, Some(json!({"inviteUrl": "abc"}))).await;
+    let body = json!({"inviteUrl": mint_invite_url("dev")});
+    let r = call(&env, "j", Method::POST, "/convos/join", None, Some(body)).await;
     assert_eq!(r.status(), 200);
     assert!(t.elapsed() >= Duration::from_millis(300));
 }
@@ -321,11 +346,168 @@ async fn a_restore_during_a_join_drops_it() {
     env.start_gateway("j").await;
     let golden = env.checkpoint("j", "golden").await;
     let (http, url) = (env.http.clone(), env.url("/_sprite/j/convos/join"));
+    let invite = mint_invite_url("dev");
     let join =
-        tokio::spawn(async move { http.post(url).json(&json!({"inviteUrl": "abc"})).send().await.unwrap() });
+        tokio::spawn(async move { http.post(url).json(&json!({"inviteUrl": invite})).send().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     env.restore("j", &golden).await;
     let resp = join.await.unwrap();
     assert_eq!(resp.status(), 502);
     assert_eq!(status(&env, "j", None).await["conversation"], Value::Null);
+}
+
+// --- What the real gateway was seen to do (convos-contracts §7) ---
+
+#[tokio::test]
+async fn the_method_is_checked_before_auth_and_bodies_read_as_the_plugin_reads_them() {
+    let env = start().await;
+    env.create_public_sprite("m").await;
+    configure(&env, "m", json!({"poolApiKey": "k"})).await;
+    env.start_gateway("m").await;
+    for (method, path, bearer) in [
+        (Method::POST, "/convos/status", None),
+        (Method::DELETE, "/convos/join", Some("wrong")),
+        (Method::GET, "/convos/conversation", Some("k")),
+    ] {
+        let r = call(&env, "m", method, path, bearer, None).await;
+        assert_eq!(r.status(), 405, "{path} with {bearer:?}");
+        assert_eq!(json(r).await, json!({"error": "Method Not Allowed"}));
+    }
+    let r = call(&env, "m", Method::GET, "/convos/status", None, None).await;
+    assert_eq!(r.status(), 401, "a right method still needs the key");
+
+    let post = |body: &'static str| {
+        env.http.post(env.url("/_sprite/m/convos/join")).bearer_auth("k").body(body).send()
+    };
+    let invalid = post("{not json").await.unwrap();
+    assert_eq!(invalid.status(), 500);
+    assert!(json(invalid).await["error"].as_str().unwrap().contains("JSON"));
+    let null = post("null").await.unwrap();
+    assert_eq!(null.status(), 500);
+    for body in ["[]", "{}", "7", "\"https://dev.convos.org/v2?i=x\""] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert_eq!(json(r).await, json!({"error": "inviteUrl (string) is required"}));
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_the_control_ui_without_auth_unbuilt_then_built() {
+    let env = start().await;
+    env.create_public_sprite("ui").await;
+    configure(&env, "ui", json!({"poolApiKey": "k"})).await;
+    // Without pnpm on PATH the gateway does not build its Control UI when it starts (§7).
+    env.install_openclaw("ui").await;
+    assert_eq!(env.exec("ui", &["rm", "/usr/bin/pnpm"]).await.code(), 0);
+    env.start_gateway("ui").await;
+    for path in ["/", "/nope", "/convos/nope", "/convos/status/extra"] {
+        let r = call(&env, "ui", Method::GET, path, None, None).await;
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"), "{path}");
+        assert!(r.text().await.unwrap().contains("pnpm ui:build"), "{path}");
+    }
+    let page = "<!doctype html><title>Control</title>";
+    env.write_file("ui", CONTROL_UI_INDEX, page).await;
+    for method in [Method::GET, Method::POST] {
+        let r = call(&env, "ui", method, "/nope", None, None).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert_eq!(r.text().await.unwrap(), page);
+    }
+    assert_eq!(call(&env, "ui", Method::GET, "/convos/status", None, None).await.status(), 401);
+
+    // With the convos plugin off, its routes are the Control UI too.
+    let config = json!({"gateway": {"mode": "local", "reload": {"mode": "off"}},
+                        "channels": {"convos": {"poolApiKey": "k"}},
+                        "plugins": {"entries": {"convos": {"enabled": false}}}});
+    env.write_file("ui", CONFIG, serde_json::to_vec(&config).unwrap()).await;
+    let r = call(&env, "ui", Method::GET, "/convos/status", None, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), page);
+}
+
+#[tokio::test]
+async fn a_bogus_invite_fails_leaves_its_instructions_and_never_joins() {
+    let env = start().await;
+    env.create_public_sprite("b").await;
+    env.start_gateway("b").await;
+    for invite in ["https://dev.convos.org/v2?i=abc", "abc", "https://dev.convos.org/v2", "%%%"] {
+        let body = json!({"inviteUrl": invite, "instructions": format!("for {invite}")});
+        let r = call(&env, "b", Method::POST, "/convos/join", None, Some(body)).await;
+        assert_eq!(r.status(), 500, "{invite}");
+        let error = json(r).await["error"].as_str().unwrap().to_string();
+        assert!(error.starts_with("Invalid invite"), "{invite}: {error}");
+        assert_eq!(env.read_file("b", INSTRUCTIONS).await.unwrap(), format!("for {invite}").as_bytes());
+    }
+    assert_eq!(status(&env, "b", None).await["conversation"], Value::Null);
+    assert_eq!(entries(&env, "b", "/home/sprite/.convos").await, None, "refused before any identity");
+    // An invite another emulated gateway issued is one the CLI accepts.
+    env.create_public_sprite("creator").await;
+    env.start_gateway("creator").await;
+    let created = call(&env, "creator", Method::POST, "/convos/conversation", None, Some(json!({}))).await;
+    let invite = json(created).await["inviteUrl"].as_str().unwrap().to_string();
+    let r = call(&env, "b", Method::POST, "/convos/join", None, Some(json!({"inviteUrl": invite}))).await;
+    assert_eq!(json(r).await["status"], "joined");
+}
+
+#[tokio::test]
+async fn without_the_xmtp_network_create_and_join_fail_leave_cli_state_and_stay_unbound() {
+    let env = start().await;
+    env.create_public_sprite("n").await;
+    env.start_gateway("n").await;
+    env.set_config(json!({"xmtp_network": "down"})).await;
+    for attempt in 1..=2u64 {
+        let body = json!({"name": "A", "instructions": "first user's instructions"});
+        let r = call(&env, "n", Method::POST, "/convos/conversation", None, Some(body)).await;
+        assert_eq!(r.status(), 500, "attempt {attempt}: a retry is accepted, never a 409");
+        let error = json(r).await["error"].as_str().unwrap().to_string();
+        assert!(error.contains("XMTP dev network") && error.contains("Usage:"), "{error}");
+        assert_eq!(status(&env, "n", None).await["conversation"], Value::Null);
+        assert_eq!(entries(&env, "n", "/home/sprite/.convos/identities").await, Some(attempt));
+    }
+    assert_eq!(entries(&env, "n", "/home/sprite/.convos/db/dev").await, Some(2));
+    assert_eq!(env.read_file("n", INSTRUCTIONS).await.unwrap(), b"first user's instructions");
+    let r = call(
+        &env,
+        "n",
+        Method::POST,
+        "/convos/join",
+        None,
+        Some(json!({"inviteUrl": mint_invite_url("dev")})),
+    )
+    .await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(entries(&env, "n", "/home/sprite/.convos/identities").await, Some(3));
+    assert_eq!(status(&env, "n", None).await["conversation"], Value::Null);
+
+    env.set_config(json!({"xmtp_network": "up"})).await;
+    let r = call(&env, "n", Method::POST, "/convos/conversation", None, Some(json!({}))).await;
+    assert_eq!(r.status(), 200, "the leftovers do not stop a later create");
+}
+
+#[tokio::test]
+async fn a_bind_rewrites_the_config_whole_and_keeps_the_previous_one() {
+    let env = start().await;
+    env.create_public_sprite("w").await;
+    let original = serde_json::to_vec(&json!({
+        "gateway": {"mode": "local", "port": 8080, "reload": {"mode": "off"}},
+        "channels": {"convos": {"poolApiKey": "k", "env": "dev"}},
+    }))
+    .unwrap();
+    env.write_file("w", CONFIG, original.clone()).await;
+    env.start_gateway("w").await;
+    assert!(env.read_file("w", &format!("{CONFIG}.bak")).await.is_none(), "a start writes nothing");
+    let r = call(&env, "w", Method::POST, "/convos/conversation", Some("k"), Some(json!({}))).await;
+    let id = json(r).await["conversationId"].as_str().unwrap().to_string();
+    assert_eq!(env.read_file("w", &format!("{CONFIG}.bak")).await.unwrap(), original);
+    let config: Value = serde_json::from_slice(&env.read_file("w", CONFIG).await.unwrap()).unwrap();
+    assert!(config["meta"]["lastTouchedVersion"].is_string(), "{config}");
+    assert!(config["meta"]["lastTouchedAt"].is_string(), "{config}");
+    for key in ["commands", "messages"] {
+        assert!(config[key].is_object(), "{key}: {config}");
+    }
+    assert!(config["agents"]["defaults"].is_object(), "{config}");
+    assert_eq!(config["gateway"], json!({"mode": "local", "port": 8080, "reload": {"mode": "off"}}));
+    assert_eq!(config["channels"]["convos"]["ownerConversationId"], id.as_str());
+    assert_eq!(config["channels"]["convos"]["poolApiKey"], "k");
 }

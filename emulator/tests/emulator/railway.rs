@@ -211,7 +211,10 @@ async fn deploy_to_success_then_the_runtime_serves_the_gateway() {
         runtime(&env, &domain, Method::POST, "/convos/status", Some("gw-secret"), None).await.status(),
         405
     );
-    assert_eq!(runtime(&env, &domain, Method::GET, "/nowhere", Some("gw-secret"), None).await.status(), 404);
+    // Paths no route claims are the gateway's Control UI, built into the image, without auth.
+    let ui = runtime(&env, &domain, Method::GET, "/nowhere", None, None).await;
+    assert_eq!(ui.status(), 200);
+    assert!(ui.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let r = runtime(&env, &domain, Method::POST, "/convos/join", Some("gw-secret"), Some(json!({}))).await;
     assert_eq!(r.status(), 400);
 
@@ -278,7 +281,7 @@ async fn without_a_volume_a_redeploy_loses_the_binding_and_the_gateway_is_open_w
         Method::POST,
         "/convos/join",
         None,
-        Some(json!({"inviteUrl": "https://dev.convos.org/v2?i=x"})),
+        Some(json!({"inviteUrl": sprites_emulator::mint_invite_url("dev")})),
     )
     .await;
     assert_eq!(r.status(), 200);

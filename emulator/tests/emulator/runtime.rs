@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Env, OPENCLAW_DIR, eventually, json, ndjson, start};
-
-const CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
+use crate::common::{
+    Env, OPENCLAW_CONFIG as CONFIG, OPENCLAW_DIR, eventually, gateway_config, json, ndjson, start,
+};
 
 async fn url_status(env: &Env, sprite: &str) -> u16 {
     env.http.get(env.url(&format!("/_sprite/{sprite}/convos/status"))).send().await.unwrap().status().as_u16()
@@ -96,6 +96,7 @@ async fn the_url_goes_to_the_http_port_service_else_to_8080() {
     let env = start().await;
     env.create_public_sprite("u").await;
     env.install_openclaw("u").await;
+    env.write_file("u", CONFIG, serde_json::to_vec(&gateway_config()).unwrap()).await;
     // A gateway on 9000 with no http_port anywhere: the URL goes to 8080, where nothing listens.
     let on_9000 =
         json!({"cmd": "node", "args": ["openclaw.mjs", "gateway", "--port", "9000"], "dir": OPENCLAW_DIR});
@@ -124,7 +125,7 @@ async fn gateway_run_swallows_its_options_and_uses_the_config() {
     let env = start().await;
     env.create_public_sprite("sw").await;
     env.install_openclaw("sw").await;
-    env.write_file("sw", CONFIG, r#"{"gateway":{"port":8080,"bind":"lan"}}"#).await;
+    env.write_file("sw", CONFIG, serde_json::to_vec(&gateway_config()).unwrap()).await;
     let svc = json!({"cmd": "node", "args": ["openclaw.mjs", "gateway", "run", "--port", "9100", "--bind", "loopback"], "dir": OPENCLAW_DIR, "http_port": 8080});
     assert_eq!(env.put_service("sw", "gateway", svc).await.status(), 200);
     assert!(env.wait_listening("sw", 8080).await, "the config's port, not --port");
@@ -185,7 +186,6 @@ async fn debug_probes_answer_from_what_runs() {
     assert_eq!(env.exec("p", &["test", "-s", CONFIG]).await.code(), 1);
 
     env.start_gateway("p").await;
-    env.write_file("p", CONFIG, r#"{"gateway":{"port":8080}}"#).await;
     let up = env.exec("p", &curl).await;
     assert_eq!((up.code(), up.out()), (0, "200".to_string()));
     let ss = env.exec("p", &["ss", "-ltn"]).await;
@@ -231,4 +231,34 @@ async fn restore_and_restart_bring_the_gateway_back() {
     let post = env.exec("rs", &["curl", "-s", "-X", "POST", "http://localhost:8080/convos/status"]).await;
     assert_eq!(post.code(), 0);
     assert_eq!(serde_json::from_str::<Value>(&post.out()).unwrap(), json!({"error": "Method Not Allowed"}));
+}
+
+#[tokio::test]
+async fn a_gateway_on_a_config_the_real_one_refuses_crash_loops() {
+    let env = start().await;
+    env.create_public_sprite("bad").await;
+    env.install_openclaw("bad").await;
+    // What the pool wrote before issue 18: no gateway.mode.
+    let config = json!({"gateway": {"port": 8080, "bind": "lan", "reload": {"mode": "off"}}});
+    env.write_file("bad", CONFIG, serde_json::to_vec(&config).unwrap()).await;
+    env.put_gateway_service("bad").await;
+    let looping = eventually(Duration::from_secs(5), || async {
+        service(&env, "bad", "gateway").await["state"]["restart_count"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert!(looping);
+    assert_eq!(url_status(&env, "bad").await, 502);
+    let logs = ndjson(env.get("/v1/sprites/bad/services/gateway/logs").await).await;
+    let blocked =
+        "Gateway start blocked: set gateway.mode=local (current: unset) or pass --allow-unconfigured.\n";
+    assert!(logs.iter().any(|l| l["type"] == "stderr" && l["data"] == blocked), "{logs:?}");
+    assert!(logs.iter().any(|l| l["type"] == "exit" && l["exit_code"] == 1), "{logs:?}");
+
+    // Fixed and restarted, it comes up; with pnpm on PATH its first start built the Control UI.
+    env.write_file("bad", CONFIG, serde_json::to_vec(&gateway_config()).unwrap()).await;
+    env.post("/v1/sprites/bad/services/gateway/restart", Value::Null).await;
+    assert!(env.wait_listening("bad", 8080).await);
+    assert_eq!(url_status(&env, "bad").await, 200);
+    let index = format!("{OPENCLAW_DIR}/dist/control-ui/index.html");
+    assert!(env.read_file("bad", &index).await.is_some());
 }

@@ -157,8 +157,9 @@ pub async fn run_client(
             "instructions": format!("You are soak agent {index}/{n}."),
         });
         if join {
-            body["joinUrl"] =
-                json!(format!("https://dev.convos.org/v2?i=soak{index}x{n}x{}", rng.random::<u32>()));
+            // An invite the emulated CLI accepts: a made-up slug fails the join, as on the real
+            // gateway.
+            body["joinUrl"] = json!(sprites_emulator::mint_invite_url("dev"));
         }
         let grant = match api.call(reqwest::Method::POST, "/api/pool/claim", Some(body)).await {
             Err(err) => {

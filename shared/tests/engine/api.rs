@@ -284,9 +284,13 @@ async fn a_slow_join_answers_202_and_its_status_url_reports_the_end(db: PgPool) 
     let api = api(&pool);
     pool.provision(1).await;
 
-    let body =
-        r#"{"agentName": "joiner", "instructions": "hi", "joinUrl": "https://dev.convos.org/v2?i=abc"}"#;
-    let accepted = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(body)).await;
+    let body = serde_json::json!({
+        "agentName": "joiner",
+        "instructions": "hi",
+        "joinUrl": sprites_emulator::mint_invite_url("dev"),
+    })
+    .to_string();
+    let accepted = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(&body)).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
     assert_eq!(accepted.body["status"], "pending");
     let url = accepted.body["statusUrl"].as_str().unwrap().to_string();

@@ -19,7 +19,8 @@ fn create(name: &str, instructions: &str) -> ClaimRequest {
 }
 
 fn join(name: &str, instructions: &str) -> ClaimRequest {
-    let url = "https://dev.convos.org/v2?i=invite-slug-123".to_string();
+    // An invite the emulated CLI decodes; a made-up slug fails like on the real gateway.
+    let url = sprites_emulator::mint_invite_url("dev");
     ClaimRequest::new(name.into(), instructions.into(), Some(url), PoolEnvironment::Dev).unwrap()
 }
 
