@@ -124,6 +124,8 @@ impl Emulator {
     }
 
     pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
+        // The shell learns the Sprite's simulated system commands and installed programs.
+        vm::install();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let host = if addr.ip().is_unspecified() {

@@ -5,30 +5,19 @@
 
 use bytes::Bytes;
 
-use crate::shell::{self, Ctx};
+use crate::shell::Ctx;
 use crate::vm::repos::{lockfile, lockfile_digest, manifest_digest, manifests};
 use crate::vm::{binary, err, exists, on_path, out, path, read, take_share, with_fs, write_file};
 
-/// Programs that are "command not found" until something installs them.
-pub const KNOWN_TOOLS: &[&str] = &[
-    "bun", "cc", "corepack", "g++", "gcc", "git", "make", "node", "npm", "npx", "openclaw", "pnpm",
-    "python3", "unzip",
-];
-
-/// Runs an installed (or base-image) program this module simulates; None for one it does not.
-pub async fn run(ctx: &mut Ctx, tool: &str, version: &str, args: &[String]) -> Option<u8> {
-    Some(match tool {
-        "sudo" => sudo(ctx, args).await,
-        "apt-get" | "apt" => crate::vm::apt::apt_get(ctx, args).await,
+/// Runs an installed simulated program.
+pub async fn run(ctx: &mut Ctx, tool: &str, version: &str, args: &[String]) -> u8 {
+    match tool {
         "npm" => npm(ctx, version, args).await,
         "pnpm" => pnpm(ctx, version, args).await,
         "corepack" => corepack(ctx, args).await,
         "git" => crate::vm::git::git(ctx, version, args).await,
-        "bun" | "make" | "gcc" | "g++" | "cc" | "python3" | "unzip" | "npx" => {
-            other(ctx, tool, version, args)
-        }
-        _ => return None,
-    })
+        _ => other(ctx, tool, version, args),
+    }
 }
 
 /// A program that is installed but whose work is not simulated: its version, or an honest error.
@@ -43,32 +32,6 @@ fn other(ctx: &Ctx, tool: &str, version: &str, args: &[String]) -> u8 {
             1
         }
     }
-}
-
-/// `sudo [-E] [-H] [-n] [-u root] [NAME=VALUE…] CMD…`: every Sprite user may; the emulator
-/// models no users, so it runs CMD as is.
-async fn sudo(ctx: &mut Ctx, args: &[String]) -> u8 {
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        match a.as_str() {
-            "-E" | "-H" | "-n" | "--preserve-env" | "-S" => i += 1,
-            "-u" if args.get(i + 1).is_some_and(|u| u == "root") => i += 2,
-            "--" => {
-                i += 1;
-                break;
-            }
-            flag if flag.starts_with('-') => {
-                err(ctx, format!("emulator: sudo: option {flag} is not simulated\n"));
-                return 1;
-            }
-            _ => break,
-        }
-    }
-    if i >= args.len() {
-        err(ctx, "usage: sudo [-EHn] [-u user] [VAR=value] command [args]\n");
-        return 1;
-    }
-    shell::run_command(ctx, args[i..].to_vec()).await
 }
 
 /// A node-based CLI needs `node` on PATH, as its `#!/usr/bin/env node` line does.

@@ -21,25 +21,12 @@ pub mod supervisor;
 use bytes::Bytes;
 
 use crate::fs::{self, Fs, FsError};
-use crate::shell::Ctx;
+use crate::shell::{self, Ctx, tools::Tool};
 use crate::state::Sprite;
 
+type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 pub use processes::VmState;
-
-/// Programs of the base image, resolved to `/usr/bin/NAME` without a file: the shell
-/// implements the coreutils among them, this module the rest.
-const BASE_IMAGE: &[&str] = &[
-    "apt", "apt-get", "basename", "bash", "cat", "chmod", "cp", "curl", "dirname", "dpkg", "echo", "env",
-    "false", "find", "grep", "head", "ls", "mkdir", "mv", "printenv", "printf", "ps", "pwd", "rm", "sed",
-    "sh", "sleep", "ss", "sudo", "tail", "tee", "test", "touch", "true", "which",
-];
-
-/// Shell builtins: `command -v` prints their bare name.
-const BUILTINS: &[&str] =
-    &[".", ":", "[", "cd", "command", "exec", "exit", "export", "set", "source", "unset", "type"];
-
-/// Where `sprite-env` is on PATH in every Sprite.
-pub const SPRITE_ENV: &str = "/usr/local/bin/sprite-env";
 
 /// The header of a simulated binary; the tool name and version follow it.
 const BINARY_MAGIC: &[u8] = b"\x7fELF sprites-emulator simulated binary:";
@@ -57,26 +44,6 @@ fn read_binary(data: &[u8]) -> Option<(String, String)> {
     let line = std::str::from_utf8(rest).ok()?.lines().next()?.trim().to_string();
     let (tool, version) = line.split_once(' ').unwrap_or((line.as_str(), ""));
     Some((tool.to_string(), version.to_string()))
-}
-
-/// What a command name resolves to.
-#[derive(Debug, Clone, PartialEq)]
-enum Found {
-    /// A program of the base image.
-    Base(String),
-    /// A simulated binary installed at `path`.
-    Binary { path: String, tool: String, version: String },
-    /// An executable text file (a script), run by the shell.
-    Script(String),
-}
-
-impl Found {
-    fn path(&self) -> String {
-        match self {
-            Found::Base(name) => format!("/usr/bin/{name}"),
-            Found::Binary { path, .. } | Found::Script(path) => path.clone(),
-        }
-    }
 }
 
 // ---- Ctx helpers (the shell keeps its own private; these use only its public fields) ----
@@ -126,133 +93,81 @@ pub(crate) async fn take_share(ctx: &Ctx, percent: u32) {
     crate::latency::simulate(setup_ms * percent as u64 / 100, speed).await;
 }
 
-/// Resolves a command name like bash does: a path as given, else the first `$PATH` match.
-fn lookup(ctx: &Ctx, name: &str) -> Option<Found> {
-    if name.contains('/') {
-        return found_at(ctx, &path(ctx, name));
-    }
-    let dirs = ctx.env.get("PATH").cloned().unwrap_or_default();
-    for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
-        if let Some(found) = found_at(ctx, &candidate) {
-            return Some(found);
-        }
-    }
-    None
+/// The first executable file called `tool` on `$PATH`, as bash would find it.
+fn lookup(ctx: &Ctx, tool: &str) -> Option<String> {
+    let dirs = ctx.var("PATH").unwrap_or_default().to_string();
+    dirs.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{tool}", d.trim_end_matches('/'))).find(
+        |p| with_fs(ctx, |f| f.get(p).is_some_and(|n| !n.is_dir() && n.mode() & 0o111 != 0)).unwrap_or(false),
+    )
 }
 
-fn found_at(ctx: &Ctx, p: &str) -> Option<Found> {
-    let data = with_fs(ctx, |f| match f.get(p) {
-        Some(n) if !n.is_dir() && n.mode() & 0o111 != 0 => f.read(p).ok(),
-        _ => None,
-    })
-    .flatten();
-    if let Some(data) = data {
-        return Some(match read_binary(&data) {
-            Some((tool, version)) => Found::Binary { path: p.to_string(), tool, version },
-            None => Found::Script(p.to_string()),
-        });
-    }
-    let (dir, name) = (fs::parent(p)?, fs::basename(p));
-    if (dir == "/usr/bin" || dir == "/bin") && BASE_IMAGE.contains(&name) {
-        return Some(Found::Base(name.to_string()));
-    }
-    (p == SPRITE_ENV).then(|| Found::Base("sprite-env".into()))
+/// Installs this layer into the shell: the base image's system commands it simulates, and
+/// the runner for the programs installs put on PATH.
+pub fn install() {
+    shell::tools::install_extra(|| shell::tools::Extra { tools: base_tool, binary: run_binary });
 }
 
-/// The hook the shell calls for a command it does not implement itself: Some(exit status)
-/// when this module ran it (or knows it is not installed), None for a name it knows nothing of.
-pub async fn dispatch(ctx: &mut Ctx, argv: &[String]) -> Option<u8> {
-    let name = argv[0].as_str();
-    let args = &argv[1..];
-    if name == "command" {
-        return Some(command(ctx, args).await);
-    }
-    let found = lookup(ctx, name);
-    let tool = match &found {
-        Some(Found::Base(n)) => n.clone(),
-        Some(Found::Binary { tool, .. }) => tool.clone(),
-        Some(Found::Script(p)) => {
-            // An executable script: the kernel hands it to its interpreter (bash for ours).
-            let mut full = vec!["bash".to_string(), p.clone()];
-            full.extend_from_slice(args);
-            return Some(crate::shell::run_command(ctx, full).await);
+macro_rules! tool {
+    ($f:path) => {{
+        fn entry<'a>(ctx: &'a mut Ctx, args: &'a [String]) -> BoxFut<'a, u8> {
+            Box::pin($f(ctx, args))
         }
-        None if name.contains('/') => {
-            err(ctx, format!("bash: {name}: No such file or directory\n"));
-            return Some(127);
+        entry as Tool
+    }};
+    (sync $f:path) => {{
+        fn entry<'a>(ctx: &'a mut Ctx, args: &'a [String]) -> BoxFut<'a, u8> {
+            Box::pin(async move { $f(ctx, args) })
         }
-        None if installs::KNOWN_TOOLS.contains(&name) || name == "sprite-env" => {
-            err(ctx, format!("bash: {name}: command not found\n"));
-            return Some(127);
-        }
-        None => return None,
-    };
-    let version = match &found {
-        Some(Found::Binary { version, .. }) => version.clone(),
-        _ => String::new(),
-    };
-    Some(match tool.as_str() {
-        "which" => which(ctx, args),
-        "ps" => processes::ps(ctx, args),
-        "ss" => net_tools::ss(ctx, args),
-        "curl" => net_tools::curl(ctx, args).await,
-        "sprite-env" => sprite_env::main(ctx, args).await,
-        "node" => openclaw::node(ctx, args, &version).await,
-        _ => return installs::run(ctx, &tool, &version, args).await,
+        entry as Tool
+    }};
+}
+
+/// The system commands every Sprite has that this layer simulates (the shell's own tools
+/// are in `shell::tools`); the installed programs are files on PATH instead.
+fn base_tool(name: &str) -> Option<(&'static str, Tool)> {
+    Some(match name {
+        "apt-get" | "apt" => ("/usr/bin", tool!(apt::apt_get)),
+        "curl" => ("/usr/bin", tool!(net_tools::curl)),
+        "ps" => ("/usr/bin", tool!(sync processes::ps)),
+        "ss" => ("/usr/bin", tool!(sync net_tools::ss)),
+        "sprite-env" => ("/usr/local/bin", tool!(sprite_env::main)),
+        "which" => ("/usr/bin", tool!(sync which)),
+        _ => return None,
     })
 }
 
-/// `command -v|-V NAME…`, and `command CMD…`, which runs CMD.
-async fn command(ctx: &mut Ctx, args: &[String]) -> u8 {
-    let (verbose, names) = match args.first().map(String::as_str) {
-        Some("-v") => (false, &args[1..]),
-        Some("-V") => (true, &args[1..]),
-        Some(a) if !a.starts_with('-') => return crate::shell::run_command(ctx, args.to_vec()).await,
-        _ => {
-            err(ctx, "emulator: command: only -v and -V are supported\n");
-            return 2;
+/// Runs the simulated program a file holds; None when the file is not one of ours.
+fn run_binary<'a>(ctx: &'a mut Ctx, data: &'a [u8], argv: &'a [String]) -> Option<BoxFut<'a, u8>> {
+    let (tool, version) = read_binary(data)?;
+    Some(Box::pin(async move {
+        let args = &argv[1..];
+        match tool.as_str() {
+            "node" => openclaw::node(ctx, args, &version).await,
+            _ => installs::run(ctx, &tool, &version, args).await,
         }
-    };
-    let mut code = 0;
-    for n in names {
-        if BUILTINS.contains(&n.as_str()) {
-            out(ctx, if verbose { format!("{n} is a shell builtin\n") } else { format!("{n}\n") });
-            continue;
-        }
-        match lookup(ctx, n) {
-            Some(f) if verbose => out(ctx, format!("{n} is {}\n", f.path())),
-            Some(f) => out(ctx, format!("{}\n", f.path())),
-            None => {
-                if verbose {
-                    err(ctx, format!("bash: command: {n}: not found\n"));
-                }
-                code = 1;
-            }
-        }
-    }
-    code
+    }))
 }
 
+/// `which NAME…`: the first match on PATH of each.
 fn which(ctx: &mut Ctx, args: &[String]) -> u8 {
     let mut code = 0;
     for n in args.iter().filter(|a| !a.starts_with('-')) {
-        match lookup(ctx, n) {
-            Some(f) => out(ctx, format!("{}\n", f.path())),
+        match lookup(ctx, n).or_else(|| base_tool(n).map(|(dir, _)| format!("{dir}/{n}"))) {
+            Some(p) => out(ctx, format!("{p}\n")),
             None => code = 1,
         }
     }
     code
 }
 
-/// Is `tool` on this context's PATH (an installed binary or the base image)?
+/// Is `tool` an installed program on this context's PATH?
 pub(crate) fn on_path(ctx: &Ctx, tool: &str) -> bool {
     lookup(ctx, tool).is_some()
 }
 
 /// The directory `tool` was found in on PATH.
 pub(crate) fn lookup_dir(ctx: &Ctx, tool: &str) -> Option<String> {
-    fs::parent(&lookup(ctx, tool)?.path()).map(str::to_string)
+    fs::parent(&lookup(ctx, tool)?).map(str::to_string)
 }
 
 /// What the Sprite URL reaches: the listener on the `http_port` service's port, else on 8080

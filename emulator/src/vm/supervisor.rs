@@ -99,6 +99,7 @@ async fn supervise(
                 stderr: Sink::stderr(tx),
                 stdin: Input::Closed,
                 last_status: 0,
+                shell: Default::default(),
             };
             let argv: Vec<String> = std::iter::once(def.cmd.clone()).chain(def.args.clone()).collect();
             let _guard = ProcGuard::adopt(&ctx, pid, &argv.join(" "), 4_000);

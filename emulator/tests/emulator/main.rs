@@ -12,4 +12,7 @@ mod railway;
 mod resources;
 mod runtime;
 mod services;
+mod setup_recipes;
+mod shell_syntax;
+mod shell_tools;
 mod sprites;
