@@ -204,7 +204,11 @@ impl Engine {
     async fn verify_clean(&self, instance: &Instance) -> Outcome {
         match self.provider.has_conversation_state(&instance.sprite_name).await {
             Err(err) => return Outcome::Failed(err),
-            Ok(true) => return Outcome::Failed(ProviderError::permanent("~/.convos exists: not clean")),
+            Ok(true) => {
+                return Outcome::Failed(ProviderError::permanent(
+                    "conversation state on disk (~/.convos or INSTRUCTIONS.md): not clean",
+                ));
+            }
             Ok(false) => {}
         }
         let url = instance.url.as_deref().unwrap_or_default();

@@ -116,7 +116,8 @@ pub trait Provider: Send + Sync {
         Ok(true)
     }
 
-    /// Whether any conversation state (an XMTP identity) exists on the machine.
+    /// Whether any conversation state exists on the machine: an XMTP identity, or anything
+    /// else a create or join leaves behind even when it failed.
     async fn has_conversation_state(&self, name: &str) -> Result<bool, ProviderError>;
 
     /// Takes the golden checkpoint, or finds the one taken before with this comment.

@@ -27,6 +27,9 @@ const GATEWAY_LAUNCHER: &str = "/home/sprite/.pool/run-gateway.sh";
 const OPENCLAW_CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
 const OPENCLAW_ENV: &str = "/home/sprite/.openclaw/.env";
 const CONVOS_STATE: &str = "/home/sprite/.convos";
+/// Written by the gateway before the convos CLI runs, so a failed create or join leaves it
+/// behind even when the CLI made nothing (convos-contracts §7).
+const INSTRUCTIONS: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
 const GATEWAY_SERVICE: &str = "openclaw-gateway";
 const GATEWAY_PORT: u16 = 8080;
 const PATH: &str = "/home/sprite/.local/bin:/home/sprite/.bun/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -53,12 +56,15 @@ impl SpritesProvider {
         SpritesProvider { client, settings }
     }
 
-    /// The OpenClaw configuration: the per-instance token guards both the gateway and the
-    /// Convos routes (`poolApiKey`), reload is off because a self-triggered reload restarts the
-    /// gateway mid-request.
+    /// The OpenClaw configuration (convos-contracts §7): `mode: local` or the gateway refuses
+    /// to start at all; reload off because the gateway's own config write at the first bind
+    /// would otherwise restart it (SIGUSR1) and refuse connections meanwhile; port and bind
+    /// here, since the launcher may pass none. The per-instance token guards both the gateway
+    /// and the Convos routes (`poolApiKey`).
     fn openclaw_config(&self, token: &SecretString) -> Vec<u8> {
         let config = serde_json::json!({
             "gateway": {
+                "mode": "local",
                 "port": GATEWAY_PORT,
                 "bind": "lan",
                 "reload": { "mode": "off" },
@@ -212,9 +218,14 @@ impl Provider for SpritesProvider {
         }
     }
 
+    /// Anything a create or join leaves, even a failed one: the CLI's `~/.convos` (identity,
+    /// database) or the user's INSTRUCTIONS.md. A golden or recycled instance has neither.
     async fn has_conversation_state(&self, name: &str) -> Result<bool, ProviderError> {
         let listing = self.client.list_dir(name, CONVOS_STATE).await.map_err(from_sprites)?;
-        Ok(listing.is_some())
+        if listing.is_some() {
+            return Ok(true);
+        }
+        Ok(self.client.read_file(name, INSTRUCTIONS).await.map_err(from_sprites)?.is_some())
     }
 
     async fn checkpoint(&self, name: &str, comment: &str) -> Result<String, ProviderError> {
@@ -337,4 +348,39 @@ fn from_sprites(err: SpritesError) -> ProviderError {
 fn tail(text: &str, chars: usize) -> &str {
     let start = text.char_indices().rev().nth(chars.saturating_sub(1)).map_or(0, |(i, _)| i);
     &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sprites::SpritesConfig;
+
+    /// The config and the launcher must say the same, and say what the real gateway needs
+    /// (convos-contracts §7): it refuses to start without `mode: local`, restarts itself on
+    /// its own config write unless reload is off, and reads options only right after `gateway`.
+    #[test]
+    fn the_config_and_the_launcher_agree_with_what_the_gateway_needs() {
+        let config = SpritesConfig::new("http://127.0.0.1:9".parse().unwrap(), SecretString::from("t"));
+        let provider = SpritesProvider::new(
+            SpritesClient::new(config).unwrap(),
+            SpritesProviderSettings {
+                xmtp_env: "dev".into(),
+                anthropic_api_key: None,
+                install_detach_limit: Duration::from_secs(1),
+            },
+        );
+        let token = SecretString::from("instance-token");
+        let config: serde_json::Value = serde_json::from_slice(&provider.openclaw_config(&token)).unwrap();
+        let gateway = &config["gateway"];
+        assert_eq!(gateway["mode"], "local");
+        assert_eq!(gateway["reload"]["mode"], "off");
+        assert_eq!(gateway["port"], GATEWAY_PORT);
+        assert_eq!(gateway["bind"], "lan");
+        let launch = format!("exec node openclaw.mjs gateway --port {GATEWAY_PORT} --bind lan");
+        assert!(
+            SETUP_SCRIPT_BODY.lines().any(|l| l == launch),
+            "the launcher starts the gateway as configured"
+        );
+        assert!(!SETUP_SCRIPT_BODY.lines().any(|l| l.starts_with("exec ") && l.contains("gateway run")));
+    }
 }

@@ -35,6 +35,7 @@ async fn provisioning_leaves_a_configured_checkpointed_idle_instance(db: PgPool)
             pool.read_file(&instance.sprite_name, "/home/sprite/.openclaw/openclaw.json").await.unwrap();
         let config: Value = serde_json::from_slice(&raw).unwrap();
         let token = instance.gateway_token.expose_secret();
+        assert_eq!(config["gateway"]["mode"], "local", "the gateway refuses to start without it");
         assert_eq!(config["gateway"]["port"], 8080);
         assert_eq!(config["gateway"]["bind"], "lan");
         assert_eq!(config["gateway"]["reload"]["mode"], "off");

@@ -8,6 +8,7 @@ mod breaker;
 mod claim;
 mod durability;
 mod eventbridge;
+mod failed_claims;
 mod heartbeat;
 mod lambda_glue;
 mod lifecycle;
