@@ -283,7 +283,8 @@ async fn eval(ctx: &mut Ctx, args: &[String]) -> Status {
 /// `exec CMD…` runs CMD and the shell ends with its status (there is no process to replace).
 async fn exec(ctx: &mut Ctx, args: &[String]) -> Status {
     if args.is_empty() {
-        return Err(ctx.unsupported("exec without a command (redirecting the shell itself)"));
+        // Only redirections (handled where they are applied, see command.rs), or nothing.
+        return Ok(0);
     }
     let code = ctx.run_argv(args.to_vec()).await?;
     Err(Flow::Exit(code))

@@ -74,6 +74,11 @@ pub async fn simple(ctx: &mut Ctx, cmd: &SimpleCommand) -> Status {
         values.push((name, value));
     }
 
+    // `exec >log 2>&1`: the redirections stay for the rest of the shell.
+    if argv.len() == 1 && argv[0] == "exec" {
+        drop(saved);
+        return Ok(0);
+    }
     let result = if argv.is_empty() {
         for (name, value) in values {
             ctx.set_var(&name, value);

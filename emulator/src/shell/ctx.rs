@@ -59,6 +59,9 @@ pub struct Shell {
     pub locals: Vec<Vec<Saved>>,
     /// `$$`, assigned on first use.
     pub pid: u32,
+    /// How many scripts (`eval`, `source`, `bash -c`, `$(…)`) and function calls are running
+    /// inside each other; each level costs stack while it is polled.
+    pub depth: usize,
     /// The status of the last `$(…)` of the command being expanded.
     pub subst_status: Option<u8>,
 }

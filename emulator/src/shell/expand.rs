@@ -258,8 +258,9 @@ fn single(ctx: &mut Ctx, p: &Parameter, strict: bool) -> Res<Option<String>> {
         Value::Many(all, _) => return Ok(Some(all.join(" "))),
     };
     if v.is_none() && strict && ctx.shell.opts.nounset {
+        // bash 5 ends a non-interactive shell with 127 here.
         ctx.err(format!("bash: {}: unbound variable\n", name_of(p)));
-        return Err(Flow::Exit(1));
+        return Err(Flow::Exit(127));
     }
     Ok(v)
 }
@@ -333,7 +334,7 @@ async fn param(ctx: &mut Ctx, expr: &ParameterExpr, quoted: bool, b: &mut Builde
                     None => "parameter null or not set".into(),
                 };
                 ctx.err(format!("bash: {}: {msg}\n", name_of(parameter)));
-                return Err(Flow::Exit(1));
+                return Err(Flow::Exit(127));
             }
             b.expanded(&v.unwrap_or_default(), quoted);
         }

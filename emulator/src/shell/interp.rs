@@ -15,7 +15,12 @@ use super::builtins::{self, Found};
 use super::ctx::{BoxFut, Ctx, Flow, Status};
 use super::io::{Input, Sink};
 use super::tools::{self, grep::posix_to_regex};
-use super::{command, expand, parse, redirect, shells};
+use super::{check, command, expand, parse, redirect, shells};
+
+/// Nesting of scripts and function calls beyond which the emulator refuses to go: every level
+/// is a future polled inside its parent's, and a runaway recursion (which would overflow
+/// bash's stack too) must not overflow the emulator's.
+const MAX_DEPTH: usize = 50;
 
 /// Parses and runs a script in `ctx`. A script bash could not parse is status 2 and runs
 /// nothing, as with bash.
@@ -28,17 +33,31 @@ pub fn run_script<'a>(ctx: &'a mut Ctx, src: &'a str) -> BoxFut<'a> {
                 return Ok(2);
             }
         };
-        let mut status = 0;
-        for list in &program.complete_commands {
-            status = compound_list(ctx, list).await?;
+        if let Err(what) = check::program(&program) {
+            return Err(ctx.unsupported(what));
         }
-        Ok(status)
+        if ctx.shell.depth >= MAX_DEPTH {
+            ctx.err(format!("bash: emulator: scripts nested more than {MAX_DEPTH} deep\n"));
+            return Err(Flow::Exit(2));
+        }
+        ctx.shell.depth += 1;
+        let mut status = Ok(0);
+        for list in &program.complete_commands {
+            status = compound_list(ctx, list).await;
+            if status.is_err() {
+                break;
+            }
+        }
+        ctx.shell.depth -= 1;
+        status
     })
 }
 
 /// Runs a command line already split into words: a function, builtin, file or tool.
 pub fn run_argv(ctx: &mut Ctx, argv: Vec<String>) -> BoxFut<'_> {
     Box::pin(async move {
+        // A loop of builtins never waits on anything: give the runtime (and a kill) a turn.
+        tokio::task::coop::consume_budget().await;
         let name = argv[0].clone();
         match builtins::lookup(ctx, &name) {
             Some(Found::Function) => call_function(ctx, &name, &argv).await,
@@ -65,12 +84,18 @@ async fn call_function(ctx: &mut Ctx, name: &str, argv: &[String]) -> Status {
     let Some(def) = ctx.shell.functions.get(name).cloned() else {
         return Ok(127);
     };
+    if ctx.shell.depth >= MAX_DEPTH {
+        ctx.err(format!("bash: {name}: maximum function nesting level exceeded ({MAX_DEPTH})\n"));
+        return Err(Flow::Exit(1));
+    }
+    ctx.shell.depth += 1;
     let saved_args = std::mem::replace(&mut ctx.shell.args, argv[1..].to_vec());
     ctx.shell.locals.push(Vec::new());
     let ast::FunctionBody(body, redirects) = &def.body;
     let result = with_redirects(ctx, redirects.as_ref(), body).await;
     ctx.pop_locals();
     ctx.shell.args = saved_args;
+    ctx.shell.depth -= 1;
     match result {
         Err(Flow::Return(c)) => Ok(c),
         other => other,

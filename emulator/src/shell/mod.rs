@@ -8,10 +8,13 @@
 //! `glob`, `expand`, `tools` (the commands on PATH), `shells`, `builtins`,
 //! `redirect`, `command` (simple commands), `interp` (everything else). Nested scripts reach
 //! the interpreter through `ctx::Runner` instead of an import cycle.
+//!
+//! `check` (refusals before a script runs) sits just below `interp`.
 
 mod builtins;
+mod check;
 mod command;
-mod ctx;
+pub(crate) mod ctx;
 mod expand;
 mod glob;
 mod interp;
@@ -21,6 +24,8 @@ mod redirect;
 mod shells;
 pub mod tools;
 
+// The interface exec.rs and the service runtime use; the rest of the state is reachable as
+// `shell::ctx::…`, the command table as `shell::tools::…`.
 pub use ctx::{Ctx, Flow, default_env};
 pub use io::{Event, Input, Sink, StdinMsg};
 

@@ -11,7 +11,9 @@ use super::tools::args;
 /// inherited, nothing it changes comes back.
 pub async fn new_shell(ctx: &mut Ctx, script: &str, arg0: String, args: Vec<String>, opts: Opts) -> Status {
     let mut sub = ctx.fork();
-    sub.shell = Shell { opts, arg0, args, ..Shell::default() };
+    // A new process: no shell variables, functions or options of the caller; the nesting
+    // depth carries on, since its future still runs inside the caller's.
+    sub.shell = Shell { opts, arg0, args, depth: ctx.shell.depth, ..Shell::default() };
     sub.stdin = std::mem::replace(&mut ctx.stdin, Input::Closed);
     let code = match sub.run_script(script).await {
         Ok(c) | Err(Flow::Exit(c) | Flow::Return(c)) => c,

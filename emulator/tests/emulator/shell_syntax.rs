@@ -80,7 +80,7 @@ async fn command_substitution_and_expansions() {
         .await;
     assert_eq!(r.out(), "name 2\n[x y]\n[]\n");
     let r = sh(&env, "echo ${1:?usage: setup MARKER}; echo unreachable").await;
-    assert_eq!((r.code(), r.out(), r.err()), (1, String::new(), "bash: 1: usage: setup MARKER\n".into()));
+    assert_eq!((r.code(), r.out(), r.err()), (127, String::new(), "bash: 1: usage: setup MARKER\n".into()));
     assert_eq!(
         run(&env, "mkdir -p g && touch g/b.md g/a.md g/c.txt && echo g/*.md; echo none/*.x").await,
         ("g/a.md g/b.md\nnone/*.x\n".into(), 0)
@@ -129,6 +129,10 @@ async fn redirections() {
         ("1\n".into(), "bash: /missing/dir/f: No such file or directory\n".into())
     );
     assert_eq!(run(&env, "{ echo a; echo b; } > grouped; cat grouped").await, ("a\nb\n".into(), 0));
+    let r = sh(&env, "echo before; exec > log 2>&1; echo after; ls /nope").await;
+    assert_eq!((r.out(), r.err(), r.code()), ("before\n".into(), String::new(), 2));
+    let log = env.exec("sh", &["cat", "log"]).await.out();
+    assert_eq!(log, "after\nls: cannot access '/nope': No such file or directory\n");
 }
 
 #[tokio::test]
@@ -167,7 +171,7 @@ async fn set_e_u_and_exit() {
     let script = "set -euo pipefail; if false; then :; fi; false || true; ! true; f() { false; echo in-f; }; f && echo ok; echo end";
     assert_eq!(run(&env, script).await, ("in-f\nok\nend\n".into(), 0));
     let r = sh(&env, "set -u; echo ${OK:-fine}; echo $NOPE; echo never").await;
-    assert_eq!((r.out(), r.code(), r.err()), ("fine\n".into(), 1, "bash: NOPE: unbound variable\n".into()));
+    assert_eq!((r.out(), r.code(), r.err()), ("fine\n".into(), 127, "bash: NOPE: unbound variable\n".into()));
     let r = sh(&env, "exit 7; echo never").await;
     assert_eq!((r.out(), r.code()), (String::new(), 7));
     let r = sh(&env, "(exit 4); echo $?; bash -c 'exit 5'; echo $?").await;
@@ -250,4 +254,38 @@ async fn what_cannot_run_fails_loudly() {
     // Direct exec (no shell) of an unknown program is refused the same way.
     let r = env.exec("sh", &["rustc", "--version"]).await;
     assert_eq!((r.code(), r.err()), (127, "bash: rustc: command not found\n".into()));
+}
+
+#[tokio::test]
+async fn a_busy_loop_can_be_killed_and_runaway_recursion_stops() {
+    let env = sprite().await;
+    let mut ws =
+        env.ws("sh", &[("cmd", "bash"), ("cmd", "-c"), ("cmd", "while :; do :; done")]).await.unwrap();
+    let info = match futures_util::StreamExt::next(&mut ws).await.unwrap().unwrap() {
+        tokio_tungstenite::tungstenite::Message::Text(t) => {
+            serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    let id = info["session_id"].as_str().unwrap().to_string();
+    let kill = env.post(&format!("/v1/sprites/sh/exec/{id}/kill"), serde_json::Value::Null).await;
+    assert_eq!(kill.status(), 200);
+    let r = crate::common::collect(&mut ws, true).await;
+    assert_eq!(r.exit_payload, Some(vec![143]), "the spinning loop was killed");
+    let r = sh(&env, "f() { f; }; f; echo never").await;
+    assert_eq!(r.code(), 1);
+    assert_eq!(r.err(), "bash: f: maximum function nesting level exceeded (50)\n");
+}
+
+#[tokio::test]
+async fn runaway_script_nesting_stops() {
+    let env = sprite().await;
+    env.write_file("sh", "/home/sprite/self.sh", ". ./self.sh\n").await;
+    let r = sh(&env, ". ./self.sh; echo never").await;
+    assert_eq!((r.code(), r.out()), (2, String::new()));
+    assert_eq!(r.err(), "bash: emulator: scripts nested more than 50 deep\n");
+    env.write_file("sh", "/home/sprite/again.sh", "bash ./again.sh\n").await;
+    let r = sh(&env, "bash ./again.sh; echo $?").await;
+    assert_eq!(r.out(), "2\n");
+    assert!(r.err().ends_with("bash: emulator: scripts nested more than 50 deep\n"), "{}", r.err());
 }

@@ -194,7 +194,7 @@ async fn find_head_tail_wc() {
     );
     assert_eq!(
         out(&env, "wc -l n; wc -l < n; cat n | wc -c; wc -w n n").await,
-        "5 n\n5\n10\n5 n\n5 n\n10 total\n"
+        "5 n\n5\n10\n 5 n\n 5 n\n10 total\n"
     );
 }
 

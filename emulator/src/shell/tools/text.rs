@@ -284,10 +284,8 @@ pub async fn wc(ctx: &mut Ctx, args: &[String]) -> u8 {
         return args::refuse(ctx, "wc", "(exactly one of -l, -w, -c is implemented)");
     };
     let mut code = 0;
-    let mut total = 0usize;
-    let inputs = inputs(ctx, "wc", &p.operands).await;
-    let many = inputs.len() > 1;
-    for input in inputs {
+    let mut counts = Vec::new();
+    for input in inputs(ctx, "wc", &p.operands).await {
         let Ok((name, data)) = input else {
             code = 1;
             continue;
@@ -297,15 +295,23 @@ pub async fn wc(ctx: &mut Ctx, args: &[String]) -> u8 {
             'w' => String::from_utf8_lossy(&data).split_whitespace().count(),
             _ => data.len(),
         };
-        total += n;
-        if name == "-" && p.operands.is_empty() {
-            ctx.out(format!("{n}\n"));
+        counts.push((n, name));
+    }
+    let total: usize = counts.iter().map(|(n, _)| n).sum();
+    let many = p.operands.len() > 1;
+    // With several inputs GNU wc right-aligns the counts to the width of the total.
+    let width = if many { total.to_string().len() } else { 0 };
+    let mut out = String::new();
+    for (n, name) in &counts {
+        if p.operands.is_empty() {
+            out.push_str(&format!("{n}\n"));
         } else {
-            ctx.out(format!("{n} {name}\n"));
+            out.push_str(&format!("{n:>width$} {name}\n"));
         }
     }
     if many {
-        ctx.out(format!("{total} total\n"));
+        out.push_str(&format!("{total} total\n"));
     }
+    ctx.out(out);
     code
 }
