@@ -234,7 +234,7 @@ pub fn signal_service(app: &App, target: Target<'_>, svc: &str, signal: &str) ->
             service.restart_count += 1;
             let exit =
                 json!({"type": "exit", "exit_code": 128 + signal_number(&sig), "timestamp": unix_ms()});
-            crate::vm::supervisor::push_log(service, exit);
+            service.log(exit);
             sprite.start_service(svc, pid);
         }
         Ok(())

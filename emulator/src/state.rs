@@ -81,7 +81,18 @@ pub struct Service {
     pub next_restart_at: Option<OffsetDateTime>,
 }
 
+/// How many log events a service keeps in memory (a crash loop must not grow without bound).
+const MAX_LOG_EVENTS: usize = 2000;
+
 impl Service {
+    /// Appends a log event, dropping the oldest beyond [`MAX_LOG_EVENTS`].
+    pub fn log(&mut self, line: Value) {
+        if self.logs.len() >= MAX_LOG_EVENTS {
+            self.logs.drain(..self.logs.len() + 1 - MAX_LOG_EVENTS);
+        }
+        self.logs.push(line);
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(&self.def).unwrap_or(Value::Null);
         v["state"] = json!({
@@ -152,7 +163,7 @@ pub struct Sprite {
     pub sessions: BTreeMap<u64, Session>,
     pub gateway: GatewayChaos,
     /// What runs inside: processes, listening ports, service processes.
-    pub vm: crate::vm::VmState,
+    pub vm: crate::vm::table::VmState,
     /// Bumped whenever the environment restarts, so in-flight gateway work started before
     /// it (a slow join) does not land on the new environment.
     pub boot_epoch: u64,
@@ -243,7 +254,7 @@ impl Sprite {
         svc.started = Some(Instant::now());
         svc.generation += 1;
         svc.next_restart_at = None;
-        crate::vm::supervisor::push_log(svc, json!({"type": "started", "timestamp": unix_ms()}));
+        svc.log(json!({"type": "started", "timestamp": unix_ms()}));
         self.vm.end_service(name);
     }
 
@@ -253,12 +264,16 @@ impl Sprite {
             svc.pid = None;
             svc.started = None;
             svc.next_restart_at = None;
-            crate::vm::supervisor::push_log(
-                svc,
-                json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}),
-            );
+            svc.log(json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}));
         }
         self.vm.end_service(name);
+    }
+
+    /// What the Sprite URL reaches: the listener on the `http_port` service's port, else on
+    /// 8080 (reference §5 "http_port and the URL"); None when nothing listens there.
+    pub fn url_listener(&self) -> Option<&crate::vm::table::Listener> {
+        let port = self.services.values().find_map(|s| s.def.http_port).unwrap_or(8080);
+        self.vm.listener(port)
     }
 
     /// The running service that carries the Sprite's URL, if any.

@@ -169,7 +169,7 @@ async fn handle(
         };
         sprite.touch();
         // The URL reaches what listens on the http_port service's port (else 8080), if anything.
-        let (pool_key, root) = match crate::vm::url_target(sprite) {
+        let (pool_key, root) = match sprite.url_listener() {
             Some(l) if !sprite.gateway.down => (l.pool_key.clone(), l.root.clone()),
             _ => return bad_gateway(),
         };

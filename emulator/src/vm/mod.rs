@@ -17,16 +17,14 @@ pub mod processes;
 mod repos;
 mod sprite_env;
 pub mod supervisor;
+pub mod table;
 
 use bytes::Bytes;
 
 use crate::fs::{self, Fs, FsError};
 use crate::shell::{self, Ctx, tools::Tool};
-use crate::state::Sprite;
 
 type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-pub use processes::VmState;
 
 /// The header of a simulated binary; the tool name and version follow it.
 const BINARY_MAGIC: &[u8] = b"\x7fELF sprites-emulator simulated binary:";
@@ -168,13 +166,6 @@ pub(crate) fn on_path(ctx: &Ctx, tool: &str) -> bool {
 /// The directory `tool` was found in on PATH.
 pub(crate) fn lookup_dir(ctx: &Ctx, tool: &str) -> Option<String> {
     fs::parent(&lookup(ctx, tool)?).map(str::to_string)
-}
-
-/// What the Sprite URL reaches: the listener on the `http_port` service's port, else on 8080
-/// (reference §5 "http_port and the URL"); None when nothing listens there.
-pub fn url_target(sprite: &Sprite) -> Option<&processes::Listener> {
-    let port = sprite.services.values().find_map(|s| s.def.http_port).unwrap_or(8080);
-    sprite.vm.listener(port)
 }
 
 #[cfg(test)]

@@ -3,66 +3,12 @@
 //! read them, so they answer from what really runs. Exec sessions are processes too (listed
 //! from the session registry).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
-
-use tokio::sync::oneshot;
 
 use crate::shell::Ctx;
 use crate::state::App;
+use crate::vm::table::{Listener, Proc, current_service};
 use crate::vm::{err, out};
-
-#[derive(Default)]
-pub struct VmState {
-    pub procs: BTreeMap<u32, Proc>,
-    pub listeners: BTreeMap<u16, Listener>,
-    /// The live process of each running service; dropping the entry ends it.
-    pub runs: BTreeMap<String, Run>,
-}
-
-pub struct Proc {
-    /// The service whose process tree this belongs to.
-    pub service: Option<String>,
-    pub args: String,
-    pub started: Instant,
-    pub rss_kb: u64,
-}
-
-/// A bound TCP port. Only the OpenClaw gateway listens in a simulated Sprite.
-pub struct Listener {
-    pub pid: u32,
-    pub service: Option<String>,
-    /// `0.0.0.0` (bind lan) or `127.0.0.1` (loopback).
-    pub addr: String,
-    /// `channels.convos.poolApiKey` as the gateway read it at start.
-    pub pool_key: Option<String>,
-    /// The OpenClaw checkout it runs from (where its Control UI is built).
-    pub root: String,
-}
-
-impl VmState {
-    /// Ends a service's process tree at once (its task notices and unwinds later): a stop
-    /// frees the service's ports before anything can start again.
-    pub fn end_service(&mut self, name: &str) {
-        self.runs.remove(name);
-        let mine = |s: &Option<String>| s.as_deref() == Some(name);
-        self.procs.retain(|_, p| !mine(&p.service));
-        self.listeners.retain(|_, l| !mine(&l.service));
-    }
-
-    /// The listener on `port`, if something listens there.
-    pub fn listener(&self, port: u16) -> Option<&Listener> {
-        self.listeners.get(&port)
-    }
-}
-
-/// A service's running process, as its supervisor task knows it.
-pub struct Run {
-    /// Which start of the service this task serves (bumped on every start).
-    pub generation: u64,
-    /// Dropped (with the entry) to end the process.
-    pub _stop: oneshot::Sender<()>,
-}
 
 /// Registers a process for as long as it lives: dropping the guard (the program returned or
 /// its task was dropped) removes it and every port it listened on.
@@ -84,7 +30,7 @@ impl ProcGuard {
     pub fn adopt(ctx: &Ctx, pid: u32, args: &str, rss_kb: u64) -> Option<ProcGuard> {
         let mut world = ctx.app.world();
         let sprite = world.sprite_if(&ctx.sprite, &ctx.sprite_id)?;
-        let service = crate::vm::supervisor::current_service();
+        let service = current_service();
         let started = Instant::now();
         sprite.vm.procs.insert(pid, Proc { service, args: args.to_string(), started, rss_kb });
         let (app, name, id) = (ctx.app.clone(), ctx.sprite.clone(), ctx.sprite_id.clone());
@@ -110,7 +56,7 @@ impl ProcGuard {
             // Its service was stopped meanwhile: the process is already gone.
             return Err(None);
         }
-        let service = crate::vm::supervisor::current_service();
+        let service = current_service();
         let listener =
             Listener { pid: self.pid, service, addr: addr.to_string(), pool_key, root: root.to_string() };
         sprite.vm.listeners.insert(port, listener);

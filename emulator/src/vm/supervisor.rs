@@ -15,20 +15,8 @@ use crate::fs;
 use crate::latency;
 use crate::shell::{self, Ctx, Event, Input, Sink};
 use crate::state::{App, World, unix_ms};
-use crate::vm::processes::{ProcGuard, Run};
-
-tokio::task_local! {
-    /// The service whose process tree the current task runs (ports and processes it opens
-    /// belong to that service, so a stop frees them at once).
-    static SERVICE: String;
-}
-
-/// How many log events a service keeps in memory (a crash loop must not grow without bound).
-const MAX_LOG_EVENTS: usize = 2000;
-
-pub fn current_service() -> Option<String> {
-    SERVICE.try_with(Clone::clone).ok()
-}
+use crate::vm::processes::ProcGuard;
+use crate::vm::table::{Run, SERVICE};
 
 pub fn log_file(service: &str) -> String {
     format!("/.sprite/logs/services/{service}.log")
@@ -151,7 +139,7 @@ fn exited(app: &App, sprite: &str, id: &str, svc: &str, generation: u64, code: u
     s.started = None;
     s.restart_count += 1;
     s.next_restart_at = Some(OffsetDateTime::now_utc() + delay);
-    push_log(s, json!({"type": "exit", "exit_code": code, "timestamp": unix_ms()}));
+    s.log(json!({"type": "exit", "exit_code": code, "timestamp": unix_ms()}));
     true
 }
 
@@ -168,15 +156,8 @@ fn restarted(app: &App, sprite: &str, id: &str, svc: &str, generation: u64) -> b
     s.started = Some(Instant::now());
     s.started_at = Some(OffsetDateTime::now_utc());
     s.next_restart_at = None;
-    push_log(s, json!({"type": "started", "timestamp": unix_ms()}));
+    s.log(json!({"type": "started", "timestamp": unix_ms()}));
     true
-}
-
-pub fn push_log(s: &mut crate::state::Service, line: serde_json::Value) {
-    if s.logs.len() >= MAX_LOG_EVENTS {
-        s.logs.drain(..s.logs.len() + 1 - MAX_LOG_EVENTS);
-    }
-    s.logs.push(line);
 }
 
 /// Copies the process's output into the service's log events and its log file.
@@ -204,6 +185,6 @@ async fn forward_logs(
             continue;
         };
         let text = String::from_utf8_lossy(&data).into_owned();
-        push_log(s, json!({"type": kind, "data": text, "timestamp": unix_ms()}));
+        s.log(json!({"type": kind, "data": text, "timestamp": unix_ms()}));
     }
 }
