@@ -174,6 +174,7 @@ pub async fn restore(
     sprite.boot_epoch += 1;
     sprite.touch();
     boot_services(&mut world, &name, defs);
+    crate::vm::supervisor::launch(&app, &mut world, &name);
     respond::ndjson(&[
         line("info", &format!("Restoring to checkpoint {id}...")),
         line("info", "Restarting environment..."),

@@ -32,6 +32,7 @@ mod services;
 mod shell;
 mod sprites;
 mod state;
+mod vm;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,8 @@ impl Emulator {
     }
 
     pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
+        // The shell learns the Sprite's simulated system commands and installed programs.
+        vm::install();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let host = if addr.ip().is_unspecified() {

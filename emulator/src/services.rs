@@ -13,23 +13,26 @@ use crate::admission::{admit, bearer_ok};
 use crate::respond;
 use crate::state::{App, Service, ServiceDef, Sprite, World, unix_ms};
 
-#[derive(Deserialize)]
-struct ServiceRequest {
-    cmd: Option<String>,
+#[derive(Deserialize, Default)]
+pub struct ServiceRequest {
+    pub cmd: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
+    pub args: Vec<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
     #[serde(default)]
-    dir: Option<String>,
+    pub dir: Option<String>,
     #[serde(default)]
-    needs: Vec<String>,
+    pub needs: Vec<String>,
     #[serde(default)]
-    http_port: Option<u16>,
+    pub http_port: Option<u16>,
 }
 
+/// Why a service operation was refused: the status and message the API answers with.
+pub type Refusal = (StatusCode, String);
+
 fn log_files(name: &str) -> Value {
-    let path = format!("/.sprite/logs/services/{name}.log");
+    let path = crate::vm::supervisor::log_file(name);
     json!({"stdout": path, "stderr": path, "combined": path})
 }
 
@@ -48,12 +51,16 @@ fn stop_lines() -> [Value; 2] {
     ]
 }
 
-fn not_found(svc: &str) -> Response {
-    respond::error(StatusCode::NOT_FOUND, &format!("service not found: {svc}"))
+fn not_found(svc: &str) -> Refusal {
+    (StatusCode::NOT_FOUND, format!("service not found: {svc}"))
 }
 
-fn not_running(svc: &str) -> Response {
-    respond::error(StatusCode::CONFLICT, &format!("service not running: {svc}"))
+fn not_running(svc: &str) -> Refusal {
+    (StatusCode::CONFLICT, format!("service not running: {svc}"))
+}
+
+fn refused((status, msg): Refusal) -> Response {
+    respond::error(status, &msg)
 }
 
 async fn enter(app: &App, route: &'static str, name: &str, headers: &HeaderMap) -> Result<(), Response> {
@@ -61,29 +68,204 @@ async fn enter(app: &App, route: &'static str, name: &str, headers: &HeaderMap) 
     if app.world().sprites.contains_key(name) { Ok(()) } else { Err(respond::sprite_not_found()) }
 }
 
-/// Runs `f` on the Sprite (and the world, for pids) if it still exists.
-fn with_sprite(app: &App, name: &str, f: impl FnOnce(&mut Sprite, u32) -> Response) -> Response {
+/// Which Sprite an operation acts on: by name (the REST API), or that incarnation only (a
+/// `sprite-env` call from inside it).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub id: Option<&'a str>,
+}
+
+/// Runs `f` on the Sprite (with a fresh pid at hand), then starts the processes of the
+/// services it started.
+fn with_sprite<T>(
+    app: &App,
+    target: Target<'_>,
+    f: impl FnOnce(&mut Sprite, u32) -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
     let mut world = app.world();
     let pid = world.pid();
-    match world.sprites.get_mut(name) {
-        Some(sprite) => {
-            sprite.touch();
-            f(sprite, pid)
+    let sprite = match world.sprites.get_mut(target.name) {
+        Some(s) if target.id.is_none_or(|id| s.id == id) => s,
+        _ => return Err((StatusCode::NOT_FOUND, "sprite not found".into())),
+    };
+    sprite.touch();
+    let result = f(sprite, pid);
+    crate::vm::supervisor::launch(app, &mut world, target.name);
+    result
+}
+
+pub fn list_services(app: &App, target: Target<'_>) -> Result<Value, Refusal> {
+    with_sprite(app, target, |sprite, _| {
+        Ok(Value::Array(sprite.services.values().map(Service::to_json).collect()))
+    })
+}
+
+pub fn get_service(app: &App, target: Target<'_>, svc: &str) -> Result<Value, Refusal> {
+    with_sprite(app, target, |sprite, _| {
+        sprite.services.get(svc).map(Service::to_json).ok_or_else(|| not_found(svc))
+    })
+}
+
+/// Creates or replaces the definition and (re)starts it; the NDJSON lines of the answer.
+pub fn put_service(
+    app: &App,
+    target: Target<'_>,
+    svc: &str,
+    req: ServiceRequest,
+) -> Result<Vec<Value>, Refusal> {
+    let Some(cmd) = req.cmd.filter(|c| !c.is_empty()) else {
+        return Err((StatusCode::BAD_REQUEST, "cmd is required".into()));
+    };
+    with_sprite(app, target, |sprite, pid| {
+        if req.http_port.is_some()
+            && sprite.services.values().any(|s| s.def.name != svc && s.def.http_port.is_some())
+        {
+            return Err((StatusCode::CONFLICT, "another service already has an HTTP port configured".into()));
         }
-        None => respond::sprite_not_found(),
+        let def = ServiceDef {
+            name: svc.to_string(),
+            cmd,
+            args: req.args,
+            needs: req.needs,
+            http_port: req.http_port,
+            env: req.env,
+            dir: req.dir,
+        };
+        let mut lines = Vec::new();
+        let (logs, generation) = match sprite.services.remove(svc) {
+            Some(old) => {
+                if old.running {
+                    lines.extend(stop_lines());
+                }
+                (old.logs, old.generation)
+            }
+            None => (Vec::new(), 0),
+        };
+        let mut service = new_service(def, logs);
+        service.generation = generation;
+        sprite.services.insert(svc.to_string(), service);
+        sprite.start_service(svc, pid);
+        lines.push(started_line());
+        lines.push(complete_line(svc));
+        Ok(lines)
+    })
+}
+
+pub fn new_service(def: ServiceDef, logs: Vec<Value>) -> Service {
+    Service {
+        def,
+        running: false,
+        pid: None,
+        started_at: None,
+        started: None,
+        restart_count: 0,
+        logs,
+        generation: 0,
+        next_restart_at: None,
     }
+}
+
+pub fn delete_service(app: &App, target: Target<'_>, svc: &str) -> Result<(), Refusal> {
+    with_sprite(app, target, |sprite, _| {
+        if !sprite.services.contains_key(svc) {
+            return Err(not_found(svc));
+        }
+        if let Some(dependent) = sprite.services.values().find(|s| s.def.needs.iter().any(|n| n == svc)) {
+            return Err((StatusCode::CONFLICT, format!("service {svc} is needed by {}", dependent.def.name)));
+        }
+        sprite.services.remove(svc);
+        sprite.vm.end_service(svc);
+        Ok(())
+    })
+}
+
+/// `start`, `stop` or `restart`; the NDJSON lines of the answer.
+pub fn service_action(app: &App, target: Target<'_>, svc: &str, action: &str) -> Result<Vec<Value>, Refusal> {
+    with_sprite(app, target, |sprite, pid| {
+        let Some(service) = sprite.services.get(svc) else {
+            return Err(not_found(svc));
+        };
+        let running = service.running;
+        let mut lines = Vec::new();
+        match action {
+            "start" => {
+                // Starting a running service changes nothing, like systemd.
+                if !running {
+                    sprite.start_service(svc, pid);
+                }
+                lines.push(started_line());
+            }
+            "stop" => {
+                if !running {
+                    return Err(not_running(svc));
+                }
+                sprite.stop_service(svc);
+                lines.extend(stop_lines());
+            }
+            _ => {
+                if running {
+                    sprite.stop_service(svc);
+                    lines.extend(stop_lines());
+                }
+                sprite.start_service(svc, pid);
+                lines.push(started_line());
+            }
+        }
+        lines.push(complete_line(svc));
+        Ok(lines)
+    })
+}
+
+pub fn signal_service(app: &App, target: Target<'_>, svc: &str, signal: &str) -> Result<(), Refusal> {
+    let sig = signal.trim_start_matches("SIG").to_string();
+    if !["INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2"].contains(&sig.as_str()) {
+        return Err((StatusCode::BAD_REQUEST, format!("invalid signal: {signal}")));
+    }
+    with_sprite(app, target, |sprite, pid| {
+        let Some(service) = sprite.services.get_mut(svc) else {
+            return Err(not_found(svc));
+        };
+        if !service.running {
+            return Err(not_running(svc));
+        }
+        // A signal that kills the process counts as a crash: the supervisor restarts it.
+        if ["INT", "TERM", "KILL", "QUIT"].contains(&sig.as_str()) {
+            service.restart_count += 1;
+            let exit =
+                json!({"type": "exit", "exit_code": 128 + signal_number(&sig), "timestamp": unix_ms()});
+            service.log(exit);
+            sprite.start_service(svc, pid);
+        }
+        Ok(())
+    })
+}
+
+pub fn service_logs(
+    app: &App,
+    target: Target<'_>,
+    svc: &str,
+    lines: Option<usize>,
+) -> Result<Vec<Value>, Refusal> {
+    with_sprite(app, target, |sprite, _| {
+        let service = sprite.services.get(svc).ok_or_else(|| not_found(svc))?;
+        let skip = lines.map_or(0, |n| service.logs.len().saturating_sub(n));
+        Ok(service.logs[skip..].to_vec())
+    })
+}
+
+fn by_name(name: &str) -> Target<'_> {
+    Target { name, id: None }
 }
 
 pub async fn list(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     if let Err(resp) = enter(&app, "services.list", &name, &headers).await {
         return resp;
     }
-    let world = app.world();
-    let Some(sprite) = world.sprites.get(&name) else {
-        return respond::sprite_not_found();
-    };
-    let all: Vec<Value> = sprite.services.values().map(Service::to_json).collect();
-    respond::json(StatusCode::OK, Value::Array(all))
+    match list_services(&app, by_name(&name)) {
+        Ok(all) => respond::json(StatusCode::OK, all),
+        Err(r) => refused(r),
+    }
 }
 
 pub async fn get(
@@ -94,10 +276,9 @@ pub async fn get(
     if let Err(resp) = enter(&app, "services.get", &name, &headers).await {
         return resp;
     }
-    let world = app.world();
-    match world.sprites.get(&name).and_then(|s| s.services.get(&svc)) {
-        Some(service) => respond::json(StatusCode::OK, service.to_json()),
-        None => not_found(&svc),
+    match get_service(&app, by_name(&name), &svc) {
+        Ok(v) => respond::json(StatusCode::OK, v),
+        Err(r) => refused(r),
     }
 }
 
@@ -117,47 +298,10 @@ pub async fn put(
             return respond::error(StatusCode::BAD_REQUEST, &format!("invalid service definition: {e}"));
         }
     };
-    let Some(cmd) = req.cmd.filter(|c| !c.is_empty()) else {
-        return respond::error(StatusCode::BAD_REQUEST, "cmd is required");
-    };
-    with_sprite(&app, &name, |sprite, pid| {
-        if req.http_port.is_some()
-            && sprite.services.values().any(|s| s.def.name != svc && s.def.http_port.is_some())
-        {
-            return respond::error(
-                StatusCode::CONFLICT,
-                "another service already has an HTTP port configured",
-            );
-        }
-        let def = ServiceDef {
-            name: svc.clone(),
-            cmd,
-            args: req.args,
-            needs: req.needs,
-            http_port: req.http_port,
-            env: req.env,
-            dir: req.dir,
-        };
-        let mut lines = Vec::new();
-        let logs = match sprite.services.remove(&svc) {
-            Some(old) => {
-                if old.running {
-                    lines.extend(stop_lines());
-                }
-                old.logs
-            }
-            None => Vec::new(),
-        };
-        sprite.services.insert(svc.clone(), new_service(def, logs));
-        sprite.start_service(&svc, pid);
-        lines.push(started_line());
-        lines.push(complete_line(&svc));
-        respond::ndjson(&lines)
-    })
-}
-
-pub fn new_service(def: ServiceDef, logs: Vec<Value>) -> Service {
-    Service { def, running: false, pid: None, started_at: None, started: None, restart_count: 0, logs }
+    match put_service(&app, by_name(&name), &svc, req) {
+        Ok(lines) => respond::ndjson(&lines),
+        Err(r) => refused(r),
+    }
 }
 
 pub async fn delete(
@@ -168,19 +312,10 @@ pub async fn delete(
     if let Err(resp) = enter(&app, "services.delete", &name, &headers).await {
         return resp;
     }
-    with_sprite(&app, &name, |sprite, _| {
-        if !sprite.services.contains_key(&svc) {
-            return not_found(&svc);
-        }
-        if let Some(dependent) = sprite.services.values().find(|s| s.def.needs.iter().any(|n| n == &svc)) {
-            return respond::error(
-                StatusCode::CONFLICT,
-                &format!("service {svc} is needed by {}", dependent.def.name),
-            );
-        }
-        sprite.services.remove(&svc);
-        respond::no_content()
-    })
+    match delete_service(&app, by_name(&name), &svc) {
+        Ok(()) => respond::no_content(),
+        Err(r) => refused(r),
+    }
 }
 
 /// `POST /services/{svc}/start|stop|restart`.
@@ -198,39 +333,10 @@ pub async fn action(
     if let Err(resp) = enter(&app, route, &name, &headers).await {
         return resp;
     }
-    with_sprite(&app, &name, |sprite, pid| {
-        let Some(service) = sprite.services.get(&svc) else {
-            return not_found(&svc);
-        };
-        let running = service.running;
-        let mut lines = Vec::new();
-        match action.as_str() {
-            "start" => {
-                // Starting a running service changes nothing, like systemd.
-                if !running {
-                    sprite.start_service(&svc, pid);
-                }
-                lines.push(started_line());
-            }
-            "stop" => {
-                if !running {
-                    return not_running(&svc);
-                }
-                sprite.stop_service(&svc);
-                lines.extend(stop_lines());
-            }
-            _ => {
-                if running {
-                    sprite.stop_service(&svc);
-                    lines.extend(stop_lines());
-                }
-                sprite.start_service(&svc, pid);
-                lines.push(started_line());
-            }
-        }
-        lines.push(complete_line(&svc));
-        respond::ndjson(&lines)
-    })
+    match service_action(&app, by_name(&name), &svc, &action) {
+        Ok(lines) => respond::ndjson(&lines),
+        Err(r) => refused(r),
+    }
 }
 
 #[derive(Deserialize)]
@@ -251,27 +357,10 @@ pub async fn signal(
     let Ok(req) = serde_json::from_slice::<SignalBody>(&body) else {
         return respond::error(StatusCode::BAD_REQUEST, "invalid request body");
     };
-    let sig = req.signal.trim_start_matches("SIG").to_string();
-    if !["INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2"].contains(&sig.as_str()) {
-        return respond::error(StatusCode::BAD_REQUEST, &format!("invalid signal: {}", req.signal));
+    match signal_service(&app, by_name(&name), &req.name, &req.signal) {
+        Ok(()) => respond::no_content(),
+        Err(r) => refused(r),
     }
-    with_sprite(&app, &name, |sprite, pid| {
-        let Some(service) = sprite.services.get_mut(&req.name) else {
-            return not_found(&req.name);
-        };
-        if !service.running {
-            return not_running(&req.name);
-        }
-        // A signal that kills the process counts as a crash: the supervisor restarts it.
-        if ["INT", "TERM", "KILL", "QUIT"].contains(&sig.as_str()) {
-            service.restart_count += 1;
-            service.logs.push(json!({
-                "type": "exit", "exit_code": 128 + signal_number(&sig), "timestamp": unix_ms()
-            }));
-            sprite.start_service(&req.name, pid);
-        }
-        respond::no_content()
-    })
 }
 
 fn signal_number(sig: &str) -> i32 {
@@ -298,12 +387,10 @@ pub async fn logs(
     let lines = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "lines")
         .and_then(|(_, v)| v.parse::<usize>().ok());
-    let world = app.world();
-    let Some(service) = world.sprites.get(&name).and_then(|s| s.services.get(&svc)) else {
-        return not_found(&svc);
-    };
-    let skip = lines.map_or(0, |n| service.logs.len().saturating_sub(n));
-    respond::ndjson(&service.logs[skip..])
+    match service_logs(&app, by_name(&name), &svc, lines) {
+        Ok(lines) => respond::ndjson(&lines),
+        Err(r) => refused(r),
+    }
 }
 
 /// After a restore: the saved definitions come back and all start, in `needs` order.
@@ -326,6 +413,8 @@ pub fn boot_services(world: &mut World, name: &str, defs: Vec<ServiceDef>) {
         return;
     };
     sprite.services.clear();
+    // The environment restarted: every process and socket of the old one is gone.
+    sprite.vm = Default::default();
     for (def, pid) in order.into_iter().zip(pids) {
         let svc = def.name.clone();
         sprite.services.insert(svc.clone(), new_service(def, Vec::new()));

@@ -71,23 +71,42 @@ pub struct Service {
     pub running: bool,
     pub pid: Option<u32>,
     pub started_at: Option<OffsetDateTime>,
-    /// When the process (re)started; the gateway answers `gateway_boot_ms × speed` later.
+    /// When the process (re)started.
     pub started: Option<Instant>,
     pub restart_count: u32,
     pub logs: Vec<Value>,
+    /// Bumped on every start, so a process task knows whether it still serves this start.
+    pub generation: u64,
+    /// While a crashed process waits for its restart.
+    pub next_restart_at: Option<OffsetDateTime>,
 }
 
+/// How many log events a service keeps in memory (a crash loop must not grow without bound).
+const MAX_LOG_EVENTS: usize = 2000;
+
 impl Service {
+    /// Appends a log event, dropping the oldest beyond [`MAX_LOG_EVENTS`].
+    pub fn log(&mut self, line: Value) {
+        if self.logs.len() >= MAX_LOG_EVENTS {
+            self.logs.drain(..self.logs.len() + 1 - MAX_LOG_EVENTS);
+        }
+        self.logs.push(line);
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(&self.def).unwrap_or(Value::Null);
         v["state"] = json!({
             "name": self.def.name,
-            "status": if self.running { "running" } else { "stopped" },
+            "status": match (self.running, self.pid) {
+                (true, Some(_)) => "running",
+                (true, None) => "starting",
+                (false, _) => "stopped",
+            },
             "pid": self.pid,
             "started_at": self.started_at.map(rfc3339),
             "error": null,
             "restart_count": self.restart_count,
-            "next_restart_at": null,
+            "next_restart_at": self.next_restart_at.map(rfc3339),
         });
         v
     }
@@ -143,8 +162,8 @@ pub struct Sprite {
     pub last_restored: Option<String>,
     pub sessions: BTreeMap<u64, Session>,
     pub gateway: GatewayChaos,
-    /// The pool key the gateway read from openclaw.json when its service last started.
-    pub gateway_key: Option<String>,
+    /// What runs inside: processes, listening ports, service processes.
+    pub vm: crate::vm::table::VmState,
     /// Bumped whenever the environment restarts, so in-flight gateway work started before
     /// it (a slow join) does not land on the new environment.
     pub boot_epoch: u64,
@@ -175,7 +194,7 @@ impl Sprite {
             last_restored: None,
             sessions: BTreeMap::new(),
             gateway: GatewayChaos::default(),
-            gateway_key: None,
+            vm: Default::default(),
             boot_epoch: 0,
             policy: json!({"rules": []}),
         }
@@ -223,7 +242,8 @@ impl Sprite {
         }
     }
 
-    /// (Re)starts a service: a fresh pid and boot clock, and the gateway re-reads its key.
+    /// (Re)starts a service: a fresh pid, and a new generation whose process
+    /// `vm::supervisor::launch` then runs (any previous process of it ends here).
     pub fn start_service(&mut self, name: &str, pid: u32) {
         let Some(svc) = self.services.get_mut(name) else {
             return;
@@ -232,10 +252,10 @@ impl Sprite {
         svc.pid = Some(pid);
         svc.started_at = Some(OffsetDateTime::now_utc());
         svc.started = Some(Instant::now());
-        svc.logs.push(json!({"type": "started", "timestamp": unix_ms()}));
-        if svc.def.http_port.is_some() {
-            self.gateway_key = crate::gateway::read_pool_key(&self.fs);
-        }
+        svc.generation += 1;
+        svc.next_restart_at = None;
+        svc.log(json!({"type": "started", "timestamp": unix_ms()}));
+        self.vm.end_service(name);
     }
 
     pub fn stop_service(&mut self, name: &str) {
@@ -243,8 +263,17 @@ impl Sprite {
             svc.running = false;
             svc.pid = None;
             svc.started = None;
-            svc.logs.push(json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}));
+            svc.next_restart_at = None;
+            svc.log(json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}));
         }
+        self.vm.end_service(name);
+    }
+
+    /// What the Sprite URL reaches: the listener on the `http_port` service's port, else on
+    /// 8080 (reference §5 "http_port and the URL"); None when nothing listens there.
+    pub fn url_listener(&self) -> Option<&crate::vm::table::Listener> {
+        let port = self.services.values().find_map(|s| s.def.http_port).unwrap_or(8080);
+        self.vm.listener(port)
     }
 
     /// The running service that carries the Sprite's URL, if any.
@@ -278,6 +307,7 @@ impl Sprite {
             "service_running": self.http_service().is_some(),
             "conversation_id": binding,
         });
+        v["listening"] = json!(self.vm.listeners.keys().collect::<Vec<_>>());
         v["policy"] = self.policy.clone();
         v
     }

@@ -29,8 +29,16 @@ async fn booted(h: &common::Harness, name: &str) -> String {
         )
         .await
         .unwrap();
-    let gateway = ServiceSpec { cmd: "openclaw".into(), http_port: Some(8080), ..ServiceSpec::default() };
+    h.install_openclaw(&s).await;
+    let gateway = ServiceSpec {
+        cmd: "node".into(),
+        args: vec!["openclaw.mjs".into(), "gateway".into()],
+        dir: Some(common::OPENCLAW_DIR.into()),
+        http_port: Some(8080),
+        ..ServiceSpec::default()
+    };
     h.client.put_service(&s, "gateway", &gateway).await.unwrap();
+    h.wait_listening(&s, 8080).await;
     h.client.get_sprite(&s).await.unwrap().url.unwrap()
 }
 

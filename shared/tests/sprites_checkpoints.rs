@@ -36,7 +36,13 @@ async fn restore_replaces_files_and_brings_services_back() {
         .write_file(&s, &WriteFile::new("/home/sprite/.openclaw/openclaw.json", "{\"v\":1}"))
         .await
         .unwrap();
-    let gateway = ServiceSpec { cmd: "openclaw".into(), http_port: Some(8080), ..ServiceSpec::default() };
+    // A service that runs until stopped (the emulator runs its command).
+    let gateway = ServiceSpec {
+        cmd: "sleep".into(),
+        args: vec!["3600".into()],
+        http_port: Some(8080),
+        ..ServiceSpec::default()
+    };
     h.client.put_service(&s, "gateway", &gateway).await.unwrap();
     let golden = h.client.create_checkpoint(&s, "golden").await.unwrap();
 
@@ -70,14 +76,10 @@ async fn restore_ends_running_exec_sessions() {
         .await;
     let s = h.sprite("convos-agent-dev-c3").await;
     let golden = h.client.create_checkpoint(&s, "golden").await.unwrap();
-    h.client.write_file(&s, &WriteFile::new("/home/sprite/sprite-setup.sh", "#!/bin/bash\n")).await.unwrap();
-
     let client = h.client.clone();
     let sprite = s.clone();
     let long = tokio::spawn(async move {
-        client
-            .exec(&sprite, &ExecRequest::new(["bash", "/home/sprite/sprite-setup.sh", "/home/sprite/.done"]))
-            .await
+        client.exec(&sprite, &ExecRequest::new(["bash", "-c", "sleep 30; touch /home/sprite/.done"])).await
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     while h.client.list_exec_sessions(&s).await.unwrap().is_empty() {

@@ -152,7 +152,11 @@ async fn a_long_command_outlives_its_socket_and_is_listed_meanwhile() {
     let h = common::start_with(config, |_| {}).await;
     let s = h.sprite("convos-agent-dev-e10").await;
     h.client
-        .write_file(&s, &WriteFile::new("/home/sprite/sprite-setup.sh", "#!/bin/bash\necho setup\n"))
+        // The real script: the emulator runs its installs, which take the setup time.
+        .write_file(
+            &s,
+            &WriteFile::new("/home/sprite/sprite-setup.sh", include_str!("../../scripts/sprite-setup.sh")),
+        )
         .await
         .unwrap();
     let install = ExecRequest::new(["bash", "/home/sprite/sprite-setup.sh", "/home/sprite/.setup-done"])

@@ -4,10 +4,12 @@ mod common;
 
 use shared::sprites::{ServiceSpec, SpritesError};
 
+/// A service that runs until stopped (the emulator runs a service's command: an OpenClaw
+/// gateway would need an installed Sprite, which these API tests do not).
 fn gateway() -> ServiceSpec {
     ServiceSpec {
-        cmd: "openclaw".into(),
-        args: vec!["gateway".into(), "run".into(), "--port".into(), "8080".into()],
+        cmd: "sleep".into(),
+        args: vec!["3600".into()],
         http_port: Some(8080),
         ..ServiceSpec::default()
     }
@@ -23,7 +25,7 @@ async fn service_lifecycle() {
     let service = h.client.get_service(&s, "gateway").await.unwrap();
     assert!(service.is_running());
     assert_eq!(service.http_port, Some(8080));
-    assert_eq!(service.cmd.as_deref(), Some("openclaw"));
+    assert_eq!(service.cmd.as_deref(), Some("sleep"));
     assert_eq!(service.args, gateway().args);
 
     h.client.stop_service(&s, "gateway").await.unwrap();

@@ -39,9 +39,6 @@ struct Flags {
 /// Decides whether `openclaw <args>` (args start with `gateway`, as after `node openclaw.mjs`)
 /// would start on the Sprite's `~/.openclaw/openclaw.json`. `Err` holds the gateway's stderr
 /// line; the process then exits 1.
-// Called by the simulated gateway process (emulator/src/vm/, another branch); until that lands
-// only the tests call it.
-#[allow(dead_code)]
 pub fn boot_check(fs: &Fs, args: &[String]) -> Result<GatewayBoot, String> {
     boot_check_at(fs, &Layout::sprite(), args)
 }

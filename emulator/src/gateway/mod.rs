@@ -22,9 +22,8 @@ use serde_json::{Value, json};
 
 use crate::admission::{admit, bearer_ok};
 use crate::fs::Fs;
-use crate::latency;
 use crate::respond;
-use crate::state::{App, Sprite, World};
+use crate::state::{App, World};
 
 pub use files::{binding, binding_at, read_pool_key};
 
@@ -125,16 +124,6 @@ pub fn bad_gateway() -> Response {
     respond::error(StatusCode::BAD_GATEWAY, "bad gateway")
 }
 
-/// Whether the gateway answers now: a running `http_port` service that has finished booting,
-/// and no chaos switch holding it down.
-fn gateway_up(sprite: &Sprite, boot_ms: u64, speed: f64) -> bool {
-    if sprite.gateway.down {
-        return false;
-    }
-    let boot = latency::scaled(boot_ms, speed);
-    sprite.http_service().and_then(|s| s.started).is_some_and(|t| t.elapsed() >= boot)
-}
-
 pub async fn root(
     state: State<App>,
     Path(name): Path<String>,
@@ -175,21 +164,19 @@ async fn handle(
     }
     let (host, pool_key) = {
         let mut world = app.world();
-        let (boot_ms, speed) = (world.config.gateway_boot_ms, world.config.speed);
         let Some(sprite) = world.sprites.get_mut(&name) else {
             return respond::sprite_not_found();
         };
         sprite.touch();
-        if !gateway_up(sprite, boot_ms, speed) {
-            return bad_gateway();
-        }
-        let host = SpriteHost {
-            name: name.clone(),
-            id: sprite.id.clone(),
-            epoch: sprite.boot_epoch,
-            layout: Layout::sprite(),
+        // The URL reaches what listens on the http_port service's port (else 8080), if anything.
+        let (pool_key, root) = match sprite.url_listener() {
+            Some(l) if !sprite.gateway.down => (l.pool_key.clone(), l.root.clone()),
+            _ => return bad_gateway(),
         };
-        (host, sprite.gateway_key.clone())
+        // The Control UI is the one built in the checkout the listening gateway runs from.
+        let layout = Layout { control_ui: Some(control_ui::control_ui_index(&root)), ..Layout::sprite() };
+        let host = SpriteHost { name: name.clone(), id: sprite.id.clone(), epoch: sprite.boot_epoch, layout };
+        (host, pool_key)
     };
     serve(&app, &host, route, pool_key.as_deref(), &method, &headers, &body).await
 }

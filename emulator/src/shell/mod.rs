@@ -5,7 +5,7 @@
 //! never silently "succeeds".
 //!
 //! Layers, each using only those before it: `io` (streams), `ctx` (shell state), `parse`,
-//! `glob`, `expand`, `tools` (the commands on PATH), `setup`, `shells`, `builtins`,
+//! `glob`, `expand`, `tools` (the commands on PATH), `shells`, `builtins`,
 //! `redirect`, `command` (simple commands), `interp` (everything else). Nested scripts reach
 //! the interpreter through `ctx::Runner` instead of an import cycle.
 //!
@@ -21,7 +21,6 @@ mod interp;
 mod io;
 mod parse;
 mod redirect;
-mod setup;
 mod shells;
 pub mod tools;
 

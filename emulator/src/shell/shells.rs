@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use super::ctx::{Ctx, Flow, Opts, Shell, Status, assignment};
 use super::io::Input;
-use super::setup;
 use super::tools::args;
 
 /// Runs `script` as a new bash process would: exported variables and the directory are
@@ -105,9 +104,6 @@ pub async fn bash(ctx: &mut Ctx, args: &[String]) -> Status {
         ctx.err(format!("bash: {file}: No such file or directory\n"));
         return Ok(127);
     };
-    if crate::fs::basename(&path) == "sprite-setup.sh" {
-        return Ok(setup::setup_script(ctx, rest.get(1).map(String::as_str)).await);
-    }
     let script = String::from_utf8_lossy(&data).into_owned();
     new_shell(ctx, &script, file.clone(), rest[1..].to_vec(), opts).await
 }
@@ -125,6 +121,10 @@ pub async fn run_file(ctx: &mut Ctx, path: &str, argv: &[String]) -> Status {
         return Ok(126);
     }
     let data = ctx.fs(|f| f.read(path)).unwrap_or_default();
+    // A program an install put there (node, git, pnpm…) runs as the VM layer simulates it.
+    if let Some(run) = super::tools::binary_runner().and_then(|r| r(ctx, &data, argv)) {
+        return Ok(run.await);
+    }
     let text = String::from_utf8_lossy(&data).into_owned();
     let shebang: Vec<String> = text
         .strip_prefix("#!")

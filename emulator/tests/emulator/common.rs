@@ -14,6 +14,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Where the tests install OpenClaw (as `scripts/sprite-setup.sh` does).
+pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
+
+pub const OPENCLAW_CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
+
+/// The least config the gateway starts on (convos-contracts §7): local mode, reload off.
+pub fn gateway_config() -> Value {
+    serde_json::json!({"gateway": {"mode": "local", "port": 8080, "bind": "lan", "reload": {"mode": "off"}}})
+}
+
+/// The gateway service definition the tests use.
+pub fn gateway_service() -> Value {
+    serde_json::json!({
+        "cmd": "node",
+        "args": ["openclaw.mjs", "gateway", "--port", "8080", "--bind", "lan"],
+        "dir": OPENCLAW_DIR,
+        "http_port": 8080,
+    })
+}
+
 pub struct Env {
     pub emu: Emulator,
     pub http: reqwest::Client,
@@ -126,15 +146,63 @@ impl Env {
         self.put(&format!("/v1/sprites/{sprite}/services/{svc}"), body).await
     }
 
-    pub async fn start_gateway(&self, sprite: &str) {
-        let resp = self
-            .put_service(
-                sprite,
-                "gateway",
-                serde_json::json!({"cmd": "openclaw", "args": ["gateway"], "http_port": 8080}),
-            )
-            .await;
+    /// Installs node 22, pnpm and a built OpenClaw at [`OPENCLAW_DIR`] the way the setup script
+    /// does, one exec per step (no shell syntax needed).
+    pub async fn install_openclaw(&self, sprite: &str) {
+        let steps: [&[&str]; 6] = [
+            &["sudo", "apt-get", "update", "-qq"],
+            &["curl", "-fsSL", "https://deb.nodesource.com/setup_22.x", "-o", "/tmp/nodesource_setup.sh"],
+            &["sudo", "-E", "bash", "/tmp/nodesource_setup.sh"],
+            &["sudo", "apt-get", "install", "-y", "-qq", "git", "nodejs"],
+            &["sudo", "npm", "install", "-g", "pnpm@9"],
+            &[
+                "git",
+                "clone",
+                "--depth",
+                "1",
+                "--branch",
+                "staging",
+                "https://github.com/xmtplabs/openclaw.git",
+                OPENCLAW_DIR,
+            ],
+        ];
+        for argv in steps {
+            let r = self.exec(sprite, argv).await;
+            assert_eq!(r.code(), 0, "{argv:?}: {}", r.err());
+        }
+        for argv in [&["pnpm", "install", "--frozen-lockfile"][..], &["pnpm", "build"]] {
+            let r = self.exec_with(sprite, argv, &[("dir", OPENCLAW_DIR)]).await;
+            assert_eq!(r.code(), 0, "{argv:?}: {}", r.err());
+        }
+    }
+
+    /// Defines the gateway service (`node openclaw.mjs gateway --port 8080 --bind lan`, URL on
+    /// 8080) on an installed Sprite, with a config it starts on unless the test wrote one; it
+    /// boots on its own time.
+    pub async fn put_gateway_service(&self, sprite: &str) {
+        if self.read_file(sprite, OPENCLAW_CONFIG).await.is_none() {
+            self.write_file(sprite, OPENCLAW_CONFIG, serde_json::to_vec(&gateway_config()).unwrap()).await;
+        }
+        let resp = self.put_service(sprite, "gateway", gateway_service()).await;
         assert_eq!(resp.status(), 200);
+    }
+
+    /// Installs OpenClaw (once), starts the gateway service and waits until it listens.
+    pub async fn start_gateway(&self, sprite: &str) {
+        if self.read_file(sprite, &format!("{OPENCLAW_DIR}/dist/entry.js")).await.is_none() {
+            self.install_openclaw(sprite).await;
+        }
+        self.put_gateway_service(sprite).await;
+        assert!(self.wait_listening(sprite, 8080).await, "the gateway listens on 8080");
+    }
+
+    /// Whether something listens on `port` in the Sprite within 5 s.
+    pub async fn wait_listening(&self, sprite: &str, port: u16) -> bool {
+        eventually(Duration::from_secs(5), || async {
+            let state = json(self.get("/_emulator/state").await).await;
+            state["sprites"][sprite]["listening"].as_array().is_some_and(|l| l.contains(&Value::from(port)))
+        })
+        .await
     }
 
     pub async fn checkpoint(&self, sprite: &str, comment: &str) -> String {

@@ -206,7 +206,8 @@ async fn state_dump_shows_files_services_checkpoints_and_sessions() {
     assert_eq!(sprite["gateway"]["down"], false);
     assert_eq!(state["faults"].as_array().unwrap().len(), 1);
     assert!(state["config"]["latency_ms"].is_object());
-    assert_eq!(state["counters"]["fs.write"], 1);
+    // The test's file and the gateway config `start_gateway` writes.
+    assert_eq!(state["counters"]["fs.write"], 2);
 }
 
 #[tokio::test]

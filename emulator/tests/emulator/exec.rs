@@ -47,6 +47,10 @@ async fn stderr_and_exit_codes() {
     let unknown = env.exec("ex", &["frobnicate", "--all"]).await;
     assert_eq!((unknown.code(), unknown.out()), (127, String::new()));
     assert_eq!(unknown.err(), "bash: frobnicate: command not found\n");
+    // An install the emulator cannot simulate fails; it never pretends.
+    let unknown = env.exec("ex", &["apt-get", "install", "-y", "jq"]).await;
+    assert_eq!(unknown.code(), 100);
+    assert_eq!(unknown.err(), "E: Unable to locate package jq\n");
 }
 
 #[tokio::test]
@@ -170,13 +174,15 @@ fn slow_setup() -> EmulatorConfig {
 }
 
 const SETUP: &str = "/home/sprite/sprite-setup.sh";
+/// The pool's real setup script: it runs through the emulator's shell and simulated installs.
+const SETUP_SCRIPT: &str = include_str!("../../../scripts/sprite-setup.sh");
 const MARKER: &str = "/home/sprite/.setup-done";
 
 #[tokio::test]
 async fn setup_script_keeps_running_after_disconnect() {
     let env = start_with(slow_setup()).await;
     env.create_sprite("ex").await;
-    env.write_file("ex", SETUP, "#!/bin/bash\n").await;
+    env.write_file("ex", SETUP, SETUP_SCRIPT).await;
     let started = Instant::now();
     let mut ws = env
         .ws("ex", &[("cmd", "bash"), ("cmd", SETUP), ("cmd", MARKER), ("max_run_after_disconnect", "30m")])
@@ -210,7 +216,7 @@ async fn setup_script_keeps_running_after_disconnect() {
 async fn setup_script_is_killed_when_max_run_after_disconnect_is_shorter() {
     let env = start_with(slow_setup()).await;
     env.create_sprite("ex").await;
-    env.write_file("ex", SETUP, "#!/bin/bash\n").await;
+    env.write_file("ex", SETUP, SETUP_SCRIPT).await;
     let mut ws = env
         .ws("ex", &[("cmd", "bash"), ("cmd", SETUP), ("cmd", MARKER), ("max_run_after_disconnect", "100ms")])
         .await

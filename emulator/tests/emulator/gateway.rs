@@ -68,7 +68,8 @@ async fn bad_gateway_until_the_http_service_has_booted() {
     env.put_service("gw", "worker", json!({"cmd": "sleep"})).await;
     assert_eq!(call(&env, "gw", Method::GET, "/convos/status", None, None).await.status(), 502);
 
-    env.start_gateway("gw").await;
+    env.install_openclaw("gw").await;
+    env.put_gateway_service("gw").await;
     assert_eq!(
         call(&env, "gw", Method::GET, "/convos/status", None, None).await.status(),
         502,
@@ -395,6 +396,9 @@ async fn unknown_paths_are_the_control_ui_without_auth_unbuilt_then_built() {
     let env = start().await;
     env.create_public_sprite("ui").await;
     configure(&env, "ui", json!({"poolApiKey": "k"})).await;
+    // Without pnpm on PATH the gateway does not build its Control UI when it starts (§7).
+    env.install_openclaw("ui").await;
+    assert_eq!(env.exec("ui", &["rm", "/usr/bin/pnpm"]).await.code(), 0);
     env.start_gateway("ui").await;
     for path in ["/", "/nope", "/convos/nope", "/convos/status/extra"] {
         let r = call(&env, "ui", Method::GET, path, None, None).await;

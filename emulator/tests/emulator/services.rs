@@ -10,11 +10,12 @@ fn kinds(lines: &[Value]) -> Vec<&str> {
 async fn put_list_get_stop_start_restart_delete() {
     let env = start().await;
     env.create_sprite("svc").await;
+    assert_eq!(env.exec("svc", &["mkdir", "-p", "/home/sprite/app"]).await.code(), 0);
     let put = env
         .put_service(
             "svc",
             "web",
-            json!({"cmd": "node", "args": ["server.js"], "env": {"PORT": "8080"}, "dir": "/home/sprite/app", "http_port": 8080}),
+            json!({"cmd": "sleep", "args": ["3600"], "env": {"PORT": "8080"}, "dir": "/home/sprite/app", "http_port": 8080}),
         )
         .await;
     assert_eq!(put.status(), 200);
@@ -29,8 +30,8 @@ async fn put_list_get_stop_start_restart_delete() {
     assert_eq!(list.len(), 1);
     let web = &list[0];
     assert_eq!(web["name"], "web");
-    assert_eq!(web["cmd"], "node");
-    assert_eq!(web["args"], json!(["server.js"]));
+    assert_eq!(web["cmd"], "sleep");
+    assert_eq!(web["args"], json!(["3600"]));
     assert_eq!(web["http_port"], 8080);
     assert_eq!(web["env"], json!({"PORT": "8080"}));
     assert_eq!(web["dir"], "/home/sprite/app");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::sprites::{CreateSprite, RetryPolicy, SpritesClient, SpritesConfig, UrlSettings};
+use shared::sprites::{CreateSprite, ExecRequest, RetryPolicy, SpritesClient, SpritesConfig, UrlSettings};
 use sprites_emulator::{Emulator, EmulatorConfig};
 
 pub struct Harness {
@@ -86,7 +86,56 @@ impl Harness {
     pub fn raw(&self) -> &reqwest::Client {
         &self.control
     }
+
+    /// Installs node 22, pnpm and a built OpenClaw at [`OPENCLAW_DIR`] as `sprite-setup.sh`
+    /// does (the emulator's Sprites start bare), one exec per step.
+    pub async fn install_openclaw(&self, sprite: &str) {
+        let steps: [&[&str]; 8] = [
+            &["sudo", "apt-get", "update", "-qq"],
+            &["curl", "-fsSL", "https://deb.nodesource.com/setup_22.x", "-o", "/tmp/nodesource_setup.sh"],
+            &["sudo", "-E", "bash", "/tmp/nodesource_setup.sh"],
+            &["sudo", "apt-get", "install", "-y", "-qq", "git", "nodejs"],
+            &["sudo", "npm", "install", "-g", "pnpm@9"],
+            &[
+                "git",
+                "clone",
+                "--depth",
+                "1",
+                "--branch",
+                "staging",
+                "https://github.com/xmtplabs/openclaw.git",
+                OPENCLAW_DIR,
+            ],
+            &["pnpm", "-C", OPENCLAW_DIR, "install", "--frozen-lockfile"],
+            &["pnpm", "-C", OPENCLAW_DIR, "build"],
+        ];
+        for argv in steps {
+            let output = self
+                .client
+                .exec(sprite, &ExecRequest::new(argv.iter().copied()).dir(OPENCLAW_PARENT))
+                .await
+                .unwrap();
+            assert!(output.success(), "{argv:?}: {}", output.stderr_text());
+        }
+    }
+
+    /// Waits (up to 5 s) until something listens on `port` in the Sprite.
+    pub async fn wait_listening(&self, sprite: &str, port: u16) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = self.state().await;
+            if state["sprites"][sprite]["listening"].as_array().is_some_and(|l| l.contains(&json!(port))) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing listens on {port} in {sprite}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
+
+/// Where the tests install OpenClaw (as `scripts/sprite-setup.sh` does).
+pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
+const OPENCLAW_PARENT: &str = "/home/sprite";
 
 pub fn fault_json(route: &str, kind: Value) -> Value {
     json!({ "route": route, "kind": kind })

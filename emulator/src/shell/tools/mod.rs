@@ -84,5 +84,28 @@ pub fn table() -> &'static [(&'static str, &'static str, Tool)] {
 
 /// The tool called `name`, with the directory it is installed in.
 pub fn find(name: &str) -> Option<(&'static str, Tool)> {
-    table().iter().find(|(n, _, _)| *n == name).map(|(_, dir, t)| (*dir, *t))
+    let own = table().iter().find(|(n, _, _)| *n == name).map(|(_, dir, t)| (*dir, *t));
+    own.or_else(|| EXTRA.get().and_then(|extra| (extra.tools)(name)))
+}
+
+/// Runs a simulated binary (its file's content, then argv); None when the file is not one.
+pub type BinaryRunner = for<'a> fn(&'a mut Ctx, &'a [u8], &'a [String]) -> Option<BoxFut<'a, u8>>;
+
+/// What the VM layer (`crate::vm`) adds to the shell: the system commands of the base image it
+/// simulates (`apt-get`, `curl`, `ps`, …) and the programs installs put on PATH. Installed
+/// once at start, so the shell does not import the layer that builds on it.
+pub struct Extra {
+    pub tools: fn(&str) -> Option<(&'static str, Tool)>,
+    pub binary: BinaryRunner,
+}
+
+static EXTRA: std::sync::OnceLock<Extra> = std::sync::OnceLock::new();
+
+pub fn install_extra(make: impl FnOnce() -> Extra) {
+    EXTRA.get_or_init(make);
+}
+
+/// The runner for simulated binaries, once the VM layer is installed.
+pub fn binary_runner() -> Option<BinaryRunner> {
+    EXTRA.get().map(|e| e.binary)
 }
