@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Engine, EngineError, new_gateway_token};
 use crate::config::PoolEnvironment;
 use crate::gateway::{CreateConversation, GatewayError, JoinConversation, JoinOutcome};
-use crate::store::{Claim, ClaimStatus, Fence, Instance, NewClaim, Status, Step, StoreError};
+use crate::store::{Answered, Claim, ClaimStatus, Fence, Instance, NewClaim, Status, Step, StoreError};
 
 pub const MAX_AGENT_NAME_CHARS: usize = 100;
 pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
@@ -177,7 +177,6 @@ impl From<StoreError> for ClaimError {
 impl Engine {
     pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
         let claim_id = Uuid::new_v4();
-        self.store.insert_claim(&new_claim(claim_id, &request)).await?;
         let result = match &request.join_url {
             None => self.claim_by_creating(claim_id, &request).await,
             Some(_) => self.claim_by_joining(claim_id, &request).await,
@@ -190,18 +189,14 @@ impl Engine {
     }
 
     /// The instance carries the request, so a retry elsewhere or a later join needs nothing
-    /// but the row.
+    /// but the row. One statement also records the claim (failed, if no instance was free).
     async fn take_for_claim(
         &self,
         claim: &NewClaim<'_>,
         step: Step,
         owner: &str,
     ) -> Result<Option<Instance>, StoreError> {
-        let taken = self.store.take_idle(owner, self.settings.lease_ttl, step, claim).await?;
-        if let Some(instance) = &taken {
-            self.store.claim_assigned(claim.id, &instance.id).await?;
-        }
-        Ok(taken)
+        self.store.take_for_claim(owner, self.settings.lease_ttl, step, claim).await
     }
 
     async fn claim_by_creating(
@@ -220,9 +215,7 @@ impl Engine {
             let owner = self.new_owner();
             let Some(instance) = self.take_for_claim(&view, Step::ClaimCreate, &owner).await? else {
                 if attempt == 0 {
-                    self.store
-                        .finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance"))
-                        .await?;
+                    // Recorded as failed by the same statement that found no instance.
                     return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
                 }
                 break;
@@ -245,26 +238,14 @@ impl Engine {
             };
             match answer {
                 Ok(created) => {
-                    let recorded = self
-                        .store
-                        .mark_claimed(
-                            &instance.id,
-                            &owner,
-                            Some(&created.conversation_id),
-                            Some(&created.invite_url),
-                            "created",
-                        )
-                        .await?;
-                    if recorded {
-                        self.store
-                            .finish_claim(
-                                claim_id,
-                                ClaimStatus::Created,
-                                Some(&created.conversation_id),
-                                Some(&created.invite_url),
-                                None,
-                            )
-                            .await?;
+                    let answered = Answered {
+                        claim_id,
+                        claim_status: ClaimStatus::Created,
+                        conversation_id: Some(&created.conversation_id),
+                        invite_url: Some(&created.invite_url),
+                        join_status: "created",
+                    };
+                    if self.store.record_claimed(&instance.id, &owner, answered).await? {
                         return Ok(ClaimOutcome::Done(ClaimResult {
                             claim_id,
                             instance_id: Some(instance.id),
@@ -301,9 +282,7 @@ impl Engine {
         let owner = self.new_owner();
         let view = new_claim(claim_id, request);
         let Some(instance) = self.take_for_claim(&view, Step::ClaimJoin, &owner).await? else {
-            self.store
-                .finish_claim(claim_id, ClaimStatus::Failed, None, None, Some("no idle instance"))
-                .await?;
+            // Recorded as failed by the same statement that found no instance.
             return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
         };
         // Hand the step over: release the lease (due now) and deliver it.
@@ -350,28 +329,26 @@ impl Engine {
         let join_url = instance.join_url.as_deref();
         match self.gateway.join(url, &instance.gateway_token, &body).await {
             Ok(JoinOutcome::Joined { conversation_id }) => {
-                if self
-                    .store
-                    .mark_claimed(&instance.id, owner, Some(&conversation_id), join_url, "joined")
-                    .await?
-                {
-                    self.store
-                        .finish_claim(claim_id, ClaimStatus::Joined, Some(&conversation_id), join_url, None)
-                        .await?;
-                }
+                let answered = Answered {
+                    claim_id,
+                    claim_status: ClaimStatus::Joined,
+                    conversation_id: Some(&conversation_id),
+                    invite_url: join_url,
+                    join_status: "joined",
+                };
+                self.store.record_claimed(&instance.id, owner, answered).await?;
             }
             // Nothing was bound; the instance stays with this claim (the invite's creator may
             // still accept) until the caller recycles it.
             Ok(JoinOutcome::WaitingForAcceptance) => {
-                if self
-                    .store
-                    .mark_claimed(&instance.id, owner, None, join_url, "waiting_for_acceptance")
-                    .await?
-                {
-                    self.store
-                        .finish_claim(claim_id, ClaimStatus::WaitingForAcceptance, None, join_url, None)
-                        .await?;
-                }
+                let answered = Answered {
+                    claim_id,
+                    claim_status: ClaimStatus::WaitingForAcceptance,
+                    conversation_id: None,
+                    invite_url: join_url,
+                    join_status: "waiting_for_acceptance",
+                };
+                self.store.record_claimed(&instance.id, owner, answered).await?;
             }
             Err(err) => {
                 let message = err.to_string();

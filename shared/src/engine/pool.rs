@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Engine, EngineError, new_gateway_token, random_id};
-use crate::store::{Breaker, Fence, Move, NewInstance, Refill, Status, Step};
+use crate::store::{Breaker, Fence, Move, NewInstance, Refill, RefillAsk, Status, Step};
 
 pub type ReplenishReport = Refill;
 
@@ -41,33 +41,35 @@ impl Engine {
     /// Tops the pool up to `min_idle` warm instances (idle, provisioning or recycling), at
     /// most `replenish_batch` at a time, within `max_total`.
     pub async fn replenish(&self) -> Result<ReplenishReport, EngineError> {
-        let min_idle = i64::from(self.settings.min_idle);
-        let batch = i64::from(self.settings.replenish_batch);
-        self.refill(|warm, _| (min_idle - warm).min(batch)).await
+        self.refill(None).await
     }
 
     /// Starts `count` more instances whatever `min_idle` says (within `max_total`): an
     /// operator warming up ahead of a launch.
     pub async fn add_instances(&self, count: u32) -> Result<ReplenishReport, EngineError> {
-        self.refill(|_, _| i64::from(count)).await
+        self.refill(Some(count)).await
     }
 
-    async fn refill(&self, wanted: impl FnOnce(i64, i64) -> i64) -> Result<ReplenishReport, EngineError> {
+    /// One round trip to the store (the `pool_refill` function), then the new instances'
+    /// first steps are handed to the chain.
+    async fn refill(&self, count: Option<u32>) -> Result<ReplenishReport, EngineError> {
         let settings = &self.settings;
-        let provider = self.provider.kind().to_string();
-        let refill = self
-            .store
-            .refill(settings.max_total.into(), wanted, || {
+        let ask = RefillAsk {
+            max_total: settings.max_total.into(),
+            min_idle: settings.min_idle.into(),
+            batch: settings.replenish_batch.into(),
+            count: count.map(i64::from),
+            provider: self.provider.kind(),
+            openclaw_git_ref: &settings.openclaw_git_ref,
+            reason: "replenish",
+        };
+        let candidates: Vec<NewInstance> = (0..ask.most())
+            .map(|_| {
                 let id = random_id(12);
-                NewInstance {
-                    sprite_name: self.sprite_name(&id),
-                    id,
-                    provider: provider.clone(),
-                    gateway_token: new_gateway_token(),
-                    openclaw_git_ref: settings.openclaw_git_ref.clone(),
-                }
+                NewInstance { sprite_name: self.sprite_name(&id), id, gateway_token: new_gateway_token() }
             })
-            .await?;
+            .collect();
+        let refill = self.store.refill(&ask, &candidates).await?;
         for id in &refill.created {
             self.deliver(id, 0, Duration::ZERO).await;
         }

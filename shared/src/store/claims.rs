@@ -55,20 +55,6 @@ pub struct NewClaim<'a> {
 }
 
 impl Store {
-    pub(crate) async fn insert_claim(&self, claim: &NewClaim<'_>) -> Result<(), StoreError> {
-        sqlx::query!(
-            "INSERT INTO claims (id, agent_name, instructions, join_url, status, attempts)
-             VALUES ($1, $2, $3, $4, 'pending', 0)",
-            claim.id,
-            claim.agent_name,
-            claim.instructions,
-            claim.join_url,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn claim(&self, id: Uuid) -> Result<Option<Claim>, StoreError> {
         let row = sqlx::query!(
             "SELECT id, instance_id, agent_name, instructions, join_url, status, attempts,
@@ -95,18 +81,6 @@ impl Store {
             })
         })
         .transpose()
-    }
-
-    /// The claim is now being served by `instance_id` (its first or its retry attempt).
-    pub(crate) async fn claim_assigned(&self, id: Uuid, instance_id: &str) -> Result<(), StoreError> {
-        sqlx::query!(
-            "UPDATE claims SET instance_id = $2, attempts = attempts + 1 WHERE id = $1 AND status = 'pending'",
-            id,
-            instance_id,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Records how the claim ended; only a pending claim can end, and only once.

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::claims::NewClaim;
 use super::events::{self, Entry};
 use super::{Instance, InstanceRow, Status, Step, Store, StoreError, parse_status, parse_step, secs};
 
@@ -33,14 +32,6 @@ impl<'a> Fence<'a> {
             Fence::Lease { status, .. } | Fence::Free { status } => status,
         }
     }
-}
-
-pub struct NewInstance {
-    pub id: String,
-    pub provider: String,
-    pub sprite_name: String,
-    pub gateway_token: SecretString,
-    pub openclaw_git_ref: String,
 }
 
 /// What reconcile needs of every row.
@@ -86,35 +77,6 @@ async fn log_move(
 }
 
 impl Store {
-    pub(crate) async fn insert_instance(
-        tx: &mut Transaction<'_, Postgres>,
-        new: &NewInstance,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query!(
-            "INSERT INTO instances
-                (id, provider, sprite_name, status, step, next_run_at, step_started_at,
-                 gateway_token, openclaw_git_ref)
-             VALUES ($1, $2, $3, 'provisioning', 'create', now(), now(), $4, $5)",
-            new.id,
-            new.provider,
-            new.sprite_name,
-            new.gateway_token.expose_secret(),
-            new.openclaw_git_ref,
-        )
-        .execute(&mut **tx)
-        .await?;
-        let entry = Entry {
-            instance_id: &new.id,
-            from: None,
-            to: Status::Provisioning.as_str(),
-            step: Some(Step::Create.as_str()),
-            reason,
-            detail: None,
-        };
-        events::append(tx, entry).await
-    }
-
     pub async fn instance(&self, id: &str) -> Result<Option<Instance>, StoreError> {
         let row = sqlx::query_as!(InstanceRow, "SELECT * FROM instances WHERE id = $1", id)
             .fetch_optional(&self.pool)
@@ -263,82 +225,6 @@ impl Store {
             return Ok(false);
         }
         log_move(&mut tx, id, fence.status(), to, Some(step), reason, detail).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Takes the oldest idle instance for a claim in one statement; concurrent claims skip the
-    /// rows others are taking instead of waiting for them.
-    pub(crate) async fn take_idle(
-        &self,
-        owner: &str,
-        ttl: Duration,
-        step: Step,
-        claim: &NewClaim<'_>,
-    ) -> Result<Option<Instance>, StoreError> {
-        let claim_id = claim.id;
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query_as!(
-            InstanceRow,
-            "UPDATE instances SET
-                status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
-                lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
-                next_run_at = now(), step_started_at = now(), status_changed_at = now(),
-                updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
-                join_url = $7
-             WHERE id = (SELECT id FROM instances WHERE status = 'idle'
-                         ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-            owner,
-            secs(ttl),
-            step.as_str(),
-            claim.id,
-            claim.agent_name,
-            claim.instructions,
-            claim.join_url,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let instance = Instance::try_from(row)?;
-        let detail = format!("claim {claim_id}");
-        log_move(&mut tx, &instance.id, Status::Idle, Status::Claiming, Some(step), "claim", Some(&detail))
-            .await?;
-        tx.commit().await?;
-        Ok(Some(instance))
-    }
-
-    /// Records a conversation the instance is now bound to (or waiting to be let into).
-    pub(crate) async fn mark_claimed(
-        &self,
-        id: &str,
-        owner: &str,
-        conversation_id: Option<&str>,
-        invite_url: Option<&str>,
-        join_status: &str,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query!(
-            "UPDATE instances SET
-                status = 'claimed', step = NULL, attempts = 0, last_error = NULL,
-                lease_owner = NULL, lease_expires_at = NULL, next_run_at = NULL,
-                step_started_at = NULL, status_changed_at = now(), updated_at = now(),
-                claimed_at = now(), conversation_id = $3, invite_url = $4, join_status = $5
-             WHERE id = $1 AND status = 'claiming' AND lease_owner = $2",
-            id,
-            owner,
-            conversation_id,
-            invite_url,
-            join_status,
-        )
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        log_move(&mut tx, id, Status::Claiming, Status::Claimed, None, join_status, conversation_id).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -5,6 +5,7 @@
 //! remote work are written fenced on the lease (or on the expected status for rows at rest), and
 //! zero rows touched means someone else moved the row first: the caller drops its result.
 
+mod claiming;
 mod claims;
 mod events;
 mod heartbeats;
@@ -19,12 +20,14 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
+pub(crate) use claiming::Answered;
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
 pub use heartbeats::HeartbeatTarget;
 pub(crate) use instances::Move;
-pub use instances::{Fence, Known, NewInstance};
-pub use pool_state::{Breaker, Refill};
+pub use instances::{Fence, Known};
+pub(crate) use pool_state::RefillAsk;
+pub use pool_state::{Breaker, NewInstance, Refill};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

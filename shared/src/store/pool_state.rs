@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use super::{Store, StoreError, secs};
@@ -81,41 +82,63 @@ pub struct Refill {
     pub created: Vec<String>,
 }
 
+/// A new instance a refill may start: the caller makes the id, Sprite name and token.
+pub struct NewInstance {
+    pub id: String,
+    pub sprite_name: String,
+    pub gateway_token: SecretString,
+}
+
+/// What a refill is asked to do (see the `pool_refill` function in migrations/).
+pub(crate) struct RefillAsk<'a> {
+    pub max_total: i64,
+    /// Top up to this many warm instances, at most `batch` at once...
+    pub min_idle: i64,
+    pub batch: i64,
+    /// ...or start exactly this many (an operator's `{"count": N}`).
+    pub count: Option<i64>,
+    pub provider: &'a str,
+    pub openclaw_git_ref: &'a str,
+    pub reason: &'a str,
+}
+
+impl RefillAsk<'_> {
+    /// The most instances this refill can start, so the caller makes no more candidates.
+    pub fn most(&self) -> usize {
+        let wanted = self.count.unwrap_or(self.batch.min(self.min_idle));
+        wanted.clamp(0, self.max_total.max(0)) as usize
+    }
+}
+
 impl Store {
-    /// Adds as many instances as `wanted(warm, total)` says, within `max_total`, unless the
-    /// breaker is open. The pool-state row is locked for the decision, so two replenishers
-    /// never both fill the same gap.
+    /// Adds as many of `candidates` as the ask wants, within `max_total`, unless the breaker is
+    /// open, in one round trip. The function locks the pool-state row for the decision, so two
+    /// refills never both fill the same gap.
     pub(crate) async fn refill(
         &self,
-        max_total: i64,
-        wanted: impl FnOnce(i64, i64) -> i64,
-        mut make: impl FnMut() -> super::NewInstance,
+        ask: &RefillAsk<'_>,
+        candidates: &[NewInstance],
     ) -> Result<Refill, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let open = sqlx::query_scalar!(
-            r#"SELECT (breaker_open_until IS NOT NULL AND breaker_open_until > now()) AS "open!"
-               FROM pool_state WHERE id FOR UPDATE"#
+        let ids: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+        let names: Vec<&str> = candidates.iter().map(|c| c.sprite_name.as_str()).collect();
+        let tokens: Vec<&str> = candidates.iter().map(|c| c.gateway_token.expose_secret()).collect();
+        let row = sqlx::query!(
+            r#"SELECT warm AS "warm!", total AS "total!", breaker_open AS "breaker_open!",
+                      created AS "created!"
+               FROM pool_refill($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+            ask.max_total,
+            ask.min_idle,
+            ask.batch,
+            ask.count,
+            &ids as &[&str],
+            &names as &[&str],
+            &tokens as &[&str],
+            ask.provider,
+            ask.openclaw_git_ref,
+            ask.reason,
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        let counts = sqlx::query!(
-            r#"SELECT count(*) FILTER (WHERE status IN ('idle', 'provisioning', 'recycling')) AS "warm!",
-                      count(*) AS "total!"
-               FROM instances"#
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut refill =
-            Refill { warm: counts.warm, total: counts.total, breaker_open: open, created: Vec::new() };
-        if !open {
-            let count = wanted(counts.warm, counts.total).min(max_total - counts.total).max(0);
-            for _ in 0..count {
-                let new = make();
-                Store::insert_instance(&mut tx, &new, "replenish").await?;
-                refill.created.push(new.id);
-            }
-        }
-        tx.commit().await?;
-        Ok(refill)
+        Ok(Refill { warm: row.warm, total: row.total, breaker_open: row.breaker_open, created: row.created })
     }
 }

@@ -1,0 +1,130 @@
+//! The claim's two writes (issue 13: a claim in three round trips). Taking an instance records
+//! the claim, moves the oldest idle instance to `claiming` under the caller's lease and logs the
+//! move, all in one statement; recording the answer moves the instance to `claimed`, logs it and
+//! ends the claim, again in one. A third round trip is the replacement's refill.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::claims::{ClaimStatus, NewClaim};
+use super::{Instance, InstanceRow, Step, Store, StoreError, secs};
+
+/// What the gateway answered, to be recorded on the instance and its claim at once.
+pub(crate) struct Answered<'a> {
+    pub claim_id: Uuid,
+    pub claim_status: ClaimStatus,
+    pub conversation_id: Option<&'a str>,
+    pub invite_url: Option<&'a str>,
+    /// The instance's `join_status` and the event's reason: created, joined, waiting_for_acceptance.
+    pub join_status: &'a str,
+}
+
+impl Store {
+    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement.
+    /// The first attempt also records the claim: `pending` with its instance, or `failed` with
+    /// "no idle instance" when none was free. A later attempt (the same claim id) only moves the
+    /// claim to the instance it now has.
+    pub(crate) async fn take_for_claim(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        step: Step,
+        claim: &NewClaim<'_>,
+    ) -> Result<Option<Instance>, StoreError> {
+        let row = sqlx::query_as!(
+            InstanceRow,
+            r#"WITH taken AS (
+                   UPDATE instances SET
+                       status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
+                       lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                       next_run_at = now(), step_started_at = now(), status_changed_at = now(),
+                       updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
+                       join_url = $7
+                   WHERE id = (SELECT id FROM instances WHERE status = 'idle'
+                               ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   RETURNING *
+               ), recorded AS (
+                   INSERT INTO claims
+                       (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at)
+                   SELECT $4, $5, $6, $7,
+                          CASE WHEN taken.id IS NULL THEN 'failed' ELSE 'pending' END,
+                          CASE WHEN taken.id IS NULL THEN 0 ELSE 1 END,
+                          taken.id,
+                          CASE WHEN taken.id IS NULL THEN 'no idle instance' END,
+                          CASE WHEN taken.id IS NULL THEN now() END
+                   FROM (VALUES (1)) AS one (x) LEFT JOIN taken ON true
+                   ON CONFLICT (id) DO UPDATE
+                       SET instance_id = EXCLUDED.instance_id, attempts = claims.attempts + 1
+                       WHERE claims.status = 'pending' AND EXCLUDED.instance_id IS NOT NULL
+               ), logged AS (
+                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
+                   SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text FROM taken
+               )
+               SELECT id AS "id!", provider AS "provider!", provider_ref, sprite_name AS "sprite_name!",
+                      url, status AS "status!", step, attempts AS "attempts!", lease_owner,
+                      lease_expires_at, next_run_at, hop AS "hop!", step_started_at, last_error,
+                      golden_checkpoint_id, gateway_token AS "gateway_token!", agent_name,
+                      instructions, join_url, invite_url, conversation_id, join_status, claim_id,
+                      openclaw_git_ref AS "openclaw_git_ref!",
+                      heartbeat_failures AS "heartbeat_failures!",
+                      heartbeat_recoveries AS "heartbeat_recoveries!", last_heartbeat_at,
+                      sprite_created_at, created_at AS "created_at!", ready_at, claimed_at,
+                      status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
+                      openrouter_key_hash, openrouter_key, agentmail_inbox_id,
+                      openrouter_key_requested_at, agentmail_client_id,
+                      retired_openrouter_key_hash, retired_agentmail_inbox_id
+               FROM taken"#,
+            owner,
+            secs(ttl),
+            step.as_str(),
+            claim.id,
+            claim.agent_name,
+            claim.instructions,
+            claim.join_url,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Instance::try_from).transpose()
+    }
+
+    /// Records the gateway's answer: the instance `claiming` -> `claimed` (fenced on the lease
+    /// of `owner`), its event, and the claim's end, in one statement. `false`: the lease was
+    /// lost meanwhile and nothing was written.
+    pub(crate) async fn record_claimed(
+        &self,
+        id: &str,
+        owner: &str,
+        answered: Answered<'_>,
+    ) -> Result<bool, StoreError> {
+        let moved = sqlx::query_scalar!(
+            r#"WITH moved AS (
+                   UPDATE instances SET
+                       status = 'claimed', step = NULL, attempts = 0, last_error = NULL,
+                       lease_owner = NULL, lease_expires_at = NULL, next_run_at = NULL,
+                       step_started_at = NULL, status_changed_at = now(), updated_at = now(),
+                       claimed_at = now(), conversation_id = $3, invite_url = $4, join_status = $5
+                   WHERE id = $1 AND status = 'claiming' AND lease_owner = $2
+                   RETURNING id
+               ), logged AS (
+                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
+                   SELECT id, 'claiming', 'claimed', NULL, $5, $3 FROM moved
+               ), finished AS (
+                   UPDATE claims SET status = $7, conversation_id = $3, invite_url = $4, error = NULL,
+                       finished_at = now()
+                   WHERE id = $6 AND status = 'pending' AND EXISTS (SELECT 1 FROM moved)
+               )
+               SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
+            id,
+            owner,
+            answered.conversation_id,
+            answered.invite_url,
+            answered.join_status,
+            answered.claim_id,
+            answered.claim_status.as_str(),
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(moved)
+    }
+}
