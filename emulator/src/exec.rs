@@ -20,11 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::admission::{Quirk, admit, bearer_ok};
+use crate::clock::unix_ms;
 use crate::fs;
 use crate::latency;
 use crate::respond;
 use crate::shell::{self, Ctx, Event, Input, Sink, StdinMsg};
-use crate::state::{App, KillReason, Session, unix_ms};
+use crate::state::{App, KillReason, Session};
 
 /// Query parameters of an exec (reference §3.2).
 #[derive(Debug, Clone)]
