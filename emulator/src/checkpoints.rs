@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::admission::{admit, bearer_ok};
+use crate::clock::rfc3339;
 use crate::respond;
-use crate::rfc3339;
 use crate::services::boot_services;
 use crate::state::{App, Checkpoint};
 

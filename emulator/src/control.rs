@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use crate::config::{ConfigPatch, RuntimeConfig};
 use crate::faults::NewFault;
+use crate::gateway::state::GatewayChaos;
 use crate::respond;
-use crate::state::{App, GatewayChaos};
+use crate::state::App;
 
 fn bad_request(msg: &str) -> Response {
     respond::error(StatusCode::BAD_REQUEST, msg)

@@ -279,7 +279,7 @@ impl Fs {
             kind: if node.is_dir() { "directory" } else { "file" },
             size: node.size(),
             mode: format!("{:04o}", node.mode()),
-            mod_time: crate::rfc3339(node.mtime()),
+            mod_time: crate::clock::rfc3339(node.mtime()),
             is_dir: node.is_dir(),
         })
     }

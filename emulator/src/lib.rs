@@ -15,8 +15,8 @@
 
 mod admission;
 mod agentmail;
-mod agentmail_keys;
 mod checkpoints;
+mod clock;
 mod config;
 mod control;
 mod exec;
@@ -42,8 +42,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post, put};
 use axum::serve::ListenerExt;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -57,11 +55,6 @@ pub use gateway::invite::mint_invite_url;
 pub const RAILWAY_PROJECT_ID: &str = "emulator-project";
 pub const RAILWAY_ENVIRONMENT_ID: &str = "emulator-environment";
 use state::{App, Shared, World};
-
-/// RFC 3339 in UTC with whole seconds, which every SDK's date parser accepts.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
-}
 
 fn router(app: App) -> Router {
     let sprite = "/v1/sprites/{name}";
@@ -103,7 +96,7 @@ fn router(app: App) -> Router {
         .merge(railway::routes())
         .merge(openrouter::routes())
         .merge(agentmail::routes())
-        .merge(agentmail_keys::routes())
+        .merge(agentmail::keys::routes())
         // Files of several hundred MB are plausible on a real Sprite; the gateway enforces
         // its own 1 MB limit.
         .layer(DefaultBodyLimit::max(512 << 20))

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admission::{admit, bearer_ok};
+use crate::clock::unix_ms;
 use crate::respond;
-use crate::state::{App, Service, ServiceDef, Sprite, World, unix_ms};
+use crate::state::{App, Service, ServiceDef, Sprite, World};
 
 #[derive(Deserialize, Default)]
 pub struct ServiceRequest {

@@ -1,317 +1,21 @@
-//! The world model: every Sprite with its files, services, checkpoints and exec sessions, plus
-//! faults, counters and the live config. One `std::sync::Mutex` guards it; nobody holds it
-//! across an `.await`.
+//! The composed world: every emulated service's state (each owns its module: Sprites in
+//! `sprites::state`, Railway in `railway::state`, OpenRouter in `openrouter::state`, AgentMail
+//! in `agentmail::state`, faults in `faults::state`), plus counters and the live config. One
+//! `std::sync::Mutex` guards it; nobody holds it across an `.await`. This module imports only
+//! those state modules; handlers import it, never the other way round.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::agentmail::state::{AgentMailWorld, InboxKeysWorld};
 use crate::config::{EmulatorConfig, RuntimeConfig};
-use crate::faults::Fault;
-use crate::fs::Fs;
-use crate::rfc3339;
-
-/// Why a running exec session is being ended from the outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillReason {
-    /// A signal through `POST …/exec/{id}/kill`: the command exits with this code (128+n).
-    Signal(u8),
-    /// The environment went away (restore, delete, kill, reset): the socket closes with no
-    /// exit frame, as when the VM restarts under a real client.
-    Restart,
-}
-
-pub struct Session {
-    pub id: u64,
-    pub command: String,
-    pub workdir: String,
-    pub created: OffsetDateTime,
-    pub tty: bool,
-    pub last_activity: OffsetDateTime,
-    pub kill: watch::Sender<Option<KillReason>>,
-}
-
-impl Session {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id.to_string(),
-            "command": self.command,
-            "workdir": self.workdir,
-            "created": rfc3339(self.created),
-            "tty": self.tty,
-            "bytes_per_second": 0,
-            "is_active": true,
-            "last_activity": rfc3339(self.last_activity),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceDef {
-    pub name: String,
-    pub cmd: String,
-    pub args: Vec<String>,
-    pub needs: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_port: Option<u16>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Service {
-    pub def: ServiceDef,
-    pub running: bool,
-    pub pid: Option<u32>,
-    pub started_at: Option<OffsetDateTime>,
-    /// When the process (re)started.
-    pub started: Option<Instant>,
-    pub restart_count: u32,
-    pub logs: Vec<Value>,
-    /// Bumped on every start, so a process task knows whether it still serves this start.
-    pub generation: u64,
-    /// While a crashed process waits for its restart.
-    pub next_restart_at: Option<OffsetDateTime>,
-}
-
-/// How many log events a service keeps in memory (a crash loop must not grow without bound).
-const MAX_LOG_EVENTS: usize = 2000;
-
-impl Service {
-    /// Appends a log event, dropping the oldest beyond [`MAX_LOG_EVENTS`].
-    pub fn log(&mut self, line: Value) {
-        if self.logs.len() >= MAX_LOG_EVENTS {
-            self.logs.drain(..self.logs.len() + 1 - MAX_LOG_EVENTS);
-        }
-        self.logs.push(line);
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(&self.def).unwrap_or(Value::Null);
-        v["state"] = json!({
-            "name": self.def.name,
-            "status": match (self.running, self.pid) {
-                (true, Some(_)) => "running",
-                (true, None) => "starting",
-                (false, _) => "stopped",
-            },
-            "pid": self.pid,
-            "started_at": self.started_at.map(rfc3339),
-            "error": null,
-            "restart_count": self.restart_count,
-            "next_restart_at": self.next_restart_at.map(rfc3339),
-        });
-        v
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Checkpoint {
-    pub id: String,
-    pub create_time: OffsetDateTime,
-    pub comment: String,
-    pub source_id: String,
-    pub history: Vec<String>,
-    pub fs: Fs,
-    pub services: Vec<ServiceDef>,
-}
-
-impl Checkpoint {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "create_time": rfc3339(self.create_time),
-            "comment": self.comment,
-            "source_id": self.source_id,
-            "history": self.history,
-            "is_auto": false,
-            "health": "",
-        })
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GatewayChaos {
-    pub down: bool,
-    pub until_exec: bool,
-}
-
-pub struct Sprite {
-    pub id: String,
-    pub name: String,
-    pub url_auth: String,
-    pub private_access: Option<String>,
-    pub labels: Vec<String>,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub last_active: Option<Instant>,
-    pub last_active_at: Option<OffsetDateTime>,
-    pub fs: Fs,
-    pub services: BTreeMap<String, Service>,
-    pub checkpoints: Vec<Checkpoint>,
-    pub next_checkpoint: u32,
-    /// The checkpoint the live state descends from (last created or restored).
-    pub current_base: Option<String>,
-    pub last_restored: Option<String>,
-    pub sessions: BTreeMap<u64, Session>,
-    pub gateway: GatewayChaos,
-    /// What runs inside: processes, listening ports, service processes.
-    pub vm: crate::vm::table::VmState,
-    /// Bumped whenever the environment restarts, so in-flight gateway work started before
-    /// it (a slow join) does not land on the new environment.
-    pub boot_epoch: u64,
-    pub policy: Value,
-}
-
-/// How long a Sprite reports `running` after its last activity (the real idle pause).
-const IDLE_AFTER: Duration = Duration::from_secs(30);
-
-impl Sprite {
-    pub fn new(name: String, url_auth: String, labels: Vec<String>) -> Self {
-        let now = OffsetDateTime::now_utc();
-        Self {
-            id: format!("sprite-{}", uuid::Uuid::new_v4()),
-            name,
-            url_auth,
-            private_access: None,
-            labels,
-            created_at: now,
-            updated_at: now,
-            last_active: None,
-            last_active_at: None,
-            fs: Fs::new(),
-            services: BTreeMap::new(),
-            checkpoints: Vec::new(),
-            next_checkpoint: 1,
-            current_base: None,
-            last_restored: None,
-            sessions: BTreeMap::new(),
-            gateway: GatewayChaos::default(),
-            vm: Default::default(),
-            boot_epoch: 0,
-            policy: json!({"rules": []}),
-        }
-    }
-
-    pub fn status(&self) -> &'static str {
-        match self.last_active {
-            None => "cold",
-            Some(t) if t.elapsed() < IDLE_AFTER => "running",
-            Some(_) => "warm",
-        }
-    }
-
-    pub fn touch(&mut self) {
-        self.last_active = Some(Instant::now());
-        self.last_active_at = Some(OffsetDateTime::now_utc());
-    }
-
-    pub fn to_json(&self, base_url: &str) -> Value {
-        let mut url_settings = json!({"auth": self.url_auth});
-        if let Some(pa) = &self.private_access {
-            url_settings["private_access"] = json!(pa);
-        }
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "organization": "emulator",
-            "url": format!("{base_url}/_sprite/{}", self.name),
-            "url_settings": url_settings,
-            "status": self.status(),
-            "labels": self.labels,
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-            "last_started_at": self.last_active_at.map(rfc3339),
-            "last_active_at": self.last_active_at.map(rfc3339),
-            "version": "0.0.1-emulator",
-            "environment_version": "",
-        })
-    }
-
-    /// Ends every exec session as if the VM restarted.
-    pub fn end_sessions(&mut self) {
-        for (_, session) in std::mem::take(&mut self.sessions) {
-            let _ = session.kill.send(Some(KillReason::Restart));
-        }
-    }
-
-    /// (Re)starts a service: a fresh pid, and a new generation whose process
-    /// `vm::supervisor::launch` then runs (any previous process of it ends here).
-    pub fn start_service(&mut self, name: &str, pid: u32) {
-        let Some(svc) = self.services.get_mut(name) else {
-            return;
-        };
-        svc.running = true;
-        svc.pid = Some(pid);
-        svc.started_at = Some(OffsetDateTime::now_utc());
-        svc.started = Some(Instant::now());
-        svc.generation += 1;
-        svc.next_restart_at = None;
-        svc.log(json!({"type": "started", "timestamp": unix_ms()}));
-        self.vm.end_service(name);
-    }
-
-    pub fn stop_service(&mut self, name: &str) {
-        if let Some(svc) = self.services.get_mut(name) {
-            svc.running = false;
-            svc.pid = None;
-            svc.started = None;
-            svc.next_restart_at = None;
-            svc.log(json!({"type": "stopped", "exit_code": 0, "timestamp": unix_ms()}));
-        }
-        self.vm.end_service(name);
-    }
-
-    /// What the Sprite URL reaches: the listener on the `http_port` service's port, else on
-    /// 8080 (reference §5 "http_port and the URL"); None when nothing listens there.
-    pub fn url_listener(&self) -> Option<&crate::vm::table::Listener> {
-        let port = self.services.values().find_map(|s| s.def.http_port).unwrap_or(8080);
-        self.vm.listener(port)
-    }
-
-    /// The running service that carries the Sprite's URL, if any.
-    pub fn http_service(&self) -> Option<&Service> {
-        self.services.values().find(|s| s.def.http_port.is_some() && s.running)
-    }
-
-    pub fn dump(&self, base_url: &str) -> Value {
-        let files: Vec<Value> = self
-            .fs
-            .nodes()
-            .map(|(path, node)| {
-                json!({
-                    "path": path,
-                    "type": if node.is_dir() { "directory" } else { "file" },
-                    "size": node.size(),
-                    "mode": format!("{:04o}", node.mode()),
-                })
-            })
-            .collect();
-        let mut v = self.to_json(base_url);
-        v["files"] = json!(files);
-        v["services"] = json!(self.services.values().map(Service::to_json).collect::<Vec<_>>());
-        v["checkpoints"] = json!(self.checkpoints.iter().map(Checkpoint::to_json).collect::<Vec<_>>());
-        v["last_restored"] = json!(self.last_restored);
-        v["sessions"] = json!(self.sessions.values().map(Session::to_json).collect::<Vec<_>>());
-        let binding = crate::gateway::binding(&self.fs);
-        v["gateway"] = json!({
-            "down": self.gateway.down,
-            "until_exec": self.gateway.until_exec,
-            "service_running": self.http_service().is_some(),
-            "conversation_id": binding,
-        });
-        v["listening"] = json!(self.vm.listeners.keys().collect::<Vec<_>>());
-        v["policy"] = self.policy.clone();
-        v
-    }
-}
+use crate::faults::state::{self as faults, Fault, FaultKind, NewFault};
+use crate::openrouter::state::OpenRouterWorld;
+use crate::railway::state::RailwayWorld;
+// The Sprite's parts, where handlers have always named them.
+pub use crate::sprites::state::{Checkpoint, KillReason, Service, ServiceDef, Session, Sprite};
 
 pub struct World {
     pub sprites: BTreeMap<String, Sprite>,
@@ -321,10 +25,10 @@ pub struct World {
     pub config: RuntimeConfig,
     /// Session ids and service pids come from one counter, like pids on one kernel.
     pub next_pid: u32,
-    pub railway: crate::railway::RailwayWorld,
-    pub openrouter: crate::openrouter::OpenRouterWorld,
-    pub agentmail: crate::agentmail::AgentMailWorld,
-    pub agentmail_keys: crate::agentmail_keys::InboxKeysWorld,
+    pub railway: RailwayWorld,
+    pub openrouter: OpenRouterWorld,
+    pub agentmail: AgentMailWorld,
+    pub agentmail_keys: InboxKeysWorld,
 }
 
 impl World {
@@ -346,6 +50,18 @@ impl World {
     pub fn pid(&mut self) -> u32 {
         self.next_pid += 1;
         self.next_pid
+    }
+
+    pub fn add_fault(&mut self, f: NewFault) -> String {
+        let id = format!("f{}", self.next_fault);
+        self.next_fault += 1;
+        self.faults.push(Fault::new(id.clone(), f));
+        id
+    }
+
+    /// The first fault that matches this request, consuming one of its uses.
+    pub fn take_fault(&mut self, route: &str, sprite: Option<&str>) -> Option<FaultKind> {
+        faults::take(&mut self.faults, route, sprite)
     }
 
     /// The Sprite by name, but only if it is still the same incarnation (`id`).
@@ -389,8 +105,4 @@ impl App {
             }
         }
     }
-}
-
-pub fn unix_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::Layout;
 use crate::fs::Fs;
+use crate::gateway::state::Layout;
 
 /// OpenClaw's port when neither a flag nor `gateway.port` sets one (`DEFAULT_GATEWAY_PORT`).
 pub const DEFAULT_PORT: u16 = 18789;
@@ -147,7 +147,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::gateway::CONFIG_PATH;
+    use crate::gateway::state::CONFIG_PATH;
 
     fn fs_with(config: &str) -> Fs {
         let mut fs = Fs::new();

@@ -9,12 +9,8 @@ use axum::response::{IntoResponse, Response};
 use crate::fs::Fs;
 use crate::respond;
 
-/// Where `pnpm ui:build` leaves the UI's entry page, relative to the OpenClaw checkout.
-pub const CONTROL_UI_BUILD_OUTPUT: &str = "dist/control-ui/index.html";
-/// The OpenClaw checkout `scripts/sprite-setup.sh` builds on a Sprite.
-pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
-/// The built UI's entry page on a Sprite: once this file exists, the UI is built.
-pub const CONTROL_UI_INDEX: &str = "/home/sprite/openclaw/dist/control-ui/index.html";
+// Where the UI is built is layout data (below the world model); re-exported where it was.
+pub use crate::gateway::state::{CONTROL_UI_BUILD_OUTPUT, CONTROL_UI_INDEX, OPENCLAW_DIR, control_ui_index};
 
 /// What the real gateway says on an unbuilt UI.
 const UNBUILT: &str = "Control UI assets not found. Build them with `pnpm ui:build` (auto-installs UI deps), \
@@ -23,11 +19,6 @@ const UNBUILT: &str = "Control UI assets not found. Build them with `pnpm ui:bui
 /// The page shown where the UI is built into the image (the Railway runtime).
 const IMAGE_PAGE: &str =
     "<!doctype html><html><head><title>OpenClaw Control</title></head><body></body></html>";
-
-/// The entry page of the UI built in `checkout`.
-pub fn control_ui_index(checkout: &str) -> String {
-    format!("{}/{CONTROL_UI_BUILD_OUTPUT}", checkout.trim_end_matches('/'))
-}
 
 /// The Control UI's answer. `index` is the built entry page to look for; `None` means the UI
 /// ships built (an image).

@@ -5,8 +5,8 @@
 use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::Layout;
 use crate::fs::Fs;
+use crate::gateway::state::Layout;
 
 /// The OpenClaw version the emulated gateway stamps into `meta.lastTouchedVersion`: one of the
 /// staging era (February 2026). Nothing should depend on its value.
@@ -117,7 +117,7 @@ pub(super) fn write_config(fs: &mut Fs, layout: &Layout, mut config: Value) -> R
     }
     let meta = object_at(&mut config, &["meta"]);
     meta.insert("lastTouchedVersion".into(), json!(EMULATED_OPENCLAW_VERSION));
-    meta.insert("lastTouchedAt".into(), json!(crate::rfc3339(crate::fs::now())));
+    meta.insert("lastTouchedAt".into(), json!(crate::clock::rfc3339(crate::fs::now())));
     let commands = object_at(&mut config, &["commands"]);
     commands.entry("native").or_insert(json!("auto"));
     commands.entry("nativeSkills").or_insert(json!("auto"));
@@ -172,7 +172,7 @@ pub(super) fn env_for(fs: &Fs, layout: &Layout, body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{CONFIG_PATH, CONVOS_DIR};
+    use crate::gateway::state::{CONFIG_PATH, CONVOS_DIR};
 
     #[test]
     fn bind_rewrites_the_config_whole_keeps_a_backup_and_other_keys() {

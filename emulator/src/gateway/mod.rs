@@ -10,9 +10,10 @@
 
 pub mod boot;
 pub mod control_ui;
-mod files;
+pub mod files;
 pub mod invite;
 mod routes;
+pub mod state;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,45 +26,10 @@ use crate::fs::Fs;
 use crate::respond;
 use crate::state::{App, World};
 
-pub use files::{binding, binding_at, read_pool_key};
+pub use files::read_pool_key;
+pub use state::Layout;
 
-pub const CONFIG_PATH: &str = "/home/sprite/.openclaw/openclaw.json";
-pub const INSTRUCTIONS_PATH: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
-pub const CONVOS_DIR: &str = "/home/sprite/.convos";
 const MAX_BODY: usize = 1024 * 1024;
-
-/// Where a gateway keeps its config, the agent's instructions and the convos identities.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub config: String,
-    pub instructions: String,
-    pub convos_dir: String,
-    /// The built Control UI's entry page; `None` where the UI ships built (an image).
-    pub control_ui: Option<String>,
-}
-
-impl Layout {
-    /// A Sprite: everything under `/home/sprite`.
-    pub fn sprite() -> Layout {
-        Layout {
-            config: CONFIG_PATH.to_string(),
-            instructions: INSTRUCTIONS_PATH.to_string(),
-            convos_dir: CONVOS_DIR.to_string(),
-            control_ui: Some(control_ui::CONTROL_UI_INDEX.to_string()),
-        }
-    }
-
-    /// The Gen 2 runtime: `OPENCLAW_STATE_DIR=<dir>/openclaw`, `~/.convos` → `<dir>/convos`.
-    pub fn state_dir(dir: &str) -> Layout {
-        let dir = dir.trim_end_matches('/');
-        Layout {
-            config: format!("{dir}/openclaw/openclaw.json"),
-            instructions: format!("{dir}/openclaw/workspace/INSTRUCTIONS.md"),
-            convos_dir: format!("{dir}/convos"),
-            control_ui: None,
-        }
-    }
-}
 
 /// The instance a gateway request lands on.
 pub trait Host: Send + Sync {

@@ -29,7 +29,6 @@ use std::collections::BTreeMap;
 
 use super::{Forced, RailwayWorld};
 use crate::admission::admit;
-use crate::agentmail_keys::InboxKeysWorld;
 use crate::fs::Fs;
 use crate::gateway::{self, Host, Layout, Route};
 use crate::latency;
@@ -50,7 +49,7 @@ pub fn email_credential(
 ) -> Option<&'static str> {
     let inbox = variables.get("AGENTMAIL_INBOX_ID").filter(|v| !v.is_empty())?;
     if let Some(key) = variables.get("AGENTMAIL_API_KEY").filter(|v| !v.is_empty()) {
-        return Some(InboxKeysWorld::scope_of(world, org_key, key, inbox).as_str());
+        return Some(world.agentmail_keys.scope_of(&world.agentmail, org_key, key, inbox).as_str());
     }
     if variables.get("POOL_URL").is_some_and(|v| !v.is_empty()) {
         return Some("pool_url");

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{Domain, ENVIRONMENT_ID, ENVIRONMENT_NAME, PROJECT_ID, RailwayWorld, Service, Volume};
-use crate::rfc3339;
+use crate::clock::rfc3339;
 
 /// A whole connection; `graphql::page` serves it a page at a time with cursors.
 fn edges(nodes: Vec<Value>) -> Value {

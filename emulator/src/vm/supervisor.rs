@@ -11,10 +11,11 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::unix_ms;
 use crate::fs;
 use crate::latency;
 use crate::shell::{self, Ctx, Event, Input, Sink};
-use crate::state::{App, World, unix_ms};
+use crate::state::{App, World};
 use crate::vm::processes::ProcGuard;
 use crate::vm::table::{Run, SERVICE};
 

@@ -7,7 +7,8 @@
 //! control API registers domains (`POST /_emulator/agentmail/domains`). Errors carry the
 //! documented `{"name", "code", "message"}` body.
 
-use std::collections::BTreeMap;
+pub mod keys;
+pub mod state;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,65 +23,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::admission::{admit, bearer_ok};
+use crate::clock::rfc3339;
 use crate::respond;
-use crate::rfc3339;
 use crate::state::App;
 
-pub const DEFAULT_DOMAIN: &str = "agentmail.to";
-pub const DEFAULT_LIMIT: usize = 10;
-pub const MAX_LIMIT: usize = 100;
-const POD_ID: &str = "emulator-pod";
-
-#[derive(Debug, Clone)]
-pub struct Inbox {
-    pub inbox_id: String,
-    pub display_name: Option<String>,
-    pub client_id: Option<String>,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
-impl Inbox {
-    fn to_json(&self) -> Value {
-        let mut v = json!({
-            "pod_id": POD_ID,
-            "inbox_id": self.inbox_id,
-            "email": self.inbox_id,
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-        });
-        if let Some(d) = &self.display_name {
-            v["display_name"] = json!(d);
-        }
-        if let Some(c) = &self.client_id {
-            v["client_id"] = json!(c);
-        }
-        v
-    }
-}
-
-/// A custom domain of the organisation, as the control API registered it.
-#[derive(Debug, Clone)]
-pub struct Domain {
-    pub domain_id: String,
-    pub domain: String,
-    /// `NOT_STARTED`, `PENDING`, `INVALID`, `FAILED`, `VERIFYING` or `VERIFIED`.
-    pub status: String,
-    pub subdomains_enabled: bool,
-}
-
-const DOMAIN_STATUSES: [&str; 6] = ["NOT_STARTED", "PENDING", "INVALID", "FAILED", "VERIFYING", "VERIFIED"];
-
-/// Every live inbox by creation sequence (so pages are stable while others are created).
-#[derive(Debug, Default)]
-pub struct AgentMailWorld {
-    pub inboxes: BTreeMap<u64, Inbox>,
-    pub next_seq: u64,
-    /// Custom domains by name (lowercase).
-    pub domains: BTreeMap<String, Domain>,
-    /// Every `User-Agent` the API routes saw, so a test can check what clients send.
-    pub user_agents: std::collections::BTreeSet<String>,
-}
+pub use state::{AgentMailWorld, DEFAULT_DOMAIN, DEFAULT_LIMIT, DOMAIN_STATUSES, Domain, Inbox, MAX_LIMIT};
 
 /// Why an inbox may not be created on `domain`: `None` when it may.
 fn domain_refusal(world: &AgentMailWorld, domain: &str) -> Option<Response> {
@@ -104,13 +51,6 @@ fn domain_refusal(world: &AgentMailWorld, domain: &str) -> Option<Response> {
         .filter(|(_, c)| *c == '.')
         .any(|(i, _)| world.domains.get(&domain[i + 1..]).is_some_and(|d| usable(d) && d.subdomains_enabled));
     (!parent_allows).then(|| error(StatusCode::NOT_FOUND, "NotFoundError", "not_found", "Domain not found"))
-}
-
-impl AgentMailWorld {
-    fn find(&self, inbox_id: &str) -> Option<u64> {
-        let wanted = inbox_id.to_ascii_lowercase();
-        self.inboxes.iter().find(|(_, i)| i.inbox_id == wanted).map(|(seq, _)| *seq)
-    }
 }
 
 pub(crate) fn routes() -> Router<App> {

@@ -6,8 +6,6 @@
 //! The emulated Railway runtime asks [`InboxKeysWorld::scope_of`] what an instance's
 //! `AGENTMAIL_API_KEY` is good for, so a test can tell a scoped key from the organisation's.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -20,78 +18,12 @@ use time::OffsetDateTime;
 
 use crate::admission::{admit, bearer_ok};
 use crate::respond;
-use crate::rfc3339;
 use crate::state::{App, World};
 
-#[derive(Debug, Clone)]
-pub struct InboxKey {
-    pub api_key_id: String,
-    pub api_key: String,
-    pub name: String,
-    pub inbox_id: String,
-    pub created_at: OffsetDateTime,
-}
-
-impl InboxKey {
-    fn listed(&self) -> Value {
-        json!({
-            "api_key_id": self.api_key_id,
-            "prefix": &self.api_key[..11],
-            "name": self.name,
-            "inbox_id": self.inbox_id,
-            "created_at": rfc3339(self.created_at),
-        })
-    }
-}
-
-/// Every inbox-scoped key, by id.
-#[derive(Debug, Default)]
-pub struct InboxKeysWorld {
-    pub keys: BTreeMap<String, InboxKey>,
-}
-
-/// What an `AGENTMAIL_API_KEY` can do for one inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyScope {
-    /// A key scoped to exactly this inbox, and the inbox exists.
-    Inbox,
-    /// The organisation's own key: it works, but for every inbox.
-    Organization,
-    /// Unknown, revoked, scoped to another inbox, or the inbox is gone.
-    Invalid,
-}
-
-impl KeyScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyScope::Inbox => "inbox",
-            KeyScope::Organization => "organization",
-            KeyScope::Invalid => "invalid",
-        }
-    }
-}
+use crate::agentmail::state::InboxKey;
 
 fn inbox_exists(world: &World, inbox_id: &str) -> bool {
-    let wanted = inbox_id.to_ascii_lowercase();
-    world.agentmail.inboxes.values().any(|i| i.inbox_id == wanted)
-}
-
-impl InboxKeysWorld {
-    /// What `key` is good for on `inbox_id`.
-    pub fn scope_of(world: &World, org_key: &str, key: &str, inbox_id: &str) -> KeyScope {
-        if !inbox_exists(world, inbox_id) {
-            return KeyScope::Invalid;
-        }
-        if key == org_key {
-            return KeyScope::Organization;
-        }
-        let scoped = world
-            .agentmail_keys
-            .keys
-            .values()
-            .any(|k| k.api_key == key && k.inbox_id.eq_ignore_ascii_case(inbox_id));
-        if scoped { KeyScope::Inbox } else { KeyScope::Invalid }
-    }
+    world.agentmail.has_inbox(inbox_id)
 }
 
 pub(crate) fn routes() -> Router<App> {

@@ -1,5 +1,7 @@
 //! `/v1/sprites` management routes, plus the network policy of a Sprite.
 
+pub mod state;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
