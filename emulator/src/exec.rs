@@ -172,6 +172,7 @@ pub fn start(app: &App, sprite_name: &str, params: ExecParams, stdin: StdinSpec)
         stderr: Sink::stderr(out_tx.clone()),
         stdin: input,
         last_status: 0,
+        shell: Default::default(),
     };
     tokio::spawn(supervise(ctx, params.argv, session_id, kill_rx, out_tx, params.max_run_after_disconnect));
     Some(Running { session_id, command, created: now.unix_timestamp(), events: out_rx, stdin: stdin_tx })

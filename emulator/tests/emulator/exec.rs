@@ -40,12 +40,13 @@ async fn stderr_and_exit_codes() {
     let missing = env.exec("ex", &["cat", "/nope"]).await;
     assert_eq!(missing.code(), 1);
     assert_eq!(missing.err(), "cat: /nope: No such file or directory\n");
-    let syntax = env.exec("ex", &["bash", "-c", "ls | wc -l"]).await;
-    assert_eq!(syntax.code(), 2);
-    assert!(syntax.err().contains("unsupported shell syntax"));
-    // Anything unknown succeeds quietly.
-    let unknown = env.exec("ex", &["apt-get", "install", "-y", "jq"]).await;
-    assert_eq!((unknown.code(), unknown.out()), (0, String::new()));
+    let syntax = env.exec("ex", &["bash", "-c", "echo before; sleep 1 &"]).await;
+    assert_eq!((syntax.code(), syntax.out()), (2, String::new()), "refused before anything runs");
+    assert!(syntax.err().contains("unsupported shell syntax: background jobs"), "{}", syntax.err());
+    // Nothing unknown pretends to work: bash's "command not found", 127.
+    let unknown = env.exec("ex", &["frobnicate", "--all"]).await;
+    assert_eq!((unknown.code(), unknown.out()), (127, String::new()));
+    assert_eq!(unknown.err(), "bash: frobnicate: command not found\n");
 }
 
 #[tokio::test]

@@ -10,4 +10,6 @@ mod gateway;
 mod railway;
 mod resources;
 mod services;
+mod shell_syntax;
+mod shell_tools;
 mod sprites;
