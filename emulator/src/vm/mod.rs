@@ -22,7 +22,8 @@ pub mod table;
 use bytes::Bytes;
 
 use crate::fs::{self, Fs, FsError};
-use crate::shell::{self, Ctx, tools::Tool};
+use crate::shell::tools::{Tool, tool};
+use crate::shell::{self, Ctx};
 
 type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -103,21 +104,6 @@ fn lookup(ctx: &Ctx, tool: &str) -> Option<String> {
 /// the runner for the programs installs put on PATH.
 pub fn install() {
     shell::tools::install_extra(|| shell::tools::Extra { tools: base_tool, binary: run_binary });
-}
-
-macro_rules! tool {
-    ($f:path) => {{
-        fn entry<'a>(ctx: &'a mut Ctx, args: &'a [String]) -> BoxFut<'a, u8> {
-            Box::pin($f(ctx, args))
-        }
-        entry as Tool
-    }};
-    (sync $f:path) => {{
-        fn entry<'a>(ctx: &'a mut Ctx, args: &'a [String]) -> BoxFut<'a, u8> {
-            Box::pin(async move { $f(ctx, args) })
-        }
-        entry as Tool
-    }};
 }
 
 /// The system commands every Sprite has that this layer simulates (the shell's own tools

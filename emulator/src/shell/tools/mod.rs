@@ -30,6 +30,8 @@ macro_rules! tool {
         entry as Tool
     }};
 }
+/// The VM layer's programs plug in through the same wrapper.
+pub(crate) use tool;
 
 fn true_(_: &mut Ctx, _: &[String]) -> u8 {
     0
