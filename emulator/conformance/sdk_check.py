@@ -190,14 +190,16 @@ def run_checks(checks, base_url):
         expect(out == b"", "exec sees the same filesystem")
 
     def services():
-        stream = sprite.create_service("web", "python3", ["-m", "http.server", "8080"], http_port=8080)
+        # A service really runs its command in the emulator, and its Sprite image is bare (no
+        # python3 until installed): a command the image has keeps the service running.
+        stream = sprite.create_service("web", "sleep", ["3600"], http_port=8080)
         kinds = [e.type for e in stream]
         expect(kinds == ["started", "complete"], f"create stream {kinds}")
         listed = sprite.list_services()
         expect([s.name for s in listed] == ["web"], "list")
         expect(listed[0].state.status == "running" and listed[0].http_port == 8080, "running")
         got = sprite.get_service("web")
-        expect(got.cmd == "python3" and got.args == ["-m", "http.server", "8080"], "get")
+        expect(got.cmd == "sleep" and got.args == ["3600"], "get")
         kinds = [e.type for e in sprite.stop_service("web")]
         expect("stopped" in kinds, f"stop stream {kinds}")
         expect(sprite.get_service("web").state.status == "stopped", "stopped")
