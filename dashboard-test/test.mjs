@@ -419,7 +419,9 @@ try {
   const fault = await emulator('POST', '/faults', {
     route: 'sprites.create',
     count: 50,
-    kind: { type: 'status', status: 500, body: JSON.stringify({ error: failure }) },
+    // A refusal (400) counts toward the breaker at once; a 5xx is retried and counts only when
+    // the instance is given up (issue 19: only permanent failures open the breaker).
+    kind: { type: 'status', status: 400, body: JSON.stringify({ error: failure }) },
   });
   assert.ok(fault.id, 'the fault has an id');
   const breakerStarted = Date.now();
@@ -427,7 +429,7 @@ try {
   await page.locator(tid('replenish-submit')).click();
   await page.locator(tid('controls-msg')).filter({ hasText: /Started 3 instances/ }).waitFor({ state: 'visible', timeout: WAIT });
   const banner = page.locator(tid('breaker-banner'));
-  // Creation steps retry with backoff; the breaker opens on the 3rd failure in a row.
+  // Each refused create counts; the breaker opens on the 3rd refusal in a row.
   await banner.waitFor({ state: 'visible', timeout: 45_000 });
   const bannerSecs = secsSince(breakerStarted);
   const bannerText = (await banner.textContent()).replace(/\s+/g, ' ').trim();
