@@ -1,0 +1,133 @@
+//! The configuration read from the environment: defaults, every problem at once, no values echoed.
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_lookup(|name| map.get(name).cloned())
+}
+
+const REQUIRED: [(&str, &str); 3] =
+    [("POOL_API_KEY", "key-123"), ("DATABASE_URL", "postgres://u:pw@h/db"), ("SPRITE_TOKEN", "org/1/2/tok")];
+
+#[test]
+fn defaults_follow_the_environment() {
+    let dev = load(&REQUIRED).unwrap();
+    assert_eq!(dev.environment, PoolEnvironment::Dev);
+    assert_eq!(dev.instance_xmtp_env, "dev");
+    assert_eq!(dev.openclaw_git_ref, "staging");
+    assert_eq!((dev.min_idle, dev.max_total), (3, 10));
+    assert_eq!(dev.stuck_timeout, Duration::from_secs(900));
+    match &dev.provider {
+        ProviderConfig::Sprites { api_url, .. } => {
+            assert_eq!(api_url.as_str(), "https://api.sprites.dev/")
+        }
+        other => panic!("sprites by default, not {}", other.kind()),
+    }
+    assert!(dev.openrouter.is_none() && dev.agentmail.is_none());
+    assert_eq!(dev.environment.sprite_prefix(), "convos-agent-dev-");
+
+    let mut vars = REQUIRED.to_vec();
+    vars.push(("POOL_ENVIRONMENT", "production"));
+    let prod = load(&vars).unwrap();
+    assert_eq!(prod.instance_xmtp_env, "production");
+    assert_eq!(prod.openclaw_git_ref, "main");
+    assert_eq!(prod.environment.invite_host(), "popup.convos.org");
+    assert_eq!(prod.api_key.expose_secret(), "key-123");
+}
+
+#[test]
+fn every_problem_is_listed_at_once_without_values() {
+    let err = load(&[
+        ("POOL_ENVIRONMENT", "prod"),
+        ("POOL_MIN_IDLE", "many"),
+        ("HEARTBEAT_INTERVAL_MS", "0"),
+        ("SPRITES_API_URL", "ftp://sekrit@x"),
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    for expected in [
+        "POOL_ENVIRONMENT",
+        "POOL_API_KEY is required",
+        "DATABASE_URL is required",
+        "SPRITE_TOKEN is required",
+        "POOL_MIN_IDLE must be a whole number",
+        "HEARTBEAT_INTERVAL_MS must be greater than 0",
+        "SPRITES_API_URL",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    assert_eq!(err.problems.len(), 7, "{text}");
+    assert!(!text.contains("sekrit"));
+}
+
+#[test]
+fn min_idle_above_max_total_is_refused() {
+    let mut vars = REQUIRED.to_vec();
+    vars.extend([("POOL_MIN_IDLE", "12"), ("POOL_MAX_TOTAL", "5")]);
+    let err = load(&vars).unwrap_err();
+    assert_eq!(err.problems, vec!["POOL_MIN_IDLE (12) must not exceed POOL_MAX_TOTAL (5)".to_string()]);
+}
+
+#[test]
+fn railway_needs_its_own_settings_and_not_a_sprite_token() {
+    let base =
+        [("POOL_API_KEY", "key-123"), ("DATABASE_URL", "postgres://u:pw@h/db"), ("POOL_PROVIDER", "railway")];
+    let err = load(&base).unwrap_err();
+    assert_eq!(err.problems.len(), 4, "{err}");
+    for expected in
+        ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID", "RAILWAY_RUNTIME_IMAGE"]
+    {
+        assert!(err.to_string().contains(expected), "{expected} missing from {err}");
+    }
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("RAILWAY_API_TOKEN", "rw-secret"),
+        ("RAILWAY_PROJECT_ID", "p1"),
+        ("RAILWAY_ENVIRONMENT_ID", "e1"),
+        ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/x/runtime@sha256:abc"),
+        ("OPENROUTER_MANAGEMENT_KEY", "or-secret"),
+        ("OPENROUTER_KEY_LIMIT_RESET", "weekly"),
+        ("AGENTMAIL_API_KEY", "am-secret"),
+    ]);
+    let config = load(&vars).unwrap();
+    let ProviderConfig::Railway(railway) = &config.provider else { panic!("railway") };
+    assert_eq!(railway.api_url.as_str(), RAILWAY_API_URL);
+    assert_eq!((railway.cpu, railway.memory_mb), (4.0, 4096));
+    assert_eq!(railway.start_command, "node convos-platform/pool-server/dist/index.js");
+    assert_eq!(railway.runtime_type, "openclaw");
+    let openrouter = config.openrouter.as_ref().unwrap();
+    assert_eq!((openrouter.limit_usd, openrouter.limit_reset.as_deref()), (20.0, Some("weekly")));
+    assert_eq!(config.agentmail.as_ref().unwrap().api_url.as_str(), AGENTMAIL_API_URL);
+    let debug = format!("{config:?}");
+    for secret in ["rw-secret", "or-secret", "am-secret"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}
+
+#[test]
+fn bad_resource_settings_are_named() {
+    let mut vars = REQUIRED.to_vec();
+    vars.extend([
+        ("POOL_PROVIDER", "fly"),
+        ("OPENROUTER_MANAGEMENT_KEY", "k"),
+        ("OPENROUTER_KEY_LIMIT", "-3"),
+        ("OPENROUTER_KEY_LIMIT_RESET", "yearly"),
+    ]);
+    let err = load(&vars).unwrap_err();
+    for expected in ["POOL_PROVIDER", "OPENROUTER_KEY_LIMIT must be greater", "OPENROUTER_KEY_LIMIT_RESET"] {
+        assert!(err.to_string().contains(expected), "{expected} missing from {err}");
+    }
+}
+
+#[test]
+fn debug_hides_secrets() {
+    let config = load(&REQUIRED).unwrap();
+    let debug = format!("{config:?}");
+    for secret in ["key-123", "pw@h", "org/1/2/tok"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}
