@@ -9,6 +9,9 @@ use sprites_emulator::{Emulator, EmulatorConfig};
 
 use crate::rig::{self, EmulatorControl, ScratchDb};
 
+/// The most instances one provisioning round starts.
+pub const PROVISION_ROUND: u32 = 1000;
+
 pub struct Stage {
     pub db: ScratchDb,
     pub emulator: Emulator,
@@ -27,15 +30,26 @@ impl Stage {
     }
 
     /// Starts `n` more instances through the engine (`add_instances`: durable steps, chained
-    /// in-process) and waits until `total` are idle with nothing in flight.
+    /// in-process) and waits until `total` are idle with nothing in flight. Large pools go in
+    /// rounds of [`PROVISION_ROUND`]: ten thousand steps at once would queue for the process's
+    /// few connections longer than a connection may be waited for.
     pub async fn provision(&self, engine: &Engine, n: u32, total: i64) -> Result<Duration, String> {
         let started = Instant::now();
-        let refill = engine.add_instances(n).await.map_err(|e| e.to_string())?;
-        if refill.created.len() != n as usize {
-            return Err(format!("asked for {n} instances, {} started (max_total?)", refill.created.len()));
+        let mut left = n;
+        while left > 0 {
+            let round = left.min(PROVISION_ROUND);
+            let refill = engine.add_instances(round).await.map_err(|e| e.to_string())?;
+            if refill.created.len() != round as usize {
+                return Err(format!(
+                    "asked for {round} instances, {} started (max_total?)",
+                    refill.created.len()
+                ));
+            }
+            left -= round;
+            let idle = total - i64::from(left);
+            let timeout = Duration::from_secs(120) + Duration::from_millis(300) * round;
+            rig::settled_idle(&self.store, idle, timeout).await?;
         }
-        let timeout = Duration::from_secs(120) + Duration::from_millis(300) * n;
-        rig::settled_idle(&self.store, total, timeout).await?;
         Ok(started.elapsed())
     }
 

@@ -17,14 +17,6 @@ use super::stage::Stage;
 use super::{Options, Report, Table, fmt, ms, summarize};
 use crate::rig;
 
-/// Instances started per provisioning round before the sustained runs.
-const PROVISION_CHUNK: u32 = 250;
-
-/// `total` in parts of at most `chunk`.
-fn split(total: u32, chunk: u32) -> Vec<u32> {
-    (0..total.div_ceil(chunk)).map(|i| chunk.min(total - i * chunk)).collect()
-}
-
 /// The issue 13 target: p99 overhead within this at >= 200 claims/s.
 const P99_TARGET_MS: f64 = 50.0;
 
@@ -115,14 +107,10 @@ async fn run_speed(stage: &Stage, speed: f64, rates: &[f64], window: Duration) -
     let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
     let server = rig::serve_api(&stage.emulator, &stage.db.url, engine.clone(), API_KEY).await?;
     let http = http_client();
-    // The whole pool first, in chunks the in-process chain provisions comfortably, at speed 0.
-    let mut idle = 0i64;
-    for chunk in split(cap - 10, PROVISION_CHUNK) {
-        idle += i64::from(chunk);
-        if let Err(err) = stage.provision(&engine, chunk, idle).await {
-            server.stop().await;
-            return Err(err);
-        }
+    // The whole pool first, at speed 0 (in rounds: Stage::provision).
+    if let Err(err) = stage.provision(&engine, cap - 10, i64::from(cap - 10)).await {
+        server.stop().await;
+        return Err(err);
     }
     stage.set_speed(speed).await?;
     let mut series = Vec::new();
