@@ -11,162 +11,39 @@
 //!   intervals, every step they and their chained deliveries produce, and the deliveries the
 //!   API sends it. Killing it never touches a client's request path.
 
+mod args;
 mod chain;
 mod chaos;
 mod checks;
 mod clients;
+mod observe;
 mod railway;
 mod supervisor;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::api::Api;
 use shared::config::Config;
-use shared::engine::EngineSettings;
-use shared::gateway::GatewayTimeouts;
 use shared::process::Process;
-use shared::store::{Status, Store};
+use shared::store::Status;
 use sprites_emulator::EmulatorConfig;
-use sqlx::Row;
 use tokio::sync::watch;
 
 use crate::rig;
 use chain::{LossyChain, RemoteChain};
-use checks::{ClaimRow, Snapshot};
 use clients::{ClientStats, Ledger};
 use supervisor::Worker;
 
+use args::{SPRITES_TIMEOUT, max_total};
+pub use args::{SoakArgs, WorkerArgs, gateway_timeouts, soak_settings};
+use observe::{counts, pending_claims, print_summary, snapshot, status_counts, wait_for};
 pub use worker::run as run_worker;
-
-/// The Sprites API request timeout in the soak: short, so a hung call fails within a step.
-const SPRITES_TIMEOUT: Duration = Duration::from_secs(3);
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct SoakArgs {
-    /// How long the chaos lasts, in minutes.
-    #[arg(long, conflicts_with = "seconds")]
-    pub minutes: Option<f64>,
-    /// How long the chaos lasts, in seconds (default 300).
-    #[arg(long)]
-    pub seconds: Option<u64>,
-    /// POOL_MIN_IDLE.
-    #[arg(long, default_value_t = 5)]
-    pub min_idle: u32,
-    /// Concurrent clients claiming, recycling and destroying.
-    #[arg(long, default_value_t = 4)]
-    pub clients: usize,
-    /// Seed of every random choice (default: from the clock; printed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Where the JSON report and the logs go.
-    #[arg(long, default_value = "artifacts/soak")]
-    pub json_dir: PathBuf,
-    /// The longest the pool may take to settle once the chaos stopped.
-    #[arg(long, default_value_t = 75)]
-    pub settle_secs: u64,
-    /// Fraction of step deliveries lost (in the API process and in the worker).
-    #[arg(long, default_value_t = 0.15)]
-    pub drop_rate: f64,
-    /// The worker is killed every MIN..MAX seconds.
-    #[arg(long, default_value_t = 4)]
-    pub kill_min_secs: u64,
-    #[arg(long, default_value_t = 12)]
-    pub kill_max_secs: u64,
-    /// Mean time between chaos actions, in ms.
-    #[arg(long, default_value_t = 1200)]
-    pub chaos_ms: u64,
-    /// Kill the worker wherever it is, in the middle of a sweep pass too (by default it
-    /// finishes its sweep passes first; steps are killed wherever they are either way).
-    #[arg(long)]
-    pub kill_anywhere: bool,
-    /// Keep the scratch database (its name is printed).
-    #[arg(long)]
-    pub keep_db: bool,
-    /// Seconds of the Railway round that follows (0 skips it): throttled volume creation,
-    /// generic errors, edge pages and lost answers on the emulated Railway.
-    #[arg(long, default_value_t = 20)]
-    pub railway_secs: u64,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct WorkerArgs {
-    #[arg(long)]
-    pub database_url: String,
-    #[arg(long)]
-    pub emulator_url: String,
-    #[arg(long)]
-    pub emulator_token: String,
-    #[arg(long)]
-    pub min_idle: u32,
-    #[arg(long)]
-    pub max_total: u32,
-    #[arg(long)]
-    pub drop_rate: f64,
-    #[arg(long)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 1000)]
-    pub tick_ms: u64,
-    #[arg(long, default_value_t = 1000)]
-    pub heartbeat_ms: u64,
-    #[arg(long, default_value_t = 3000)]
-    pub reconcile_ms: u64,
-}
-
-/// Production shapes, soak timings: leases short enough that a killed worker's steps are
-/// taken over within seconds, waits short enough that instances cycle in a minute's run.
-pub fn soak_settings(min_idle: u32, max_total: u32) -> EngineSettings {
-    EngineSettings {
-        min_idle,
-        max_total,
-        // Longer than a whole claim (`claim_budget`): the claim path holds its lease without
-        // renewing it, so a shorter lease lets the tick take a slow but live claim for an
-        // interrupted one (docs/performance.md, Soak, finding 2).
-        lease_ttl: Duration::from_secs(6),
-        max_attempts: 4,
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_secs(1),
-        hop_limit: 12,
-        install_wait: Duration::from_secs(2),
-        install_poll: Duration::from_millis(200),
-        ready_wait: Duration::from_secs(1),
-        ready_poll: Duration::from_millis(50),
-        ready_timeout: Duration::from_secs(8),
-        claim_wait: Duration::from_secs(3),
-        claim_budget: Duration::from_secs(5),
-        claim_stale: Duration::from_secs(15),
-        stuck_timeout: Duration::from_secs(60),
-        breaker_threshold: 3,
-        breaker_pause: Duration::from_secs(3),
-        replenish_batch: 5,
-        heartbeat_concurrency: 16,
-        heartbeat_timeout: Duration::from_secs(1),
-        heartbeat_failure_limit: 2,
-        recovery_limit: 2,
-        reconcile_grace: Duration::from_secs(5),
-        redrive_batch: 200,
-        retry_after: Duration::from_secs(1),
-        ..rig::bench_settings()
-    }
-}
-
-pub fn gateway_timeouts() -> GatewayTimeouts {
-    GatewayTimeouts {
-        status: Duration::from_secs(1),
-        create: Duration::from_secs(2),
-        join: Duration::from_secs(3),
-    }
-}
-
-fn max_total(args: &SoakArgs) -> u32 {
-    args.min_idle * 3 + args.clients as u32 * 2
-}
 
 /// Runs the soak; `Ok(true)` when every check passed.
 pub async fn run(args: SoakArgs) -> Result<bool, String> {
@@ -543,94 +420,4 @@ async fn soak(
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("soak: {} — report {}", if passed { "PASSED" } else { "FAILED" }, path.display());
     Ok(passed)
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            eprintln!("soak: timed out waiting for {what}");
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn counts(store: &Store) -> BTreeMap<&'static str, i64> {
-    store
-        .counts()
-        .await
-        .map(|c| c.into_iter().filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str(), n)).collect())
-        .unwrap_or_default()
-}
-
-fn status_counts(snapshot: &Snapshot) -> BTreeMap<&'static str, usize> {
-    let mut out: BTreeMap<&'static str, usize> = Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for i in &snapshot.instances {
-        *out.entry(i.status.as_str()).or_insert(0) += 1;
-    }
-    out
-}
-
-async fn pending_claims(store: &Store) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM claims WHERE status = 'pending'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or(-1)
-}
-
-async fn snapshot(store: &Store, control: &chaos::Control, prefix: &str) -> Result<Snapshot, String> {
-    let instances = store.instances().await.map_err(|e| e.to_string())?;
-    let mut events = store.events(None, 10_000_000).await.map_err(|e| e.to_string())?;
-    events.reverse();
-    let rows = sqlx::query(
-        "SELECT id::text AS id, status, error, instance_id, conversation_id FROM claims ORDER BY created_at",
-    )
-    .fetch_all(store.pool())
-    .await
-    .map_err(|e| e.to_string())?;
-    let claims = rows
-        .iter()
-        .map(|r| ClaimRow {
-            id: r.get("id"),
-            status: r.get("status"),
-            error: r.get("error"),
-            instance_id: r.get("instance_id"),
-            conversation_id: r.get("conversation_id"),
-        })
-        .collect();
-    let sprites = control.sprites().await?.into_iter().filter(|(name, _)| name.starts_with(prefix)).collect();
-    Ok(Snapshot { instances, events, claims, sprites })
-}
-
-fn print_summary(summary: &Value, results: &[checks::Check]) {
-    println!();
-    println!("{:<34} {:>10}", "soak summary", "");
-    for (section, values) in summary.as_object().into_iter().flatten() {
-        println!("{section}");
-        for (key, value) in values.as_object().into_iter().flatten() {
-            let shown = match value {
-                Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or_default()),
-                Value::Object(map) => {
-                    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-                }
-                other => other.to_string(),
-            };
-            println!("  {key:<32} {shown}");
-        }
-    }
-    println!();
-    for check in results {
-        println!("{} {:<28} {}", if check.pass { "PASS" } else { "FAIL" }, check.name, check.detail);
-        for item in check.evidence.iter().take(5) {
-            println!("       {}", serde_json::to_string(item).unwrap_or_default());
-        }
-    }
 }
