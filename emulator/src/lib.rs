@@ -51,6 +51,29 @@ pub use config::{EmulatorConfig, JoinOutcome};
 pub use gateway::control_ui::{CONTROL_UI_BUILD_OUTPUT, CONTROL_UI_INDEX, OPENCLAW_DIR, control_ui_index};
 pub use gateway::invite::mint_invite_url;
 
+/// What `scripts/sprite-setup.sh` runs to put node 22, pnpm and a built OpenClaw at
+/// [`OPENCLAW_DIR`] on a bare Sprite, one argv per exec (no shell syntax needed): tests install
+/// OpenClaw with it before they start a gateway.
+pub const OPENCLAW_INSTALL_STEPS: &[&[&str]] = &[
+    &["sudo", "apt-get", "update", "-qq"],
+    &["curl", "-fsSL", "https://deb.nodesource.com/setup_22.x", "-o", "/tmp/nodesource_setup.sh"],
+    &["sudo", "-E", "bash", "/tmp/nodesource_setup.sh"],
+    &["sudo", "apt-get", "install", "-y", "-qq", "git", "nodejs"],
+    &["sudo", "npm", "install", "-g", "pnpm@9"],
+    &[
+        "git",
+        "clone",
+        "--depth",
+        "1",
+        "--branch",
+        "staging",
+        "https://github.com/xmtplabs/openclaw.git",
+        OPENCLAW_DIR,
+    ],
+    &["pnpm", "-C", OPENCLAW_DIR, "install", "--frozen-lockfile"],
+    &["pnpm", "-C", OPENCLAW_DIR, "build"],
+];
+
 /// The one Railway project and environment the emulator knows.
 pub const RAILWAY_PROJECT_ID: &str = "emulator-project";
 pub const RAILWAY_ENVIRONMENT_ID: &str = "emulator-environment";

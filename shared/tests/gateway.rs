@@ -33,7 +33,7 @@ async fn booted(h: &common::Harness, name: &str) -> String {
     let gateway = ServiceSpec {
         cmd: "node".into(),
         args: vec!["openclaw.mjs".into(), "gateway".into()],
-        dir: Some(common::OPENCLAW_DIR.into()),
+        dir: Some(sprites_emulator::OPENCLAW_DIR.into()),
         http_port: Some(8080),
         ..ServiceSpec::default()
     };

@@ -6,16 +6,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, Response};
 use serde_json::Value;
-use sprites_emulator::{Emulator, EmulatorConfig};
+pub use sprites_emulator::OPENCLAW_DIR;
+use sprites_emulator::{Emulator, EmulatorConfig, OPENCLAW_INSTALL_STEPS};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Where the tests install OpenClaw (as `scripts/sprite-setup.sh` does).
-pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
 
 pub const OPENCLAW_CONFIG: &str = "/home/sprite/.openclaw/openclaw.json";
 
@@ -149,29 +147,8 @@ impl Env {
     /// Installs node 22, pnpm and a built OpenClaw at [`OPENCLAW_DIR`] the way the setup script
     /// does, one exec per step (no shell syntax needed).
     pub async fn install_openclaw(&self, sprite: &str) {
-        let steps: [&[&str]; 6] = [
-            &["sudo", "apt-get", "update", "-qq"],
-            &["curl", "-fsSL", "https://deb.nodesource.com/setup_22.x", "-o", "/tmp/nodesource_setup.sh"],
-            &["sudo", "-E", "bash", "/tmp/nodesource_setup.sh"],
-            &["sudo", "apt-get", "install", "-y", "-qq", "git", "nodejs"],
-            &["sudo", "npm", "install", "-g", "pnpm@9"],
-            &[
-                "git",
-                "clone",
-                "--depth",
-                "1",
-                "--branch",
-                "staging",
-                "https://github.com/xmtplabs/openclaw.git",
-                OPENCLAW_DIR,
-            ],
-        ];
-        for argv in steps {
+        for argv in OPENCLAW_INSTALL_STEPS {
             let r = self.exec(sprite, argv).await;
-            assert_eq!(r.code(), 0, "{argv:?}: {}", r.err());
-        }
-        for argv in [&["pnpm", "install", "--frozen-lockfile"][..], &["pnpm", "build"]] {
-            let r = self.exec_with(sprite, argv, &[("dir", OPENCLAW_DIR)]).await;
             assert_eq!(r.code(), 0, "{argv:?}: {}", r.err());
         }
     }

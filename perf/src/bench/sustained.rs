@@ -101,14 +101,15 @@ pub async fn run(options: &Options) -> Result<Report, String> {
 }
 
 async fn run_speed(stage: &Stage, speed: f64, rates: &[f64], window: Duration) -> Result<Vec<Value>, String> {
-    let needed: Vec<u32> = rates.iter().map(|r| (r * window.as_secs_f64() * 1.2) as u32 + 20).collect();
-    let cap: u32 = needed.iter().sum::<u32>() + 10;
+    // Every arrival of every rate gets an idle instance (20% over the expected count).
+    let pool: u32 = rates.iter().map(|r| (r * window.as_secs_f64() * 1.2) as u32 + 20).sum();
+    let cap = pool + 10;
     let settings = rig::production_settings(0, cap);
     let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
     let server = rig::serve_api(&stage.emulator, &stage.db.url, engine.clone(), API_KEY).await?;
     let http = http_client();
     // The whole pool first, at speed 0 (in rounds: Stage::provision).
-    if let Err(err) = stage.provision(&engine, cap - 10, i64::from(cap - 10)).await {
+    if let Err(err) = stage.provision(&engine, pool, i64::from(pool)).await {
         server.stop().await;
         return Err(err);
     }

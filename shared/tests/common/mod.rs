@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::sprites::{CreateSprite, ExecRequest, RetryPolicy, SpritesClient, SpritesConfig, UrlSettings};
-use sprites_emulator::{Emulator, EmulatorConfig};
+use sprites_emulator::{Emulator, EmulatorConfig, OPENCLAW_INSTALL_STEPS};
 
 pub struct Harness {
     pub emulator: Emulator,
@@ -87,29 +87,10 @@ impl Harness {
         &self.control
     }
 
-    /// Installs node 22, pnpm and a built OpenClaw at [`OPENCLAW_DIR`] as `sprite-setup.sh`
-    /// does (the emulator's Sprites start bare), one exec per step.
+    /// Installs node 22, pnpm and a built OpenClaw as `sprite-setup.sh` does (the emulator's
+    /// Sprites start bare), one exec per step.
     pub async fn install_openclaw(&self, sprite: &str) {
-        let steps: [&[&str]; 8] = [
-            &["sudo", "apt-get", "update", "-qq"],
-            &["curl", "-fsSL", "https://deb.nodesource.com/setup_22.x", "-o", "/tmp/nodesource_setup.sh"],
-            &["sudo", "-E", "bash", "/tmp/nodesource_setup.sh"],
-            &["sudo", "apt-get", "install", "-y", "-qq", "git", "nodejs"],
-            &["sudo", "npm", "install", "-g", "pnpm@9"],
-            &[
-                "git",
-                "clone",
-                "--depth",
-                "1",
-                "--branch",
-                "staging",
-                "https://github.com/xmtplabs/openclaw.git",
-                OPENCLAW_DIR,
-            ],
-            &["pnpm", "-C", OPENCLAW_DIR, "install", "--frozen-lockfile"],
-            &["pnpm", "-C", OPENCLAW_DIR, "build"],
-        ];
-        for argv in steps {
+        for argv in OPENCLAW_INSTALL_STEPS {
             let output = self
                 .client
                 .exec(sprite, &ExecRequest::new(argv.iter().copied()).dir(OPENCLAW_PARENT))
@@ -134,7 +115,6 @@ impl Harness {
 }
 
 /// Where the tests install OpenClaw (as `scripts/sprite-setup.sh` does).
-pub const OPENCLAW_DIR: &str = "/home/sprite/openclaw";
 const OPENCLAW_PARENT: &str = "/home/sprite";
 
 pub fn fault_json(route: &str, kind: Value) -> Value {
