@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod lambda;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod process;

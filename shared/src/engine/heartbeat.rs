@@ -4,14 +4,16 @@
 //! the few instances that need more (a recycle, a wake-up, giving up) are handled one by one.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Engine, EngineError, new_gateway_token};
+use super::destroying::to_destroying;
+use super::tick::crashed;
+use super::{Engine, EngineError};
 use crate::gateway::GatewayStatus;
+use crate::lifecycle::Reason;
 use crate::provider::Failure;
-use crate::store::{Fence, HeartbeatTarget, Move, Status, Step};
+use crate::store::{HeartbeatTarget, Status};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct HeartbeatReport {
@@ -40,8 +42,10 @@ enum Escalation {
 
 impl Engine {
     pub async fn heartbeat(&self) -> Result<HeartbeatReport, EngineError> {
-        let report = self.swept("heartbeat", self.heartbeat_pass()).await?;
-        Ok(report.unwrap_or(HeartbeatReport { skipped: true, ..Default::default() }))
+        match self.leases.sweep("heartbeat").await? {
+            Some(lease) => lease.run(self.heartbeat_pass()).await,
+            None => Ok(HeartbeatReport { skipped: true, ..Default::default() }),
+        }
     }
 
     async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
@@ -109,23 +113,9 @@ impl Engine {
     /// An idle instance whose gateway reports a conversation is recycled before anyone is
     /// handed it.
     async fn recycle_bound_idle(&self, id: &str) -> Result<bool, EngineError> {
-        let fence = Fence::Free { status: Status::Idle };
-        let detail = "idle instance reported a bound conversation";
-        let moved = self
-            .store
-            .begin_recycle(
-                id,
-                fence,
-                &new_gateway_token(),
-                self.recycle_start(),
-                "bound_while_idle",
-                Some(detail),
-            )
-            .await?;
-        if moved {
-            self.deliver(id, 0, Duration::ZERO).await;
-        }
-        Ok(moved)
+        let lease = self.leases.at_rest(id, Status::Idle);
+        self.begin_recycle(lease, Reason::BoundWhileIdle, Some("idle instance reported a bound conversation"))
+            .await
     }
 
     /// Too many failed pings in a row: wake the machine (a Sprite that went to sleep wakes on
@@ -147,26 +137,17 @@ impl Engine {
 
     /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
     async fn give_up(&self, target: &HeartbeatTarget) -> Result<Escalation, EngineError> {
-        let fence = Fence::Free { status: target.status };
+        let lease = self.leases.at_rest(&target.id, target.status);
         let detail = format!(
             "{} failed pings after {} wake-ups",
             self.settings.heartbeat_failure_limit, target.recoveries
         );
         let idle = target.status == Status::Idle;
-        let change = Move {
-            to: if idle { Status::Destroying } else { Status::Crashed },
-            step: idle.then_some(Step::Destroy),
-            delay: Duration::ZERO,
-            reason: "heartbeat_failed",
-            detail: Some(&detail),
-        };
-        if !self.store.transition(&target.id, fence, change).await? {
+        let reason = Reason::HeartbeatFailed;
+        let change = if idle { to_destroying(reason, Some(&detail)) } else { crashed(reason, Some(&detail)) };
+        if !lease.advance(change).await? {
             return Ok(Escalation::Skipped);
         }
-        if idle {
-            self.deliver(&target.id, 0, Duration::ZERO).await;
-            return Ok(Escalation::Destroyed);
-        }
-        Ok(Escalation::Crashed)
+        Ok(if idle { Escalation::Destroyed } else { Escalation::Crashed })
     }
 }

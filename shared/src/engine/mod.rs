@@ -1,23 +1,29 @@
 //! The pool engine: provisioning and recycling as durable steps, claims, and the sweeps
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
-mod claim;
+mod claim_request;
+mod claiming;
+mod destroying;
 mod heartbeat;
 mod in_process;
 mod inspect;
+mod lease;
+mod outcome;
 mod pool;
+mod provisioning;
+mod reconcile;
+mod recycling;
 mod resources;
 mod steps;
-mod sweeps;
+mod tick;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
 use secrecy::SecretString;
 
-use crate::chain::{Chain, Delivery};
+use crate::chain::Chain;
 use crate::config::{Config, PoolEnvironment, ProviderConfig};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
 use crate::provider::{
@@ -26,15 +32,17 @@ use crate::provider::{
 use crate::railway::{RailwayClient, RailwaySettings, RetryPolicy as RailwayRetry};
 use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use crate::sprites::{SpritesClient, SpritesConfig};
-use crate::store::{Status, Step, Store, StoreError};
+use crate::store::{Store, StoreError};
+use lease::Leases;
 
-pub use claim::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use claim_request::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
+pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
-pub use sweeps::{ObserveReport, ReconcileReport, TickReport};
+pub use tick::{ObserveReport, TickReport};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.
 #[derive(Debug, Clone)]
@@ -133,6 +141,9 @@ impl EngineSettings {
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A move the lifecycle table does not allow: a bug, refused before anything was written.
+    #[error(transparent)]
+    Refused(#[from] crate::lifecycle::Refused),
 }
 
 /// Why an engine could not be built from the configuration.
@@ -150,13 +161,10 @@ pub struct Engine {
     store: Store,
     provider: Arc<dyn Provider>,
     gateway: GatewayClient,
-    chain: Arc<dyn Chain>,
+    /// Every lease on an instance or a sweep, and with them the only way to the chain.
+    leases: Leases,
     settings: EngineSettings,
     resources: Resources,
-    /// Names this process in lease owners; each run adds a counter so two runs in one
-    /// process never share a fence.
-    process: String,
-    runs: AtomicU64,
 }
 
 impl Engine {
@@ -167,9 +175,8 @@ impl Engine {
         chain: Arc<dyn Chain>,
         settings: EngineSettings,
     ) -> Self {
-        let process = format!("p{}-{}", std::process::id(), random_id(6));
-        let resources = Resources::default();
-        Engine { store, provider, gateway, chain, settings, resources, process, runs: AtomicU64::new(0) }
+        let leases = Leases::new(store.clone(), chain, settings.lease_ttl, settings.hop_limit);
+        Engine { store, provider, gateway, leases, settings, resources: Resources::default() }
     }
 
     /// Gives every instance its own OpenRouter key and AgentMail inbox, as configured.
@@ -275,30 +282,8 @@ impl Engine {
         &self.settings
     }
 
-    /// Where a recycle starts: restoring the golden checkpoint, or, on a provider without
-    /// checkpoints, destroying the machine so replenish creates a fresh one.
-    fn recycle_start(&self) -> (Status, Step) {
-        if self.provider.capabilities().checkpoints {
-            (Status::Recycling, Step::Restore)
-        } else {
-            (Status::Destroying, Step::Destroy)
-        }
-    }
-
-    fn new_owner(&self) -> String {
-        format!("{}:{}", self.process, self.runs.fetch_add(1, Ordering::Relaxed))
-    }
-
     fn sprite_name(&self, id: &str) -> String {
         format!("{}{id}", self.settings.environment.sprite_prefix())
-    }
-
-    async fn deliver(&self, instance_id: &str, hop: i32, delay: Duration) {
-        if hop >= self.settings.hop_limit {
-            tracing::info!(instance = instance_id, hop, "hop limit reached; the tick continues");
-            return;
-        }
-        self.chain.deliver(Delivery { instance_id: instance_id.to_string(), hop, delay }).await;
     }
 }
 

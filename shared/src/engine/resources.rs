@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::lease::Lease;
+use super::outcome::Outcome;
 use super::{Engine, EngineError};
 use crate::provider::ProviderError;
 use crate::resources::{AgentMailClient, OpenRouterClient, ResourceError};
-use crate::store::Instance;
+use crate::store::{Instance, Record};
 
 /// Which resources this pool gives its instances; each is off unless configured.
 #[derive(Clone, Default)]
@@ -46,7 +48,7 @@ impl Engine {
     pub(super) async fn ensure_resources(
         &self,
         instance: &Instance,
-        owner: &str,
+        lease: &Lease<'_>,
     ) -> Result<(), EngineStepError> {
         let name = instance.sprite_name.as_str();
         if let Some(openrouter) = &self.resources.openrouter
@@ -61,11 +63,11 @@ impl Engine {
                         .await
                         .map_err(|e| failed("openrouter key delete", e))?;
                 }
-            } else if !self.store.request_openrouter_key(&instance.id, owner).await? {
+            } else if !lease.record(Record::KeyRequested).await? {
                 return Err(EngineStepError::LeaseLost);
             }
             let created = openrouter.create_key(name).await.map_err(|e| failed("openrouter key", e))?;
-            if !self.store.set_openrouter_key(&instance.id, owner, &created.hash, &created.key).await? {
+            if !lease.record(Record::Key { hash: &created.hash, key: &created.key }).await? {
                 // Someone else holds the instance now; the request on the row makes them look.
                 return Err(EngineStepError::LeaseLost);
             }
@@ -78,7 +80,7 @@ impl Engine {
                 Some(recorded) => recorded.clone(),
                 None => {
                     let client_id = inbox_client_id(name, instance.status);
-                    if !self.store.request_agentmail_inbox(&instance.id, owner, &client_id).await? {
+                    if !lease.record(Record::InboxRequested { client_id: &client_id }).await? {
                         return Err(EngineStepError::LeaseLost);
                     }
                     client_id
@@ -88,7 +90,7 @@ impl Engine {
                 .create_inbox(&client_id, &client_id)
                 .await
                 .map_err(|e| failed("agentmail inbox", e))?;
-            if !self.store.set_agentmail_inbox(&instance.id, owner, &inbox.inbox_id).await? {
+            if !lease.record(Record::Inbox { inbox_id: &inbox.inbox_id }).await? {
                 return Err(EngineStepError::LeaseLost);
             }
         }
@@ -103,7 +105,7 @@ impl Engine {
     pub(super) async fn rotate_resources(
         &self,
         instance: &Instance,
-        owner: &str,
+        lease: &Lease<'_>,
     ) -> Result<(), EngineStepError> {
         let retired =
             instance.retired_openrouter_key_hash.is_some() || instance.retired_agentmail_inbox_id.is_some();
@@ -117,10 +119,10 @@ impl Engine {
         {
             agentmail.delete_inbox(inbox).await.map_err(|e| failed("agentmail retired inbox delete", e))?;
         }
-        if retired && !self.store.clear_retired_resources(&instance.id, owner).await? {
+        if retired && !lease.record(Record::RetiredCleared).await? {
             return Err(EngineStepError::LeaseLost);
         }
-        self.ensure_resources(instance, owner).await
+        self.ensure_resources(instance, lease).await
     }
 
     /// Deletes the instance's resources by their recorded handles. Where a create was asked
@@ -243,8 +245,19 @@ impl From<ProviderError> for EngineStepError {
     }
 }
 
-impl From<crate::store::StoreError> for EngineStepError {
-    fn from(err: crate::store::StoreError) -> Self {
-        EngineStepError::Engine(err.into())
+impl From<EngineError> for EngineStepError {
+    fn from(err: EngineError) -> Self {
+        EngineStepError::Engine(err)
+    }
+}
+
+impl EngineStepError {
+    /// What the step came to; an engine error stops the run.
+    pub(super) fn into_outcome(self) -> Result<Outcome, EngineError> {
+        match self {
+            EngineStepError::Provider(err) => Ok(Outcome::Failed(err)),
+            EngineStepError::LeaseLost => Ok(Outcome::LeaseLost),
+            EngineStepError::Engine(err) => Err(err),
+        }
     }
 }

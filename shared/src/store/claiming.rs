@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::claims::{ClaimStatus, NewClaim};
-use super::{Instance, InstanceRow, Step, Store, StoreError, secs};
+use super::{Fence, Instance, Reason, Status, Step, Store, StoreError, secs};
 
 /// What the gateway answered, to be recorded on the instance and its claim at once.
 pub(crate) struct Answered<'a> {
@@ -16,8 +16,8 @@ pub(crate) struct Answered<'a> {
     pub claim_status: ClaimStatus,
     pub conversation_id: Option<&'a str>,
     pub invite_url: Option<&'a str>,
-    /// The instance's `join_status` and the event's reason: created, joined, waiting_for_acceptance.
-    pub join_status: &'a str,
+    /// The event's reason and the instance's `join_status`: created, joined, waiting_for_acceptance.
+    pub reason: Reason,
 }
 
 impl Store {
@@ -27,13 +27,13 @@ impl Store {
     /// claim to the instance it now has.
     pub(crate) async fn take_for_claim(
         &self,
-        owner: &str,
+        owner: String,
         ttl: Duration,
         step: Step,
         claim: &NewClaim<'_>,
-    ) -> Result<Option<Instance>, StoreError> {
-        let row = sqlx::query_as!(
-            InstanceRow,
+    ) -> Result<Option<(Fence, Instance)>, StoreError> {
+        let instance = sqlx::query_as!(
+            Instance,
             r#"WITH taken AS (
                    UPDATE instances SET
                        status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
@@ -62,16 +62,16 @@ impl Store {
                    SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text FROM taken
                )
                SELECT id AS "id!", provider AS "provider!", provider_ref, sprite_name AS "sprite_name!",
-                      url, status AS "status!", step, attempts AS "attempts!", lease_owner,
+                      url, status AS "status!: _", step AS "step: _", attempts AS "attempts!", lease_owner,
                       lease_expires_at, next_run_at, hop AS "hop!", step_started_at, last_error,
-                      golden_checkpoint_id, gateway_token AS "gateway_token!", agent_name,
+                      golden_checkpoint_id, gateway_token AS "gateway_token!: _", agent_name,
                       instructions, join_url, invite_url, conversation_id, join_status, claim_id,
                       openclaw_git_ref AS "openclaw_git_ref!",
                       heartbeat_failures AS "heartbeat_failures!",
                       heartbeat_recoveries AS "heartbeat_recoveries!", last_heartbeat_at,
                       sprite_created_at, created_at AS "created_at!", ready_at, claimed_at,
                       status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
-                      openrouter_key_hash, openrouter_key, agentmail_inbox_id,
+                      openrouter_key_hash, openrouter_key AS "openrouter_key: _", agentmail_inbox_id,
                       openrouter_key_requested_at, agentmail_client_id,
                       retired_openrouter_key_hash, retired_agentmail_inbox_id
                FROM taken"#,
@@ -85,17 +85,15 @@ impl Store {
         )
         .fetch_optional(&self.pool)
         .await?;
-        row.map(Instance::try_from).transpose()
+        Ok(instance.map(|i| (Fence::held(i.id.clone(), owner, Status::Claiming), i)))
     }
 
-    /// Records the gateway's answer: the instance `claiming` -> `claimed` (fenced on the lease
-    /// of `owner`), its event, and the claim's end, in one statement. `false`: the lease was
+    /// Records the gateway's answer: the instance `claiming` -> `claimed` (fenced on the lease), its event, and the claim's end, in one statement. `false`: the lease was
     /// lost meanwhile and nothing was written.
-    pub(crate) async fn record_claimed(
+    pub(super) async fn record_claimed(
         &self,
-        id: &str,
-        owner: &str,
-        answered: Answered<'_>,
+        fence: &Fence,
+        answered: &Answered<'_>,
     ) -> Result<bool, StoreError> {
         let moved = sqlx::query_scalar!(
             r#"WITH moved AS (
@@ -115,11 +113,11 @@ impl Store {
                    WHERE id = $6 AND status = 'pending' AND EXISTS (SELECT 1 FROM moved)
                )
                SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
-            id,
-            owner,
+            fence.id(),
+            fence.owner(),
             answered.conversation_id,
             answered.invite_url,
-            answered.join_status,
+            answered.reason.as_str(),
             answered.claim_id,
             answered.claim_status.as_str(),
         )

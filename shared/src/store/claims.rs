@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 
-super::text_enum! {
+crate::lifecycle::text_enum! {
     pub enum ClaimStatus {
         Pending = "pending",
         Created = "created",
@@ -13,10 +13,6 @@ super::text_enum! {
         WaitingForAcceptance = "waiting_for_acceptance",
         Failed = "failed",
     }
-}
-
-fn parse_claim_status(value: &str) -> Result<ClaimStatus, StoreError> {
-    value.parse().map_err(|_| StoreError::Corrupt { column: "claims.status", value: value.to_string() })
 }
 
 #[derive(Clone)]
@@ -56,31 +52,16 @@ pub struct NewClaim<'a> {
 
 impl Store {
     pub async fn claim(&self, id: Uuid) -> Result<Option<Claim>, StoreError> {
-        let row = sqlx::query!(
-            "SELECT id, instance_id, agent_name, instructions, join_url, status, attempts,
-                    conversation_id, invite_url, error, created_at, finished_at
-             FROM claims WHERE id = $1",
+        let claim = sqlx::query_as!(
+            Claim,
+            r#"SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: _",
+                      attempts, conversation_id, invite_url, error, created_at, finished_at
+               FROM claims WHERE id = $1"#,
             id,
         )
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Claim {
-                status: parse_claim_status(&r.status)?,
-                id: r.id,
-                instance_id: r.instance_id,
-                agent_name: r.agent_name,
-                instructions: r.instructions,
-                join_url: r.join_url,
-                attempts: r.attempts,
-                conversation_id: r.conversation_id,
-                invite_url: r.invite_url,
-                error: r.error,
-                created_at: r.created_at,
-                finished_at: r.finished_at,
-            })
-        })
-        .transpose()
+        Ok(claim)
     }
 
     /// Records how the claim ended; only a pending claim can end, and only once.

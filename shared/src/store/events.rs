@@ -1,6 +1,6 @@
-//! The instance history: every status change and every failed step.
+//! The instance history: every status change and every failed step. Each line is written by
+//! the statement that makes the change (leases.rs, claiming.rs, the `pool_refill` function).
 
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{Store, StoreError};
@@ -17,32 +17,6 @@ pub struct Event {
     pub step: Option<String>,
     pub reason: String,
     pub detail: Option<String>,
-}
-
-/// What one history line says; `from` is `None` for a new instance.
-pub(crate) struct Entry<'a> {
-    pub instance_id: &'a str,
-    pub from: Option<&'a str>,
-    pub to: &'a str,
-    pub step: Option<&'a str>,
-    pub reason: &'a str,
-    pub detail: Option<&'a str>,
-}
-
-pub(crate) async fn append(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), StoreError> {
-    sqlx::query!(
-        "INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        entry.instance_id,
-        entry.from,
-        entry.to,
-        entry.step,
-        entry.reason,
-        entry.detail,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 impl Store {

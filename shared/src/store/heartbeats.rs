@@ -2,9 +2,7 @@
 //! all the answers in one statement and all the silences in another, so 10,000 instances cost
 //! two writes, not 10,000.
 
-use secrecy::SecretString;
-
-use super::{Status, Store, StoreError, parse_status};
+use super::{Secret, Status, Store, StoreError};
 
 /// What the heartbeat needs of a live instance.
 #[derive(Clone)]
@@ -13,7 +11,7 @@ pub struct HeartbeatTarget {
     pub sprite_name: String,
     pub status: Status,
     pub url: Option<String>,
-    pub gateway_token: SecretString,
+    pub gateway_token: Secret,
     pub failures: i32,
     pub recoveries: i32,
 }
@@ -26,25 +24,15 @@ fn columns<'a>(targets: impl Iterator<Item = &'a HeartbeatTarget>) -> (Vec<Strin
 
 impl Store {
     pub async fn heartbeat_targets(&self) -> Result<Vec<HeartbeatTarget>, StoreError> {
-        let rows = sqlx::query!(
-            "SELECT id, sprite_name, status, url, gateway_token, heartbeat_failures, heartbeat_recoveries
-             FROM instances WHERE status IN ('idle', 'claimed') ORDER BY id"
+        let targets = sqlx::query_as!(
+            HeartbeatTarget,
+            r#"SELECT id, sprite_name, status AS "status: _", url, gateway_token AS "gateway_token: _",
+                      heartbeat_failures AS failures, heartbeat_recoveries AS recoveries
+               FROM instances WHERE status IN ('idle', 'claimed') ORDER BY id"#
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(HeartbeatTarget {
-                    status: parse_status(&r.status)?,
-                    id: r.id,
-                    sprite_name: r.sprite_name,
-                    url: r.url,
-                    gateway_token: r.gateway_token.into(),
-                    failures: r.heartbeat_failures,
-                    recoveries: r.heartbeat_recoveries,
-                })
-            })
-            .collect()
+        Ok(targets)
     }
 
     /// Pings answered: their failure counters start over. One statement for the whole batch.

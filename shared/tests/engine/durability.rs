@@ -23,7 +23,7 @@ async fn a_worker_dying_mid_create_is_resumed_without_a_second_sprite(db: PgPool
     // creating the Sprite; it dies before writing anything down.
     let dead = pool.other_process(settings, Some(Arc::new(TickOnlyChain)));
     let id = dead.add_instances(1).await.unwrap().created.pop().unwrap();
-    let row =
+    let (_, row) =
         pool.store.take_lease(&id, "dead-worker", Duration::from_millis(300), 0).await.unwrap().unwrap();
     assert_eq!(row.step, Some(Step::Create));
     pool.emulator.sprite(&row.sprite_name).await;

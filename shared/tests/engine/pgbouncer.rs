@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::json;
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimError, ClaimOutcome, ClaimRequest};
-use shared::store::{ClaimStatus, Status, Store};
+use shared::store::{ClaimStatus, Fence, Status, Store};
 use sprites_emulator::EmulatorConfig;
 use sqlx::{Connection, PgPool};
 
@@ -187,7 +187,8 @@ async fn the_store_works_through_pgbouncer_in_transaction_mode(db: PgPool) {
     assert_eq!((row.status, row.heartbeat_recoveries), (Status::Idle, 1), "{row:?}");
     let report = engines[2].reconcile().await.unwrap();
     assert!(!report.skipped && report.listed == 10 && report.orphans_deleted.is_empty(), "{report:?}");
-    assert!(!stores[0].extend_lease(&recycled, "nobody", Duration::from_secs(1)).await.unwrap());
+    let unheld = Fence::at_rest(recycled.clone(), Status::Idle);
+    assert!(!stores[0].extend_lease(&unheld, Duration::from_secs(1)).await.unwrap());
 
     // Drain the idle one and destroy a claimed one: both rows go.
     assert_eq!(engines[0].drain(None).await.unwrap(), vec![recycled.clone()]);

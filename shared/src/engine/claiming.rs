@@ -1,0 +1,267 @@
+//! Claiming (ARCHITECTURE §5): take the oldest idle instance in one statement, create or join
+//! the conversation with the instance's own token, record the answer in one more, and never put
+//! an instance that may be half-bound back to idle: a failed attempt recycles it and tries once
+//! more elsewhere.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::claim_request::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult};
+use super::lease::Lease;
+use super::outcome::{JoinAnswer, Outcome};
+use super::{Engine, EngineError};
+use crate::gateway::{CreateConversation, GatewayError, JoinConversation, JoinOutcome};
+use crate::lifecycle::Reason;
+use crate::store::{Answered, Change, ClaimStatus, Instance, NewClaim, Step};
+
+/// One failed instance may be followed by one more attempt on another.
+const CLAIM_ATTEMPTS: i32 = 2;
+/// A retry is only worth starting with at least this much of the claim budget left.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(2);
+
+impl Engine {
+    pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let claim_id = Uuid::new_v4();
+        let started = Instant::now();
+        let result = match &request.join_url {
+            None => self.claim_by_creating(claim_id, &request).await,
+            Some(_) => self.claim_by_joining(claim_id, &request).await,
+        };
+        let (outcome, instance) = match &result {
+            Ok(ClaimOutcome::Done(done)) => (done.status.as_str(), done.instance_id.as_deref()),
+            Ok(ClaimOutcome::Accepted { instance_id, .. }) => ("accepted", Some(instance_id.as_str())),
+            Err(ClaimError::NoIdle { .. }) => ("no_idle", None),
+            Err(_) => ("failed", None),
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(claim = %claim_id, outcome, instance, ms, "claim");
+        // Refill at once; the tick is only the safety net.
+        if let Err(err) = self.replenish().await {
+            tracing::warn!(error = %err, "replenish after claim failed");
+        }
+        result
+    }
+
+    async fn claim_by_creating(
+        &self,
+        claim_id: Uuid,
+        request: &ClaimRequest,
+    ) -> Result<ClaimOutcome, ClaimError> {
+        let view = new_claim(claim_id, request);
+        let deadline = Instant::now() + self.settings.claim_budget;
+        let mut last_error = String::new();
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if attempt > 0 && remaining < MIN_ATTEMPT_TIME {
+                break;
+            }
+            // The instance carries the request, so a retry elsewhere needs nothing but the row.
+            let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimCreate).await? else {
+                if attempt == 0 {
+                    // Recorded as failed by the same statement that found no instance.
+                    return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
+                }
+                break;
+            };
+            let body = CreateConversation {
+                name: request.agent_name.clone(),
+                profile_name: request.agent_name.clone(),
+                env: self.settings.xmtp_env.clone(),
+                instructions: request.instructions.clone(),
+            };
+            let url = instance.url.as_deref().unwrap_or_default();
+            let call = self.gateway.create_conversation(url, &instance.gateway_token, &body);
+            // The lease is renewed for as long as the gateway takes, so the tick never mistakes
+            // this live call for an interrupted one.
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(remaining, call) => {
+                    answer.unwrap_or(Err(GatewayError::Timeout(remaining)))
+                }
+                never = lease.keep_alive() => match never {},
+            };
+            match answer {
+                Ok(created) => {
+                    let answered = Answered {
+                        claim_id,
+                        claim_status: ClaimStatus::Created,
+                        conversation_id: Some(&created.conversation_id),
+                        invite_url: Some(&created.invite_url),
+                        reason: Reason::Created,
+                    };
+                    if lease.advance(Change::Claimed(answered)).await? {
+                        return Ok(ClaimOutcome::Done(ClaimResult {
+                            claim_id,
+                            instance_id: Some(instance.id),
+                            status: ClaimStatus::Created,
+                            joined: false,
+                            conversation_id: Some(created.conversation_id),
+                            invite_url: Some(created.invite_url),
+                            agent_name: request.agent_name.clone(),
+                            error: None,
+                        }));
+                    }
+                    last_error =
+                        "the instance was taken away while the conversation was being created".into();
+                    tracing::error!(instance = %instance.id, "claim lease lost after create; instance left to the sweeps");
+                }
+                Err(err) => {
+                    last_error = err.to_string();
+                    tracing::warn!(instance = %instance.id, attempt, error = %err, "create conversation failed; recycling");
+                    self.begin_recycle(lease, Reason::ClaimFailed, Some(&last_error)).await?;
+                }
+            }
+        }
+        self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(&last_error)).await?;
+        Err(ClaimError::Failed(last_error))
+    }
+
+    /// Joining can wait a minute for the invite's creator, longer than an API may hold a
+    /// request, so it runs as a step; the caller waits a bounded time, then gets 202.
+    async fn claim_by_joining(
+        &self,
+        claim_id: Uuid,
+        request: &ClaimRequest,
+    ) -> Result<ClaimOutcome, ClaimError> {
+        let view = new_claim(claim_id, request);
+        let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? else {
+            // Recorded as failed by the same statement that found no instance.
+            return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
+        };
+        // Hand the step over: the lease released, the step due now and delivered.
+        lease.wait_until(Duration::ZERO).await?;
+        let deadline = Instant::now() + self.settings.claim_wait.min(self.settings.claim_budget);
+        loop {
+            let claim = self
+                .store
+                .claim(claim_id)
+                .await?
+                .ok_or_else(|| ClaimError::Failed("claim vanished".into()))?;
+            match claim.status {
+                ClaimStatus::Pending => {}
+                ClaimStatus::Failed => return Err(ClaimError::Failed(claim.error.unwrap_or_default())),
+                _ => return Ok(ClaimOutcome::Done(ClaimResult::from(&claim))),
+            }
+            if Instant::now() >= deadline {
+                let instance_id = claim.instance_id.unwrap_or(instance.id);
+                return Ok(ClaimOutcome::Accepted { claim_id, instance_id });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The join step (run by the chain or the tick, never by the API request).
+    pub(super) async fn join_step(&self, instance: &Instance) -> Outcome {
+        let Some(claim_id) = instance.claim_id else {
+            return Outcome::ClaimFailed("claiming without a claim".into());
+        };
+        let body = JoinConversation {
+            invite_url: instance.join_url.clone().unwrap_or_default(),
+            profile_name: instance.agent_name.clone().unwrap_or_default(),
+            env: self.settings.xmtp_env.clone(),
+            instructions: instance.instructions.clone().unwrap_or_default(),
+        };
+        let url = instance.url.as_deref().unwrap_or_default();
+        match self.gateway.join(url, &instance.gateway_token, &body).await {
+            Ok(JoinOutcome::Joined { conversation_id }) => Outcome::Joined(JoinAnswer {
+                claim_id,
+                reason: Reason::Joined,
+                conversation_id: Some(conversation_id),
+            }),
+            // Nothing was bound; the instance stays with this claim (the invite's creator may
+            // still accept) until the caller recycles it.
+            Ok(JoinOutcome::WaitingForAcceptance) => Outcome::Joined(JoinAnswer {
+                claim_id,
+                reason: Reason::WaitingForAcceptance,
+                conversation_id: None,
+            }),
+            Err(err) => {
+                let message = err.to_string();
+                tracing::warn!(instance = %instance.id, error = %message, "join failed; recycling");
+                Outcome::ClaimFailed(message)
+            }
+        }
+    }
+
+    /// Records a join's answer on the instance and its claim in one statement.
+    pub(super) async fn record_join(
+        &self,
+        lease: Lease<'_>,
+        instance: &Instance,
+        answer: JoinAnswer,
+    ) -> Result<bool, EngineError> {
+        let claim_status = match answer.reason {
+            Reason::Joined => ClaimStatus::Joined,
+            _ => ClaimStatus::WaitingForAcceptance,
+        };
+        let answered = Answered {
+            claim_id: answer.claim_id,
+            claim_status,
+            conversation_id: answer.conversation_id.as_deref(),
+            invite_url: instance.join_url.as_deref(),
+            reason: answer.reason,
+        };
+        lease.advance(Change::Claimed(answered)).await
+    }
+
+    /// Met by the step runner, `claim_create` means the API process that held it died
+    /// mid-call: the conversation may or may not exist, so the instance is recycled.
+    pub(super) fn claim_interrupted(&self) -> Outcome {
+        Outcome::ClaimFailed("claim interrupted: the process creating the conversation stopped".into())
+    }
+
+    /// A claim step failed: the instance is recycled (it may be half-bound), then a join is
+    /// tried once more elsewhere and an interrupted create's claim ends failed.
+    pub(super) async fn claim_step_failed(
+        &self,
+        lease: Lease<'_>,
+        instance: &Instance,
+        detail: &str,
+    ) -> Result<bool, EngineError> {
+        if !self.begin_recycle(lease, Reason::ClaimFailed, Some(detail)).await? {
+            return Ok(false);
+        }
+        if let Some(claim_id) = instance.claim_id {
+            match instance.step {
+                Some(Step::ClaimJoin) => self.retry_join_elsewhere(claim_id, detail).await?,
+                _ => {
+                    self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(detail)).await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn retry_join_elsewhere(&self, claim_id: Uuid, error: &str) -> Result<(), EngineError> {
+        let Some(claim) = self.store.claim(claim_id).await? else { return Ok(()) };
+        if claim.attempts < CLAIM_ATTEMPTS {
+            let view = NewClaim {
+                id: claim_id,
+                agent_name: &claim.agent_name,
+                instructions: &claim.instructions,
+                join_url: claim.join_url.as_deref(),
+            };
+            if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? {
+                next.wait_until(Duration::ZERO).await?;
+                return Ok(());
+            }
+        }
+        self.store.finish_claim(claim_id, ClaimStatus::Failed, None, None, Some(error)).await?;
+        Ok(())
+    }
+
+    /// The claim, for the status URL of a 202.
+    pub async fn claim_status(&self, claim_id: Uuid) -> Result<Option<ClaimResult>, EngineError> {
+        Ok(self.store.claim(claim_id).await?.as_ref().map(ClaimResult::from))
+    }
+}
+
+fn new_claim(id: Uuid, request: &ClaimRequest) -> NewClaim<'_> {
+    NewClaim {
+        id,
+        agent_name: &request.agent_name,
+        instructions: &request.instructions,
+        join_url: request.join_url.as_deref(),
+    }
+}

@@ -1,0 +1,54 @@
+//! Destroying: an instance's machine and resources deleted, then its row. Operators destroy one
+//! instance or drain idle ones; the other units send instances here when they give up.
+
+use std::time::Duration;
+
+use super::outcome::Outcome;
+use super::pool::ActionError;
+use super::{Engine, EngineError};
+use crate::lifecycle::Reason;
+use crate::store::{Change, Instance, Status, Step};
+
+/// The move every destroy starts with.
+pub(super) fn to_destroying(reason: Reason, detail: Option<&str>) -> Change<'_> {
+    Change::Move { to: Status::Destroying, step: Some(Step::Destroy), delay: Duration::ZERO, reason, detail }
+}
+
+impl Engine {
+    /// The destroy step: the machine first (nothing runs on the resources any more), then the
+    /// resources; the row goes when both are gone.
+    pub(super) async fn destroy_step(&self, instance: &Instance) -> Outcome {
+        if let Err(err) = self.provider.destroy(&instance.sprite_name).await {
+            return Outcome::Failed(err);
+        }
+        match self.release_resources(instance).await {
+            Ok(()) => Outcome::Removed,
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    /// Destroys an instance whatever its status, unless a step is running on it right now.
+    pub async fn destroy(&self, id: &str) -> Result<Status, ActionError> {
+        let instance = self.store.instance(id).await?.ok_or(ActionError::NotFound)?;
+        if instance.status == Status::Destroying {
+            return Ok(Status::Destroying);
+        }
+        let lease = self.leases.at_rest(id, instance.status);
+        if !lease.advance(to_destroying(Reason::Destroy, None)).await? {
+            return Err(ActionError::Busy(instance.status));
+        }
+        Ok(Status::Destroying)
+    }
+
+    /// Destroys `count` idle instances (all of them when `None`), oldest first. One taken by a
+    /// claim meanwhile is skipped.
+    pub async fn drain(&self, count: Option<u32>) -> Result<Vec<String>, EngineError> {
+        let mut drained = Vec::new();
+        for id in self.store.idle_ids(count.map(i64::from)).await? {
+            if self.leases.at_rest(&id, Status::Idle).advance(to_destroying(Reason::Drain, None)).await? {
+                drained.push(id);
+            }
+        }
+        Ok(drained)
+    }
+}

@@ -1,0 +1,102 @@
+//! Reconcile (ARCHITECTURE §6): makes the rows and the provider agree. Rows whose machine is
+//! gone go (or are marked crashed if someone was using them); machines of this environment no
+//! row knows are deleted once older than the grace period; so are orphaned resources.
+
+use std::collections::HashSet;
+
+use time::OffsetDateTime;
+
+use super::destroying::to_destroying;
+use super::tick::crashed;
+use super::{Engine, EngineError, ResourceSweep};
+use crate::lifecycle::Reason;
+use crate::store::{Change, Status};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReconcileReport {
+    pub skipped: bool,
+    pub listed: usize,
+    pub rows_removed: Vec<String>,
+    pub marked_crashed: Vec<String>,
+    /// Rows whose machine is gone but whose resources still need deleting.
+    pub sent_to_destroy: Vec<String>,
+    pub orphans_deleted: Vec<String>,
+    pub orphans_waiting: Vec<String>,
+    pub resources: ResourceSweep,
+}
+
+impl Engine {
+    /// Makes the rows and the provider agree: rows whose machine is gone go (or are marked
+    /// crashed if someone was using them), machines of this environment no row knows are
+    /// deleted once older than the grace period.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
+        match self.leases.sweep("reconcile").await? {
+            Some(lease) => lease.run(self.reconcile_pass()).await,
+            None => Ok(ReconcileReport { skipped: true, ..Default::default() }),
+        }
+    }
+
+    async fn reconcile_pass(&self) -> Result<ReconcileReport, EngineError> {
+        let listed_at = OffsetDateTime::now_utc();
+        let prefix = self.settings.environment.sprite_prefix();
+        let remote = match self.provider.list(&prefix).await {
+            Ok(remote) => remote,
+            Err(err) => {
+                // Without a full listing nothing can be called missing.
+                tracing::warn!(error = %err, "reconcile could not list machines; nothing changed");
+                return Ok(ReconcileReport::default());
+            }
+        };
+        let mut report = ReconcileReport { listed: remote.len(), ..Default::default() };
+        let present: HashSet<&str> = remote.iter().map(|m| m.name.as_str()).collect();
+        let all_rows = self.store.known_instances().await?;
+        // Rows of another provider (a pool switched between backends) are not in this listing.
+        let known: Vec<_> = all_rows.iter().filter(|row| row.provider == self.provider.kind()).collect();
+        let has_resources = self.resources.any();
+        for row in &known {
+            // Only rows whose machine existed before the listing began can be missing from it.
+            let created_before = row.sprite_created_at.is_some_and(|t| t < listed_at);
+            if row.leased || !created_before || present.contains(row.sprite_name.as_str()) {
+                continue;
+            }
+            let lease = self.leases.at_rest(&row.id, row.status);
+            match row.status {
+                Status::Claimed => {
+                    if lease.advance(crashed(Reason::MachineGone, None)).await? {
+                        report.marked_crashed.push(row.id.clone());
+                    }
+                }
+                Status::Crashed | Status::Claiming => {}
+                // The destroy step deletes the resources, then the row.
+                _ if has_resources => {
+                    if lease.advance(to_destroying(Reason::MachineGone, None)).await? {
+                        report.sent_to_destroy.push(row.id.clone());
+                    }
+                }
+                _ => {
+                    if lease.advance(Change::Remove { reason: Reason::MachineGone, detail: None }).await? {
+                        report.rows_removed.push(row.id.clone());
+                    }
+                }
+            }
+        }
+        let names: HashSet<&str> = all_rows.iter().map(|k| k.sprite_name.as_str()).collect();
+        let grace = time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default();
+        for machine in &remote {
+            if names.contains(machine.name.as_str()) {
+                continue;
+            }
+            let old_enough = machine.created_at.is_some_and(|t| listed_at - t > grace);
+            if !old_enough {
+                report.orphans_waiting.push(machine.name.clone());
+                continue;
+            }
+            match self.provider.destroy(&machine.name).await {
+                Ok(()) => report.orphans_deleted.push(machine.name.clone()),
+                Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
+            }
+        }
+        report.resources = self.sweep_resources(&names, self.settings.reconcile_grace).await;
+        Ok(report)
+    }
+}
