@@ -18,11 +18,13 @@ struct Harness {
     http: reqwest::Client,
 }
 
+/// Per attempt: short enough for a test, long enough for a loaded machine.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
-        request_timeout: Duration::from_secs(5),
         ..RetryPolicy::default()
     }
 }
@@ -38,7 +40,9 @@ impl Harness {
     fn openrouter_with(&self, key: &str) -> OpenRouterClient {
         let mut settings = OpenRouterSettings::new(SecretString::from(key.to_string()));
         settings.api_url = format!("{}/api/v1", self.emulator.base_url()).parse().unwrap();
-        OpenRouterClient::new(settings, self.http.clone()).with_retry(fast_retries())
+        OpenRouterClient::new(settings, self.http.clone())
+            .with_retry(fast_retries())
+            .with_request_timeout(TIMEOUT)
     }
 
     fn openrouter(&self) -> OpenRouterClient {
@@ -49,7 +53,9 @@ impl Harness {
         let mut settings = AgentMailSettings::new(SecretString::from(key.to_string()));
         settings.api_url = format!("{}/v0", self.emulator.base_url()).parse().unwrap();
         settings.domain = domain.map(str::to_string);
-        AgentMailClient::new(settings, self.http.clone()).with_retry(fast_retries())
+        AgentMailClient::new(settings, self.http.clone())
+            .with_retry(fast_retries())
+            .with_request_timeout(TIMEOUT)
     }
 
     fn agentmail(&self) -> AgentMailClient {
@@ -239,11 +245,11 @@ async fn retries_are_bounded_and_transient() {
 async fn timeouts_and_dead_servers_are_transient() {
     let h = start().await;
     let mut policy = fast_retries();
-    policy.request_timeout = Duration::from_millis(200);
+    let timeout = Duration::from_millis(200);
     policy.max_attempts = 2;
     h.fault(json!({"route": "openrouter.keys.delete", "count": 1, "kind": {"type": "hang", "ms": 1000}}))
         .await;
-    let client = h.openrouter().with_retry(policy.clone());
+    let client = h.openrouter().with_retry(policy.clone()).with_request_timeout(timeout);
     client.delete_key("nothing").await.unwrap();
     assert_eq!(h.count("openrouter.keys.delete").await, 2, "the hung attempt was retried");
 
@@ -253,7 +259,8 @@ async fn timeouts_and_dead_servers_are_transient() {
     drop(listener);
     let mut settings = AgentMailSettings::new(SecretString::from(AM_KEY.to_string()));
     settings.api_url = format!("http://127.0.0.1:{port}/v0").parse().unwrap();
-    let dead = AgentMailClient::new(settings, h.http.clone()).with_retry(policy);
+    let dead =
+        AgentMailClient::new(settings, h.http.clone()).with_retry(policy).with_request_timeout(timeout);
     let err = dead.list_inboxes("").await.unwrap_err();
     assert!(err.transient, "{err:?}");
 }
@@ -390,6 +397,7 @@ async fn secrets_stay_out_of_debug_and_errors() {
     h.fault(json!({"route": "openrouter.keys.create", "kind": {"type": "status", "status": 500}})).await;
     let err: ResourceError = OpenRouterClient::new(or_settings, h.http.clone())
         .with_retry(RetryPolicy { max_attempts: 1, ..fast_retries() })
+        .with_request_timeout(TIMEOUT)
         .create_key("s")
         .await
         .unwrap_err();
@@ -434,12 +442,18 @@ async fn both_clients_send_the_pools_user_agent() {
 #[tokio::test]
 async fn a_key_create_whose_answer_is_unknown_is_not_resent() {
     let h = start().await;
-    let mut policy = fast_retries();
-    policy.request_timeout = Duration::from_millis(200);
+    let policy = fast_retries();
+    let timeout = Duration::from_millis(200);
     // A hung create may have made the key: one attempt, a transient error for the caller.
     h.fault(json!({"route": "openrouter.keys.create", "count": 1, "kind": {"type": "hang", "ms": 1000}}))
         .await;
-    let err = h.openrouter().with_retry(policy.clone()).create_key("hung").await.unwrap_err();
+    let err = h
+        .openrouter()
+        .with_retry(policy.clone())
+        .with_request_timeout(timeout)
+        .create_key("hung")
+        .await
+        .unwrap_err();
     assert!(err.transient, "{err:?}");
     assert_eq!(h.count("openrouter.keys.create").await, 1);
 
@@ -450,8 +464,9 @@ async fn a_key_create_whose_answer_is_unknown_is_not_resent() {
     let mut settings = OpenRouterSettings::new(SecretString::from(OR_KEY.to_string()));
     settings.api_url = format!("http://127.0.0.1:{port}/api/v1").parse().unwrap();
     let started = Instant::now();
-    let err =
-        OpenRouterClient::new(settings, h.http.clone()).with_retry(policy).create_key("x").await.unwrap_err();
+    let client =
+        OpenRouterClient::new(settings, h.http.clone()).with_retry(policy).with_request_timeout(timeout);
+    let err = client.create_key("x").await.unwrap_err();
     assert!(err.transient && err.message.contains("connection failed"), "{err}");
     // The backoff between attempts shows they were made (three waits of at least 5, 10, 20 ms).
     assert!(started.elapsed() >= Duration::from_millis(30), "{:?}", started.elapsed());

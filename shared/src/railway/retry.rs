@@ -1,10 +1,12 @@
-//! When a failed Railway call is sent again, and after how long.
+//! Railway's retry pace, and which failed calls are sent again after how long;
+//! [`crate::retry::run`] does the waiting.
 
 use std::time::Duration;
 
 use super::error::RailwayError;
+use crate::retry::Verdict;
 
-pub use crate::backoff::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
 /// Railway's own pace, the runtime pool's: 5 s doubling up to 40 s, a `Retry-After` of up to a
 /// minute waited out.
@@ -22,26 +24,30 @@ pub fn patient() -> RetryPolicy {
 /// through it), so its waits start here and double.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(15);
 
-/// The wait before attempt `attempt + 1` (attempts count from 1), or None to give up.
-/// Unauthorized, NotFound and Permanent failures are never retried; a Transient failure of a
-/// call that is not idempotent is not resent either (its outcome is unknown: the caller looks
-/// first). A throttle without a server-given wait is waited out on `throttle_wait`'s clock,
-/// within the policy's `max_server_delay`.
-pub fn delay_after(
+/// Whether a call that failed with `err` on attempt `attempt` (from 1) may be sent again, and
+/// after what wait. Unauthorized, NotFound and Permanent failures are never retried; a
+/// Transient failure of a call that is not idempotent is not resent either (its outcome is
+/// unknown: the caller looks first). A throttle without a server-given wait is waited out on
+/// `throttle_wait`'s clock, doubling per attempt within the policy's `max_server_delay`.
+pub(crate) fn verdict(
     policy: &RetryPolicy,
     attempt: u32,
     err: &RailwayError,
     idempotent: bool,
     throttle_wait: Duration,
-) -> Option<Duration> {
+) -> Verdict {
     if !err.is_retryable() || (!idempotent && !err.surely_not_applied()) {
-        return None;
+        return Verdict::GiveUp;
     }
-    let asked = err.retry_after.or_else(|| {
-        err.throttle
-            .then(|| crate::backoff::equal_jitter(throttle_wait, policy.max_server_delay, attempt - 1))
-    });
-    policy.delay(attempt, asked)
+    let throttled = || {
+        err.throttle.then(|| {
+            crate::backoff::equal_jitter(throttle_wait, policy.max_server_delay, attempt.saturating_sub(1))
+        })
+    };
+    match err.retry_after.or_else(throttled) {
+        Some(wait) => Verdict::ResendAfter(wait),
+        None => Verdict::Resend,
+    }
 }
 
 #[cfg(test)]
@@ -56,30 +62,30 @@ mod tests {
     const THROTTLE: Duration = Duration::from_secs(15);
 
     #[test]
-    fn backoff_grows_is_capped_and_only_for_retryable_kinds() {
-        let p = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
-        for attempt in 1..9 {
-            let d =
-                delay_after(&p, attempt, &err(RailwayErrorKind::Transient, None), true, THROTTLE).unwrap();
-            let full = p.base_delay.saturating_mul(1 << (attempt - 1)).min(p.max_delay);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        let asked = Some(Duration::from_secs(2));
-        assert_eq!(delay_after(&p, 1, &err(RailwayErrorKind::RateLimited, asked), true, THROTTLE), asked);
-        let too_long = err(RailwayErrorKind::RateLimited, Some(Duration::from_secs(600)));
-        assert_eq!(delay_after(&p, 1, &too_long, true, THROTTLE), None);
+    fn only_retryable_kinds_are_resent_after_the_wait_asked() {
+        let p = RetryPolicy::default();
+        assert_eq!(verdict(&p, 1, &err(RailwayErrorKind::Transient, None), true, THROTTLE), Verdict::Resend);
+        let asked = Duration::from_secs(2);
+        let limited = err(RailwayErrorKind::RateLimited, Some(asked));
+        assert_eq!(verdict(&p, 1, &limited, true, THROTTLE), Verdict::ResendAfter(asked));
+        // Too long for the policy: `RetryPolicy` hands it back (tested in crate::retry).
+        let too_long = Duration::from_secs(600);
+        let limited = err(RailwayErrorKind::RateLimited, Some(too_long));
+        assert_eq!(verdict(&p, 1, &limited, true, THROTTLE), Verdict::ResendAfter(too_long));
         for kind in [RailwayErrorKind::Unauthorized, RailwayErrorKind::Permanent, RailwayErrorKind::NotFound]
         {
-            assert_eq!(delay_after(&p, 1, &err(kind, None), true, THROTTLE), None);
+            assert_eq!(verdict(&p, 1, &err(kind, None), true, THROTTLE), Verdict::GiveUp);
         }
-        assert_eq!(delay_after(&p, 10, &err(RailwayErrorKind::Transient, None), true, THROTTLE), None);
     }
 
     #[test]
     fn a_mutation_of_unknown_outcome_is_not_resent_but_a_refused_one_is() {
         let p = RetryPolicy::default();
-        assert_eq!(delay_after(&p, 1, &err(RailwayErrorKind::Transient, None), false, THROTTLE), None);
-        assert!(delay_after(&p, 1, &err(RailwayErrorKind::RateLimited, None), false, THROTTLE).is_some());
+        assert_eq!(verdict(&p, 1, &err(RailwayErrorKind::Transient, None), false, THROTTLE), Verdict::GiveUp);
+        assert_eq!(
+            verdict(&p, 1, &err(RailwayErrorKind::RateLimited, None), false, THROTTLE),
+            Verdict::Resend
+        );
     }
 
     #[test]
@@ -91,10 +97,13 @@ mod tests {
         };
         let throttled = RailwayError { throttle: true, ..err(RailwayErrorKind::RateLimited, None) };
         for attempt in 1..4 {
-            let d = delay_after(&p, attempt, &throttled, false, THROTTLE).unwrap();
+            let Verdict::ResendAfter(d) = verdict(&p, attempt, &throttled, false, THROTTLE) else {
+                panic!("attempt {attempt}: a throttle is waited out");
+            };
             let full = THROTTLE.saturating_mul(1 << (attempt - 1)).min(p.max_server_delay);
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
             assert!(d >= THROTTLE / 2, "a throttle waits longer than a request backoff");
+            assert!(d <= p.max_server_delay, "and is never handed back for being too long");
         }
     }
 }

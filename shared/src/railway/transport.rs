@@ -1,7 +1,7 @@
 //! One GraphQL request to Railway and its classification: the POST with `Authorization: Bearer`
 //! and our User-Agent, the body read as text first (Railway's edge can answer HTML), the
 //! `errors` array read into a [`RailwayError`], the rate-limit headers honoured, and the
-//! bounded retries of [`super::retry`].
+//! bounded retries of [`crate::retry::run`], judged by [`super::retry`].
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,39 +67,28 @@ impl RailwayClient {
         let started = Instant::now();
         let settings = &self.inner.settings;
         async {
-            let mut attempt = 1;
-            loop {
+            let idempotent = resend == Resend::Safe;
+            let body = &body;
+            let attempt = move |_| async move {
                 self.wait_for_window(operation).await?;
-                let result = self.attempt(operation, &body, secrets).await;
-                let span = tracing::Span::current();
-                span.record("attempts", attempt);
-                span.record("duration_ms", started.elapsed().as_millis() as u64);
-                let err = match result {
-                    Ok(data) => {
-                        span.record("status", 200);
-                        tracing::debug!("railway call succeeded");
-                        return Ok(data);
-                    }
-                    Err(err) => err,
-                };
-                span.record("status", err.status);
-                let idempotent = resend == Resend::Safe;
-                match retry::delay_after(&settings.retry, attempt, &err, idempotent, settings.throttle_wait) {
-                    Some(delay) => {
-                        tracing::debug!(error = %err, delay_ms = delay.as_millis() as u64, "railway call will be retried");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => {
-                        if err.is_not_found() {
-                            tracing::debug!(error = %err, "railway call found nothing");
-                        } else {
-                            tracing::warn!(error = %err, "railway call failed");
-                        }
-                        return Err(err);
-                    }
-                }
+                let result = self.attempt(operation, body, secrets).await;
+                tracing::Span::current()
+                    .record("status", result.as_ref().map_or_else(|err| err.status, |_| 200));
+                result
+            };
+            let verdict = |err: &RailwayError, attempt| {
+                retry::verdict(&settings.retry, attempt, err, idempotent, settings.throttle_wait)
+            };
+            let (outcome, attempts) = crate::retry::run(&settings.retry, attempt, verdict).await;
+            let span = tracing::Span::current();
+            span.record("attempts", attempts);
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+            match &outcome {
+                Ok(_) => tracing::debug!("railway call succeeded"),
+                Err(err) if err.is_not_found() => tracing::debug!(error = %err, "railway call found nothing"),
+                Err(err) => tracing::warn!(error = %err, "railway call failed"),
             }
+            outcome
         }
         .instrument(span)
         .await

@@ -4,6 +4,8 @@
 //! falling back to `inbox_id` where an older answer has no `email`. A custom domain must be a
 //! verified domain of the organisation: the API refuses others (a permanent error).
 
+use std::time::Duration;
+
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -95,7 +97,8 @@ impl AgentMailClient {
             http: Http {
                 client: http,
                 secret: settings.api_key,
-                retry: RetryPolicy::default(),
+                retry: super::default_retry(),
+                request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
                 service: "agentmail",
             },
             api_url: settings.api_url,
@@ -106,6 +109,12 @@ impl AgentMailClient {
     /// The same client with another retry policy (tests use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.http.retry = retry;
+        self
+    }
+
+    /// The same client with another timeout per attempt, connect to last body byte.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.http.request_timeout = timeout;
         self
     }
 

@@ -1,9 +1,9 @@
 //! Per-instance resources: an OpenRouter key and an AgentMail inbox (convos-contracts §4).
 //!
 //! Both clients share [`Http`]: Bearer auth from a [`SecretString`], the pool's `User-Agent`
-//! ([`crate::USER_AGENT`], as the Sprites client sends), one request timeout, and
-//! bounded retries with exponential backoff and jitter on 429 (honouring `Retry-After`), 408,
-//! 5xx, timeouts and connection errors. Every other 4xx is permanent. No secret — the
+//! ([`crate::USER_AGENT`], as the Sprites client sends), one request timeout, and the bounded
+//! retries of [`crate::retry::run`] on 429 (honouring `Retry-After`), 408, 5xx, timeouts and
+//! connection errors. Every other 4xx is permanent. No secret — the
 //! management key, the API key or a created key — ever reaches `Debug` output, an error or a
 //! log line: they live in [`SecretString`]s and only in sensitive header values.
 
@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tracing::Instrument;
 use url::Url;
 
 pub use agentmail::{AgentMailClient, AgentMailSettings, InboxInfo};
@@ -42,36 +43,16 @@ impl ResourceError {
     }
 }
 
-/// How often and how patiently a call is retried inside a client.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = no retries).
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// A longer `Retry-After` is not slept through: the call fails (transient) at once.
-    pub max_server_delay: Duration,
-    /// Per attempt, connect to last body byte.
-    pub request_timeout: Duration,
+pub use crate::retry::RetryPolicy;
+use crate::retry::Verdict;
+
+/// The resource clients' retry pace: the shared default, its backoff starting at half a second.
+pub(crate) fn default_retry() -> RetryPolicy {
+    RetryPolicy { base_delay: Duration::from_millis(500), ..RetryPolicy::default() }
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_server_delay: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
-        crate::backoff::equal_jitter(self.base_delay, self.max_delay, attempt.saturating_sub(1))
-    }
-}
+/// Per attempt, connect to last body byte, unless a client is given another.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether a failed attempt may be sent again inside the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +91,8 @@ pub(crate) struct Http {
     pub client: reqwest::Client,
     pub secret: SecretString,
     pub retry: RetryPolicy,
+    /// Per attempt, connect to last body byte.
+    pub request_timeout: Duration,
     /// `openrouter` or `agentmail`, for messages and logs.
     pub service: &'static str,
 }
@@ -120,7 +103,34 @@ impl std::fmt::Debug for Http {
             .field("service", &self.service)
             .field("secret", &"[redacted]")
             .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
             .finish()
+    }
+}
+
+/// A failed attempt, and what decides whether it is sent again.
+struct Failed {
+    error: ResourceError,
+    /// The server's `Retry-After`.
+    asked: Option<Duration>,
+    /// The server certainly did not act on the request: a 429, or no connection made.
+    unprocessed: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error.message)
+    }
+}
+
+impl Failed {
+    fn verdict(&self, replay: Replay) -> Verdict {
+        match self.asked {
+            _ if !self.error.transient => Verdict::GiveUp,
+            _ if replay == Replay::OnlyIfUnprocessed && !self.unprocessed => Verdict::GiveUp,
+            Some(asked) => Verdict::ResendAfter(asked),
+            None => Verdict::Resend,
+        }
     }
 }
 
@@ -145,83 +155,72 @@ impl Http {
         replay: Replay,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ResourceError> {
+        let span = tracing::info_span!("resource", service = self.service, operation);
         let what = format!("{} {operation}", self.service);
         let auth = self.auth()?;
-        let mut attempt = 1u32;
-        loop {
-            // Set per request: the reqwest client is shared and may have been built without it.
-            let request = build(&self.client)
-                .header(header::USER_AGENT, crate::USER_AGENT)
-                .header(header::AUTHORIZATION, auth.clone())
-                .timeout(self.retry.request_timeout);
-            let (err, server_delay, unprocessed) = match request.send().await {
-                Err(e) if e.is_builder() => {
-                    return Err(ResourceError::permanent(format!(
-                        "{what}: bad request: {}",
-                        e.without_url()
-                    )));
+        async {
+            let attempt = |_| self.attempt(&what, &auth, &build);
+            let verdict = |failed: &Failed, _| failed.verdict(replay);
+            match crate::retry::run(&self.retry, attempt, verdict).await {
+                (Ok(reply), attempts) => {
+                    tracing::debug!(status = reply.status.as_u16(), attempts, "resource call answered");
+                    Ok(reply)
                 }
-                Err(e) => {
-                    let unprocessed = e.is_connect();
-                    (ResourceError::transient(format!("{what}: {}", transport(e))), None, unprocessed)
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    match response.bytes().await {
-                        Err(e) => {
-                            (ResourceError::transient(format!("{what}: {}", transport(e))), None, false)
-                        }
-                        Ok(body) if !retryable(status) => {
-                            tracing::debug!(
-                                service = self.service,
-                                operation,
-                                status = status.as_u16(),
-                                attempt,
-                                "resource call answered"
-                            );
-                            return Ok(Reply { status, body });
-                        }
-                        Ok(body) => (
-                            ResourceError::transient(format!(
-                                "{what}: HTTP {}: {}",
-                                status.as_u16(),
-                                excerpt(&body)
-                            )),
-                            retry_after,
-                            status == StatusCode::TOO_MANY_REQUESTS,
-                        ),
+                (Err(Failed { mut error, asked, .. }), attempts) => {
+                    if let Some(asked) = asked.filter(|asked| *asked > self.retry.max_server_delay) {
+                        // Rate limited for longer than the policy waits: the caller is told how long.
+                        error.message = format!("{} (retry after {}s)", error.message, asked.as_secs());
                     }
+                    tracing::warn!(attempts, error = %error, "resource call failed");
+                    Err(error)
                 }
-            };
-            if attempt >= self.retry.max_attempts || (replay == Replay::OnlyIfUnprocessed && !unprocessed) {
-                tracing::warn!(service = self.service, operation, attempt, error = %err, "resource call failed");
-                return Err(err);
             }
-            let delay = match server_delay {
-                Some(asked) if asked > self.retry.max_server_delay => {
-                    tracing::warn!(
-                        service = self.service,
-                        operation,
-                        asked_secs = asked.as_secs(),
-                        "resource call rate limited for longer than allowed"
-                    );
-                    return Err(ResourceError::transient(format!(
-                        "{} (retry after {}s)",
-                        err.message,
-                        asked.as_secs()
-                    )));
-                }
-                Some(asked) => asked,
-                None => self.retry.backoff(attempt),
-            };
-            tracing::debug!(service = self.service, operation, attempt, delay_ms = delay.as_millis() as u64, error = %err, "resource call will be retried");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One request: `Ok` for an answer not worth retrying, whatever its status.
+    async fn attempt(
+        &self,
+        what: &str,
+        auth: &HeaderValue,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, Failed> {
+        let failed = |error, asked, unprocessed| Failed { error, asked, unprocessed };
+        // Set per request: the reqwest client is shared and may have been built without it.
+        let request = build(&self.client)
+            .header(header::USER_AGENT, crate::USER_AGENT)
+            .header(header::AUTHORIZATION, auth.clone())
+            .timeout(self.request_timeout);
+        let response = match request.send().await {
+            Err(e) if e.is_builder() => {
+                let error = ResourceError::permanent(format!("{what}: bad request: {}", e.without_url()));
+                return Err(failed(error, None, false));
+            }
+            Err(e) => {
+                let unprocessed = e.is_connect();
+                return Err(failed(
+                    ResourceError::transient(format!("{what}: {}", transport(e))),
+                    None,
+                    unprocessed,
+                ));
+            }
+            Ok(response) => response,
+        };
+        let status = response.status();
+        let asked = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        match response.bytes().await {
+            Err(e) => Err(failed(ResourceError::transient(format!("{what}: {}", transport(e))), None, false)),
+            Ok(body) if !retryable(status) => Ok(Reply { status, body }),
+            Ok(body) => {
+                let message = format!("{what}: HTTP {}: {}", status.as_u16(), excerpt(&body));
+                Err(failed(ResourceError::transient(message), asked, status == StatusCode::TOO_MANY_REQUESTS))
+            }
         }
     }
 }
@@ -297,14 +296,23 @@ mod tests {
         assert_eq!(endpoint(&slash, &["keys", "x/y"]).as_str(), "https://openrouter.ai/api/v1/keys/x%2Fy");
     }
 
+    fn failed(transient: bool, asked: Option<Duration>, unprocessed: bool) -> Failed {
+        let error = ResourceError { transient, message: String::new() };
+        Failed { error, asked, unprocessed }
+    }
+
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::default();
-        for attempt in 1..12 {
-            let d = p.backoff(attempt);
-            let full = p.base_delay.saturating_mul(1 << (attempt - 1)).min(p.max_delay);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
+    fn only_transient_failures_are_resent_and_creates_only_when_unprocessed() {
+        let asked = Duration::from_secs(2);
+        assert_eq!(failed(true, None, false).verdict(Replay::Safe), Verdict::Resend);
+        assert_eq!(failed(true, Some(asked), true).verdict(Replay::Safe), Verdict::ResendAfter(asked));
+        assert_eq!(failed(false, None, true).verdict(Replay::Safe), Verdict::GiveUp);
+        assert_eq!(failed(true, None, false).verdict(Replay::OnlyIfUnprocessed), Verdict::GiveUp);
+        assert_eq!(failed(true, None, true).verdict(Replay::OnlyIfUnprocessed), Verdict::Resend);
+        assert_eq!(
+            failed(true, Some(asked), true).verdict(Replay::OnlyIfUnprocessed),
+            Verdict::ResendAfter(asked)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! retry after a lost create answer make one (issue 19.7).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use reqwest::Method;
 use secrecy::SecretString;
@@ -97,7 +98,8 @@ impl OpenRouterClient {
             http: Http {
                 client: http,
                 secret: settings.management_key,
-                retry: RetryPolicy::default(),
+                retry: super::default_retry(),
+                request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
                 service: "openrouter",
             },
             api_url: settings.api_url,
@@ -109,6 +111,12 @@ impl OpenRouterClient {
     /// The same client with another retry policy (tests use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.http.retry = retry;
+        self
+    }
+
+    /// The same client with another timeout per attempt, connect to last body byte.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.http.request_timeout = timeout;
         self
     }
 

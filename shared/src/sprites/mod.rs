@@ -187,64 +187,49 @@ impl SpritesClient {
         );
         let started = Instant::now();
         async {
-            let mut attempt = 1;
-            loop {
-                let (status, outcome) = self.attempt(&call, &build).await;
-                let span = tracing::Span::current();
-                span.record("status", status);
-                span.record("attempts", attempt);
-                span.record("duration_ms", started.elapsed().as_millis() as u64);
-                let err = match outcome {
-                    Ok(reply) => {
-                        tracing::debug!("sprites call succeeded");
-                        return Ok(reply);
-                    }
-                    Err(err) => err,
-                };
-                match retry::delay_after(&self.inner.config.retry, call.retry, attempt, &err) {
-                    Some(delay) => {
-                        tracing::debug!(error = %err, delay_ms = delay.as_millis() as u64, "sprites call will be retried");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => {
-                        if err.is_not_found() {
-                            tracing::debug!(error = %err, "sprites call found nothing");
-                        } else {
-                            tracing::warn!(error = %err, "sprites call failed");
-                        }
-                        return Err(err);
-                    }
-                }
+            let policy = &self.inner.config.retry;
+            let (outcome, attempts) = crate::retry::run(
+                policy,
+                |_| self.attempt(&call, &build),
+                |err, _| retry::verdict(call.retry, err),
+            )
+            .await;
+            let span = tracing::Span::current();
+            span.record("attempts", attempts);
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+            match &outcome {
+                Ok(_) => tracing::debug!("sprites call succeeded"),
+                Err(err) if err.is_not_found() => tracing::debug!(error = %err, "sprites call found nothing"),
+                Err(err) => tracing::warn!(error = %err, "sprites call failed"),
             }
+            outcome
         }
         .instrument(span)
         .await
     }
 
-    /// One request. The status is the one the server sent (0: no HTTP answer), kept apart
-    /// from the error because several statuses classify alike.
+    /// One request. The status the server sent (0: no HTTP answer) goes into the call's span,
+    /// kept apart from the error because several statuses classify alike.
     async fn attempt(
         &self,
         call: &Call<'_>,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> (u16, Result<Reply, SpritesError>) {
+    ) -> Result<Reply, SpritesError> {
+        let span = tracing::Span::current();
+        span.record("status", 0);
         let request = build(&self.inner.http)
             .header(header::AUTHORIZATION, self.inner.auth.clone())
             .timeout(call.timeout);
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return (0, Err(SpritesError::transport(e.without_url()))),
-        };
+        let response = request.send().await.map_err(|e| SpritesError::transport(e.without_url()))?;
         let status = response.status();
+        span.record("status", status.as_u16());
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let result = match response.bytes().await {
+        match response.bytes().await {
             Err(e) => Err(SpritesError::transport(e.without_url())),
             Ok(body) if status.is_success() => Ok(Reply { status, body }),
             Ok(body) => Err(classify(status.as_u16(), &body, retry_after.as_deref(), call.conflict)),
-        };
-        (status.as_u16(), result)
+        }
     }
 }
 

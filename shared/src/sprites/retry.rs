@@ -1,8 +1,7 @@
-//! When a failed call may be sent again, and how long to wait first.
-
-use std::time::Duration;
+//! Which failed Sprites calls may be sent again; [`crate::retry::run`] does the waiting.
 
 use super::error::SpritesError;
+use crate::retry::Verdict;
 
 /// Which failures a call may be repeated after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,26 +15,28 @@ pub(crate) enum Retry {
     Never,
 }
 
-pub use crate::backoff::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
-/// The wait before attempt `attempt + 1` (attempt counts from 1), or `None` to give up.
-pub(crate) fn delay_after(
-    policy: &RetryPolicy,
-    retry: Retry,
-    attempt: u32,
-    err: &SpritesError,
-) -> Option<Duration> {
+/// Whether a call of kind `retry` that failed with `err` may be sent again, and after the
+/// wait the server asked for if it did.
+pub(crate) fn verdict(retry: Retry, err: &SpritesError) -> Verdict {
     let eligible = match (retry, err) {
         (Retry::Never, _) => false,
         (_, SpritesError::RateLimited { .. } | SpritesError::Unavailable { .. }) => true,
         (Retry::Idempotent, SpritesError::Transport(_)) => true,
         _ => false,
     };
-    if eligible { policy.delay(attempt, err.retry_after()) } else { None }
+    match err.retry_after() {
+        _ if !eligible => Verdict::GiveUp,
+        Some(asked) => Verdict::ResendAfter(asked),
+        None => Verdict::Resend,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn unavailable(retry_after: Option<Duration>) -> SpritesError {
@@ -43,35 +44,25 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy { max_attempts: 20, ..RetryPolicy::default() };
-        for attempt in 1..15 {
-            let d = delay_after(&p, Retry::Idempotent, attempt, &unavailable(None)).unwrap();
-            let full = p.base_delay.saturating_mul(1 << (attempt - 1)).min(p.max_delay);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
-        }
-    }
-
-    #[test]
-    fn server_delay_is_honoured_or_handed_back() {
-        let p = RetryPolicy::default();
+    fn the_servers_wait_goes_with_the_verdict() {
         let asked = Duration::from_secs(3);
-        assert_eq!(delay_after(&p, Retry::Idempotent, 1, &unavailable(Some(asked))), Some(asked));
-        let too_long =
-            SpritesError::RateLimited { retry_after: Some(Duration::from_secs(60)), message: String::new() };
-        assert_eq!(delay_after(&p, Retry::Idempotent, 1, &too_long), None);
+        assert_eq!(verdict(Retry::Idempotent, &unavailable(Some(asked))), Verdict::ResendAfter(asked));
+        let too_long = Duration::from_secs(60);
+        let limited = SpritesError::RateLimited { retry_after: Some(too_long), message: String::new() };
+        // Too long for the policy: `RetryPolicy` hands it back (tested in crate::retry).
+        assert_eq!(verdict(Retry::Refusals, &limited), Verdict::ResendAfter(too_long));
+        assert_eq!(verdict(Retry::Idempotent, &unavailable(None)), Verdict::Resend);
     }
 
     #[test]
     fn eligibility_by_call_kind() {
-        let p = RetryPolicy::default();
         let transport = SpritesError::Transport("reset".into());
-        assert!(delay_after(&p, Retry::Idempotent, 1, &transport).is_some());
-        assert!(delay_after(&p, Retry::Refusals, 1, &transport).is_none());
-        assert!(delay_after(&p, Retry::Refusals, 1, &unavailable(None)).is_some());
-        assert!(delay_after(&p, Retry::Never, 1, &unavailable(None)).is_none());
+        assert_eq!(verdict(Retry::Idempotent, &transport), Verdict::Resend);
+        assert_eq!(verdict(Retry::Refusals, &transport), Verdict::GiveUp);
+        assert_eq!(verdict(Retry::Refusals, &unavailable(None)), Verdict::Resend);
+        assert_eq!(verdict(Retry::Never, &unavailable(None)), Verdict::GiveUp);
+        assert_eq!(verdict(Retry::Never, &unavailable(Some(Duration::from_secs(1)))), Verdict::GiveUp);
         let api = SpritesError::Api { status: 500, message: String::new() };
-        assert!(delay_after(&p, Retry::Idempotent, 1, &api).is_none());
-        assert!(delay_after(&p, Retry::Idempotent, p.max_attempts, &unavailable(None)).is_none());
+        assert_eq!(verdict(Retry::Idempotent, &api), Verdict::GiveUp);
     }
 }
