@@ -8,7 +8,6 @@ pub mod gateway;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
-pub mod process;
 pub mod provider;
 pub mod railway;
 pub mod resources;
@@ -16,6 +15,7 @@ pub mod sprites;
 pub mod store;
 pub mod sweep_loop;
 pub mod tls;
+pub mod wiring;
 
 /// What every client of an outside API (Sprites, Railway, OpenRouter, AgentMail) sends as
 /// `User-Agent`, so the provider can tell the pool's traffic apart (and reach us about it).
