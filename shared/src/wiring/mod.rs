@@ -43,13 +43,16 @@ pub const LAMBDA_DB_CONNECTIONS: u32 = 2;
 /// Connections of the local main job (every route and sweep in one process).
 pub const LOCAL_DB_CONNECTIONS: u32 = 10;
 
+/// Wraps the in-process chain in one of the caller's (see [`Steps::InProcessThrough`]).
+pub type WrapChain = Box<dyn FnOnce(Arc<dyn Chain>) -> Arc<dyn Chain> + Send>;
+
 /// How the engine's "run step S of instance I" deliveries reach a runner.
 pub enum Steps {
     /// As tasks of this process, started by [`Wiring::build`].
     InProcess,
     /// As tasks of this process, through a chain the caller wraps around the in-process one
     /// (the soak's lossy delivery).
-    InProcessThrough(Box<dyn FnOnce(Arc<dyn Chain>) -> Arc<dyn Chain> + Send>),
+    InProcessThrough(WrapChain),
     /// To this chain; whatever receives them is the caller's (EventBridge, a test's recorder).
     Chain(Arc<dyn Chain>),
 }
