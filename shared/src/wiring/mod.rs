@@ -7,6 +7,7 @@
 pub mod clients;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
@@ -42,6 +43,12 @@ pub const LAMBDA_DB_CONNECTIONS: u32 = 2;
 
 /// Connections of the local main job (every route and sweep in one process).
 pub const LOCAL_DB_CONNECTIONS: u32 = 10;
+
+/// The most one request of the Railway, OpenRouter or AgentMail clients may take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most the migration function's answer to CloudFormation may take.
+const MIGRATION_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Wraps the in-process chain in one of the caller's (see [`Steps::InProcessThrough`]).
 pub type WrapChain = Box<dyn FnOnce(Arc<dyn Chain>) -> Arc<dyn Chain> + Send>;
@@ -142,12 +149,17 @@ impl Wiring {
             Some(store) => store,
             None => Store::connect_lazy(config.database_url.expose_secret(), connections)?,
         };
-        let http = clients::http(std::time::Duration::from_secs(60))?;
-        let provider = match provider {
-            Some(provider) => provider,
-            None => clients::provider(&config, &http)?,
+        let (provider, resources) = match (provider, resources) {
+            (Some(provider), Some(resources)) => (provider, resources),
+            (provider, resources) => {
+                let http = clients::http(CLIENT_TIMEOUT)?;
+                let provider = match provider {
+                    Some(provider) => provider,
+                    None => clients::provider(&config, &http)?,
+                };
+                (provider, resources.unwrap_or_else(|| clients::resources(&config, &http)))
+            }
         };
-        let resources = resources.unwrap_or_else(|| clients::resources(&config, &http));
         let gateway = GatewayClient::new(gateway_timeouts).map_err(ClientError::from)?;
         let settings = settings.unwrap_or_else(|| EngineSettings::from_config(&config));
         let (chain, runner): (Arc<dyn Chain>, _) = match steps {
@@ -208,7 +220,7 @@ impl Migrations {
     pub fn from_env() -> Result<Migrations, StartError> {
         let config = Config::from_env()?;
         let store = migration_store(&config)?;
-        let http = clients::http(std::time::Duration::from_secs(30))?;
+        let http = clients::http(MIGRATION_HTTP_TIMEOUT)?;
         Ok(Migrations { store, http })
     }
 }
