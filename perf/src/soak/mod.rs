@@ -167,6 +167,7 @@ async fn soak(
         ("DATABASE_URL", db.url.clone()),
         ("SPRITE_TOKEN", emulator.token().to_string()),
         ("SPRITES_API_URL", emulator.base_url()),
+        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-perf".to_string()),
         ("POOL_MIN_IDLE", args.min_idle.to_string()),
         ("POOL_MAX_TOTAL", max_total.to_string()),
     ]);

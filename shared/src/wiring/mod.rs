@@ -224,3 +224,38 @@ impl Migrations {
         Ok(Migrations { store, http })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let base = [("POOL_API_KEY", "key"), ("DATABASE_URL", "postgres://127.0.0.1:1/unused")];
+        Config::from_lookup(|name| {
+            vars.iter().chain(base.iter()).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    /// Every provider and resource a configuration can name is built without touching the
+    /// network (the store is lazy), with the engine settings it derives.
+    #[tokio::test]
+    async fn each_configured_provider_wires_without_connecting() {
+        let sprites = config(&[("SPRITE_TOKEN", "t"), ("POOL_MIN_IDLE", "4")]);
+        let railway = config(&[
+            ("POOL_PROVIDER", "railway"),
+            ("RAILWAY_API_TOKEN", "t"),
+            ("RAILWAY_PROJECT_ID", "p"),
+            ("RAILWAY_ENVIRONMENT_ID", "e"),
+            ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/xmtplabs/convos-runtime:latest"),
+            ("OPENROUTER_MANAGEMENT_KEY", "or"),
+            ("AGENTMAIL_API_KEY", "am"),
+            ("POOL_MIN_IDLE", "4"),
+        ]);
+        for config in [sprites, railway] {
+            let kind = config.provider.kind();
+            let process = Wiring::new(config).build().unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(process.engine.settings().min_idle, 4, "{kind}");
+        }
+    }
+}
