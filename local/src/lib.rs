@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::ServiceExt;
 use axum::extract::Request;
 use axum::serve::ListenerExt;
-use shared::process::Process;
+use shared::wiring::Process;
 
 /// Serves the API on `addr` until `shutdown` resolves.
 pub async fn serve(

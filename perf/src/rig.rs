@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use shared::api::Api;
-use shared::chain::{Chain, InProcessChain};
+use shared::chain::Chain;
 use shared::config::{Config, PoolEnvironment};
-use shared::engine::run_in_process;
 use shared::engine::{Engine, EngineSettings};
-use shared::gateway::{GatewayClient, GatewayTimeouts};
-use shared::process::Process;
+use shared::gateway::GatewayTimeouts;
 use shared::provider::{SpritesProvider, SpritesProviderSettings};
 use shared::sprites::{RetryPolicy, SpritesClient, SpritesConfig};
 use shared::store::Store;
+use shared::wiring::{Process, Steps, Wiring};
 use sprites_emulator::{Emulator, EmulatorConfig};
 use sqlx::Connection;
 
@@ -115,8 +113,62 @@ pub fn sprites_client(emulator: &Emulator) -> SpritesClient {
     SpritesClient::new(config).expect("sprites client")
 }
 
-/// An engine on the emulator. With `chain` None, steps run as tasks of this process as they
+/// The key every benchmark's API process is configured with.
+pub const API_KEY: &str = "bench-pool-key";
+
+/// The configuration of a process on the emulator at `url`, with the pool size of `settings`.
+pub fn emulator_config(url: &str, token: &str, settings: &EngineSettings) -> Config {
+    config_with(&[
+        ("POOL_API_KEY", API_KEY.to_string()),
+        ("SPRITE_TOKEN", token.to_string()),
+        ("SPRITES_API_URL", url.to_string()),
+        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-perf".to_string()),
+        ("POOL_MIN_IDLE", settings.min_idle.to_string()),
+        ("POOL_MAX_TOTAL", settings.max_total.to_string()),
+    ])
+}
+
+/// A process wired as production wires it (`shared::wiring`), on the Sprites API behind
+/// `client` (quick retries), with the store, engine settings and gateway timeouts the scenario
+/// chose. Steps run in-process unless the caller picks other `Steps`.
+pub fn wiring(
+    config: Config,
+    client: SpritesClient,
+    store: &Store,
+    settings: EngineSettings,
+    timeouts: GatewayTimeouts,
+) -> Wiring {
+    let provider = SpritesProvider::new(
+        client,
+        SpritesProviderSettings {
+            xmtp_env: config.instance_xmtp_env.clone(),
+            anthropic_api_key: config.instance_anthropic_api_key.clone(),
+            install_detach_limit: Duration::from_secs(1800),
+        },
+    );
+    Wiring::new(config)
+        .store(store.clone())
+        .provider(Arc::new(provider))
+        .settings(settings)
+        .gateway_timeouts(timeouts)
+}
+
+/// A process on the emulator. With `chain` None, steps run as tasks of this process as they
 /// are delivered (the local main job's arrangement).
+pub fn process(
+    emulator: &Emulator,
+    store: &Store,
+    settings: EngineSettings,
+    timeouts: GatewayTimeouts,
+    chain: Option<Arc<dyn Chain>>,
+) -> Process {
+    let config = emulator_config(&emulator.base_url(), emulator.token(), &settings);
+    let wiring = wiring(config, sprites_client(emulator), store, settings, timeouts);
+    let steps = chain.map_or(Steps::InProcess, Steps::Chain);
+    wiring.steps(steps).build().expect("the process wires")
+}
+
+/// The engine of [`process`], for scenarios without an HTTP API.
 pub fn engine(
     emulator: &Emulator,
     store: &Store,
@@ -124,25 +176,7 @@ pub fn engine(
     timeouts: GatewayTimeouts,
     chain: Option<Arc<dyn Chain>>,
 ) -> Arc<Engine> {
-    let provider = SpritesProvider::new(
-        sprites_client(emulator),
-        SpritesProviderSettings {
-            xmtp_env: "dev".into(),
-            anthropic_api_key: Some(SecretString::from("sk-ant-perf")),
-            install_detach_limit: Duration::from_secs(1800),
-        },
-    );
-    let gateway = GatewayClient::new(timeouts).expect("gateway client");
-    match chain {
-        Some(chain) => Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, settings)),
-        None => {
-            let (chain, rx) = InProcessChain::new();
-            let engine =
-                Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), settings));
-            run_in_process(Arc::downgrade(&engine), rx);
-            engine
-        }
-    }
+    process(emulator, store, settings, timeouts, chain).engine
 }
 
 /// An emulator with no latency at all (speed 0) unless the scenario says otherwise.
@@ -178,7 +212,7 @@ pub fn production_settings(min_idle: u32, max_total: u32) -> EngineSettings {
 }
 
 /// The HTTP API of one process (`pool_local::serve`, the local main job's server) on a free
-/// port of 127.0.0.1, in front of `engine`.
+/// port of 127.0.0.1.
 pub struct ApiServer {
     pub base_url: String,
     pub process: Arc<Process>,
@@ -186,22 +220,8 @@ pub struct ApiServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-pub async fn serve_api(
-    emulator: &Emulator,
-    database_url: &str,
-    engine: Arc<Engine>,
-    api_key: &str,
-) -> Result<ApiServer, String> {
-    let config = config_with(&[
-        ("POOL_API_KEY", api_key.to_string()),
-        ("DATABASE_URL", database_url.to_string()),
-        ("SPRITE_TOKEN", emulator.token().to_string()),
-        ("SPRITES_API_URL", emulator.base_url()),
-        ("POOL_MIN_IDLE", engine.settings().min_idle.to_string()),
-        ("POOL_MAX_TOTAL", engine.settings().max_total.to_string()),
-    ]);
-    let api = Api::new(engine.clone(), SecretString::from(api_key.to_string()));
-    let process = Arc::new(Process { config, engine, api });
+pub async fn serve_api(process: Process) -> Result<ApiServer, String> {
+    let process = Arc::new(process);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -313,25 +333,4 @@ pub fn sprites_client_at(
     config.stream_timeout = request_timeout * 4;
     config.ws_handshake_timeout = request_timeout * 2;
     SpritesClient::new(config).map_err(|e| format!("sprites client: {e}"))
-}
-
-/// An engine on an emulator known by its URL and token, delivering steps through `chain`
-/// (the caller runs whatever receives them).
-pub fn engine_at(
-    client: SpritesClient,
-    store: &Store,
-    settings: EngineSettings,
-    timeouts: GatewayTimeouts,
-    chain: Arc<dyn Chain>,
-) -> Arc<Engine> {
-    let provider = SpritesProvider::new(
-        client,
-        SpritesProviderSettings {
-            xmtp_env: "dev".into(),
-            anthropic_api_key: Some(SecretString::from("sk-ant-perf")),
-            install_detach_limit: Duration::from_secs(1800),
-        },
-    );
-    let gateway = GatewayClient::new(timeouts).expect("gateway client");
-    Arc::new(Engine::new(store.clone(), Arc::new(provider), gateway, chain, settings))
 }

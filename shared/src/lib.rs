@@ -9,7 +9,6 @@ pub mod lambda;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
-pub mod process;
 pub mod provider;
 pub mod railway;
 pub mod resources;
@@ -18,6 +17,7 @@ pub mod sprites;
 pub mod store;
 pub mod sweep_loop;
 pub mod tls;
+pub mod wiring;
 
 /// What every client of an outside API (Sprites, Railway, OpenRouter, AgentMail) sends as
 /// `User-Agent`, so the provider can tell the pool's traffic apart (and reach us about it).

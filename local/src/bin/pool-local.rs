@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use shared::config::{Config, ProviderConfig};
-use shared::process::Process;
-use shared::store::Store;
 use shared::sweep_loop::{self, Sweep};
+use shared::wiring::{self, Wiring};
 use sprites_emulator::{Emulator, EmulatorConfig};
 
 #[tokio::main]
@@ -44,10 +43,9 @@ async fn run() -> Result<(), String> {
     }
     let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
         .map_err(|err| err.to_string())?;
-    let migrations = Process::migration_store(&config).map_err(|e| e.to_string())?;
+    let migrations = wiring::migration_store(&config).map_err(|e| e.to_string())?;
     migrations.migrate().await.map_err(|e| format!("migrations: {e}"))?;
-    let store = Store::connect_lazy(config.database_url.expose_secret(), 10).map_err(|e| e.to_string())?;
-    let process = Arc::new(Process::in_process(config, store).map_err(|e| e.to_string())?);
+    let process = Arc::new(Wiring::new(config).build().map_err(|e| e.to_string())?);
 
     for sweep in [Sweep::Tick, Sweep::Heartbeat, Sweep::Reconcile] {
         let interval = sweep.interval(&process.config);

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
 use serde_json::json;
 use shared::config::Config;
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
-use shared::process::Process;
-use shared::store::{ClaimStatus, Status, Store};
+use shared::store::{ClaimStatus, Status};
+use shared::wiring::{self, Wiring};
 
 #[derive(Parser)]
 #[command(about = "Operate a Convos agent pool", version)]
@@ -73,13 +72,12 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     if let Command::Migrate = command {
-        let store = Process::migration_store(&config).map_err(|e| e.to_string())?;
+        let store = wiring::migration_store(&config).map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;
         println!("migrations applied");
         return Ok(());
     }
-    let store = Store::connect_lazy(config.database_url.expose_secret(), 4).map_err(|e| e.to_string())?;
-    let process = Process::in_process(config, store).map_err(|e| e.to_string())?;
+    let process = Wiring::new(config).connections(4).build().map_err(|e| e.to_string())?;
     let engine = &process.engine;
     match command {
         Command::Migrate => unreachable!("handled above"),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::rig;
 
-pub(super) const API_KEY: &str = "bench-pool-key";
+pub(super) use crate::rig::API_KEY;
 /// The local main job's connection pool (local/src/bin/pool-local.rs).
 pub(super) const MAIN_JOB_CONNECTIONS: u32 = 10;
 /// Claims before the measured ones: connections to the API and to Postgres are opened.
@@ -216,11 +216,12 @@ async fn latency_on(stage: &Stage, s: &Series) -> Result<SeriesResult, String> {
     let pool = (s.claims + WARM_UP) as u32;
     let min_idle = if s.follow_up { pool } else { 0 };
     let settings = rig::production_settings(min_idle, pool * 3 + 10);
-    let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+    let process = rig::process(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+    let engine = process.engine.clone();
     let provision = stage.provision(&engine, pool, i64::from(pool)).await?;
     stage.set_speed(s.speed).await?;
     let (emulated_ms, route_ms, _) = emulated_claim_ms(stage).await?;
-    let server = rig::serve_api(&stage.emulator, &stage.db.url, engine.clone(), API_KEY).await?;
+    let server = rig::serve_api(process).await?;
     let http = http_client();
     for i in 0..WARM_UP {
         let answer = claim(&http, &server.base_url, i).await;
@@ -405,10 +406,11 @@ async fn burst_on(stage: &Stage, s: &Series) -> Result<BurstResult, String> {
     let n = s.claims as u32;
     let min_idle = if s.follow_up { n } else { 0 };
     let settings = rig::production_settings(min_idle, n * 3 + 10);
-    let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+    let process = rig::process(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+    let engine = process.engine.clone();
     let provision = stage.provision(&engine, n, i64::from(n)).await?;
     stage.set_speed(s.speed).await?;
-    let server = rig::serve_api(&stage.emulator, &stage.db.url, engine.clone(), API_KEY).await?;
+    let server = rig::serve_api(process).await?;
     let http = http_client();
     // Open the database connections and an HTTP connection before the burst.
     for _ in 0..MAIN_JOB_CONNECTIONS {

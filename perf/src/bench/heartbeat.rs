@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::gateway::GatewayTimeouts;
-use shared::process::LAMBDA_DB_CONNECTIONS;
+use shared::wiring::LAMBDA_DB_CONNECTIONS;
 use sprites_emulator::EmulatorConfig;
 
 use super::stage::Stage;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::gateway::GatewayTimeouts;
 use sprites_emulator::EmulatorConfig;
 
-use super::claims::{API_KEY, MAIN_JOB_CONNECTIONS, claim, emulated_claim_ms, http_client};
+use super::claims::{MAIN_JOB_CONNECTIONS, claim, emulated_claim_ms, http_client};
 use super::stage::Stage;
 use super::{Options, Report, Table, fmt, ms, summarize};
 use crate::rig;
@@ -105,8 +105,9 @@ async fn run_speed(stage: &Stage, speed: f64, rates: &[f64], window: Duration) -
     let pool: u32 = rates.iter().map(|r| (r * window.as_secs_f64() * 1.2) as u32 + 20).sum();
     let cap = pool + 10;
     let settings = rig::production_settings(0, cap);
-    let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
-    let server = rig::serve_api(&stage.emulator, &stage.db.url, engine.clone(), API_KEY).await?;
+    let process = rig::process(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+    let engine = process.engine.clone();
+    let server = rig::serve_api(process).await?;
     let http = http_client();
     // The whole pool first, at speed 0 (in rounds: Stage::provision).
     if let Err(err) = stage.provision(&engine, pool, i64::from(pool)).await {

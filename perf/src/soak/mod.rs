@@ -26,12 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde_json::json;
-use shared::api::Api;
 use shared::config::Config;
-use shared::process::Process;
 use shared::store::Status;
+use shared::wiring::Steps;
 use sprites_emulator::EmulatorConfig;
 use tokio::sync::watch;
 
@@ -164,24 +162,23 @@ async fn soak(
     let remote = Arc::new(RemoteChain::new(worker.port.clone()));
     let lossy = Arc::new(LossyChain::new(remote.clone(), args.drop_rate, seed ^ 0x5eed_0002, |_| {}));
     let client = rig::sprites_client_at(&emulator.base_url(), emulator.token(), SPRITES_TIMEOUT)?;
-    let engine = rig::engine_at(
-        client,
-        &store,
-        soak_settings(args.min_idle, max_total),
-        gateway_timeouts(),
-        lossy.clone(),
-    );
     let vars: BTreeMap<&str, String> = BTreeMap::from([
         ("POOL_API_KEY", clients::API_KEY.to_string()),
         ("DATABASE_URL", db.url.clone()),
         ("SPRITE_TOKEN", emulator.token().to_string()),
         ("SPRITES_API_URL", emulator.base_url()),
+        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-perf".to_string()),
         ("POOL_MIN_IDLE", args.min_idle.to_string()),
         ("POOL_MAX_TOTAL", max_total.to_string()),
     ]);
     let config = Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
-    let api = Api::new(engine.clone(), SecretString::from(clients::API_KEY));
-    let process = Arc::new(Process { config, engine: engine.clone(), api });
+    let process =
+        rig::wiring(config, client, &store, soak_settings(args.min_idle, max_total), gateway_timeouts())
+            .steps(Steps::Chain(lossy.clone()))
+            .build()
+            .map_err(|e| e.to_string())?;
+    let engine = process.engine.clone();
+    let process = Arc::new(process);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| e.to_string())?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();

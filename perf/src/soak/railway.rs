@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::chain::InProcessChain;
-use shared::config::PoolEnvironment;
-use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources, run_in_process};
-use shared::gateway::GatewayClient;
+use shared::config::{Config, PoolEnvironment};
+use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources};
 use shared::provider::{
     InboxKeys, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings, runtime_type_of_image,
 };
 use shared::railway::{RailwayClient, RailwaySettings, RetryPolicy};
 use shared::resources::{AgentMailClient, AgentMailSettings};
 use shared::store::{Status, Store};
+use shared::wiring::Wiring;
 use sprites_emulator::{EmulatorConfig, RAILWAY_ENVIRONMENT_ID, RAILWAY_PROJECT_ID};
 
 use super::checks::Check;
@@ -88,14 +87,34 @@ fn engine(emulator: &sprites_emulator::Emulator, store: &Store) -> Arc<Engine> {
     // A deployment takes its time; the stuck rule must not race it.
     engine_settings.ready_timeout = Duration::from_secs(20);
     engine_settings.max_attempts = 8;
-    let gateway = GatewayClient::new(super::gateway_timeouts()).expect("gateway client");
-    let (chain, rx) = InProcessChain::new();
-    let engine = Arc::new(
-        Engine::new(store.clone(), Arc::new(provider), gateway, Arc::new(chain), engine_settings)
-            .with_resources(resources),
-    );
-    run_in_process(Arc::downgrade(&engine), rx);
-    engine
+    let process = Wiring::new(railway_config(emulator))
+        .store(store.clone())
+        .provider(Arc::new(provider))
+        .resources(resources)
+        .settings(engine_settings)
+        .gateway_timeouts(super::gateway_timeouts())
+        .build()
+        .expect("the process wires");
+    process.engine
+}
+
+/// The configuration of a process on the emulated Railway, with an AgentMail inbox per instance.
+fn railway_config(emulator: &sprites_emulator::Emulator) -> Config {
+    let base = emulator.base_url();
+    let config = emulator.config();
+    rig::config_with(&[
+        ("POOL_PROVIDER", "railway".to_string()),
+        ("RAILWAY_API_URL", format!("{base}/graphql/v2")),
+        ("RAILWAY_API_TOKEN", config.railway_token.clone()),
+        ("RAILWAY_PROJECT_ID", RAILWAY_PROJECT_ID.to_string()),
+        ("RAILWAY_ENVIRONMENT_ID", RAILWAY_ENVIRONMENT_ID.to_string()),
+        ("RAILWAY_RUNTIME_IMAGE", IMAGE.to_string()),
+        ("RAILWAY_PUBLIC_URL_BASE", format!("{base}/_railway")),
+        ("AGENTMAIL_API_URL", format!("{base}/v0")),
+        ("AGENTMAIL_API_KEY", config.agentmail_key.clone()),
+        ("POOL_MIN_IDLE", MIN_IDLE.to_string()),
+        ("POOL_MAX_TOTAL", (MIN_IDLE * 3).to_string()),
+    ])
 }
 
 /// Arms Railway's misbehaviour: the volume throttle, generic errors, edge pages, lost answers.

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::chain::InProcessChain;
-use shared::engine::run_in_process;
 use shared::store::Store;
 use shared::sweep_loop::Sweep;
+use shared::wiring::Steps;
 use tokio::sync::RwLock;
 
 use super::chain::{LossyChain, serve_deliveries};
@@ -32,13 +31,19 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     super::init_log(std::io::stderr);
     let store = Store::connect_lazy(&args.database_url, 16).map_err(|e| e.to_string())?;
     let client = rig::sprites_client_at(&args.emulator_url, &args.emulator_token, super::SPRITES_TIMEOUT)?;
-    let (in_process, rx) = InProcessChain::new();
-    let lossy = LossyChain::new(Arc::new(in_process), args.drop_rate, args.seed, |delivery| {
-        emit(json!({"dropped": delivery.instance_id, "hop": delivery.hop}));
-    });
     let settings = soak_settings(args.min_idle, args.max_total);
-    let engine = rig::engine_at(client, &store, settings, gateway_timeouts(), Arc::new(lossy));
-    run_in_process(Arc::downgrade(&engine), rx);
+    let config = rig::emulator_config(&args.emulator_url, &args.emulator_token, &settings);
+    let (drop_rate, seed) = (args.drop_rate, args.seed);
+    let lossy = Steps::InProcessThrough(Box::new(move |in_process| {
+        Arc::new(LossyChain::new(in_process, drop_rate, seed, |delivery| {
+            emit(json!({"dropped": delivery.instance_id, "hop": delivery.hop}));
+        }))
+    }));
+    let process = rig::wiring(config, client, &store, settings, gateway_timeouts())
+        .steps(lossy)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let engine = process.engine;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();

@@ -24,14 +24,9 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::chain::Chain;
-use crate::config::{Config, PoolEnvironment, ProviderConfig};
-use crate::gateway::{GatewayClient, GatewayTimeouts};
-use crate::provider::{
-    InboxKeys, Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
-};
-use crate::railway::{RailwayClient, RailwaySettings, RetryPolicy as RailwayRetry};
-use crate::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
-use crate::sprites::{SpritesClient, SpritesConfig};
+use crate::config::{Config, PoolEnvironment};
+use crate::gateway::GatewayClient;
+use crate::provider::Provider;
 use crate::store::{Store, StoreError};
 use lease::Leases;
 
@@ -146,17 +141,6 @@ pub enum EngineError {
     Refused(#[from] crate::lifecycle::Refused),
 }
 
-/// Why an engine could not be built from the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("Sprites client: {0}")]
-    Sprites(#[from] crate::sprites::SpritesError),
-    #[error("gateway client: {0}")]
-    Gateway(#[from] crate::gateway::GatewayError),
-    #[error("HTTP client: {0}")]
-    Http(String),
-}
-
 pub struct Engine {
     store: Store,
     provider: Arc<dyn Provider>,
@@ -183,95 +167,6 @@ impl Engine {
     pub fn with_resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
         self
-    }
-
-    /// The engine on the configured provider, with the configured per-instance resources, as
-    /// every process builds it once at start-up.
-    pub fn from_config(config: &Config, store: Store, chain: Arc<dyn Chain>) -> Result<Self, BuildError> {
-        let http = crate::tls::http_client_builder()
-            .map_err(|e| BuildError::Http(e.to_string()))?
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
-        let provider: Arc<dyn Provider> = match &config.provider {
-            ProviderConfig::Sprites { token, api_url } => {
-                let client = SpritesClient::new(SpritesConfig::new(api_url.clone(), token.clone()))?;
-                Arc::new(SpritesProvider::new(
-                    client,
-                    SpritesProviderSettings {
-                        xmtp_env: config.instance_xmtp_env.clone(),
-                        anthropic_api_key: config.instance_anthropic_api_key.clone(),
-                        install_detach_limit: Duration::from_secs(30 * 60),
-                    },
-                ))
-            }
-            ProviderConfig::Railway(railway) => {
-                let mut settings = RailwaySettings::new(
-                    railway.api_url.clone(),
-                    railway.token.clone(),
-                    railway.project_id.clone(),
-                    railway.environment_id.clone(),
-                );
-                settings.public_url_base = railway.public_url_base.clone();
-                // A step gives a rate limit a few short waits; longer ones are the engine's
-                // backoff between attempts, which holds no Lambda open. A volume throttle is
-                // waited out in the step (15 s, 30 s, up to a minute): it outlasts request
-                // backoff, and failing the step for it would only spend its attempts.
-                settings.retry = RailwayRetry {
-                    max_attempts: 4,
-                    base_delay: Duration::from_secs(2),
-                    max_delay: Duration::from_secs(10),
-                    max_server_delay: Duration::from_secs(60),
-                };
-                let client = RailwayClient::new(settings, http.clone());
-                Arc::new(RailwayProvider::new(
-                    client,
-                    http.clone(),
-                    RailwayProviderSettings {
-                        image: railway.image.clone(),
-                        start_command: railway.start_command.clone(),
-                        runtime_type: railway.runtime_type.clone(),
-                        inbox_keys: config
-                            .agentmail
-                            .as_ref()
-                            .map(|c| InboxKeys::new(c.api_url.clone(), c.api_key.clone(), http.clone())),
-                        cpu: railway.cpu,
-                        memory_bytes: railway.memory_mb * 1024 * 1024,
-                        xmtp_env: config.instance_xmtp_env.clone(),
-                        pool_environment: config.environment.as_str().to_string(),
-                        anthropic_api_key: config.instance_anthropic_api_key.clone(),
-                        health_timeout: Duration::from_secs(5),
-                    },
-                ))
-            }
-        };
-        let resources = Resources {
-            openrouter: config.openrouter.as_ref().map(|c| {
-                OpenRouterClient::new(
-                    OpenRouterSettings {
-                        api_url: c.api_url.clone(),
-                        management_key: c.management_key.clone(),
-                        limit_usd: c.limit_usd,
-                        limit_reset: c.limit_reset.clone(),
-                    },
-                    http.clone(),
-                )
-            }),
-            agentmail: config.agentmail.as_ref().map(|c| {
-                AgentMailClient::new(
-                    AgentMailSettings {
-                        api_url: c.api_url.clone(),
-                        api_key: c.api_key.clone(),
-                        domain: c.domain.clone(),
-                    },
-                    http.clone(),
-                )
-            }),
-        };
-        let gateway = GatewayClient::new(GatewayTimeouts::default())?;
-        let engine = Engine::new(store, provider, gateway, chain, EngineSettings::from_config(config));
-        Ok(engine.with_resources(resources))
     }
 
     pub fn store(&self) -> &Store {

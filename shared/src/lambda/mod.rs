@@ -1,6 +1,6 @@
-//! Lambda glue: what each function's `main()` calls. Every function builds its [`Process`]
-//! once per execution environment and then serves events with it; the handlers below are plain
-//! async functions so tests drive them with the same events AWS sends.
+//! Lambda glue: what each function's `main()` calls. Every function builds its process
+//! (`wiring::for_lambda`) once per execution environment and then serves events with it; the
+//! handlers below are plain async functions so tests drive them with the same events AWS sends.
 
 mod migrate;
 
@@ -14,8 +14,8 @@ use tower::ServiceExt;
 use crate::api::{Api, Route};
 use crate::chain::StepDetail;
 use crate::engine::Engine;
-use crate::process::Process;
 use crate::sweep_loop::{self, LoopReport, Plan, Sweep};
+use crate::wiring::{self, Migrations};
 pub use migrate::{MigrateError, migrate_event};
 
 pub type Error = lambda_runtime::Error;
@@ -23,7 +23,7 @@ pub type Error = lambda_runtime::Error;
 /// The `main()` of an API route function.
 pub async fn serve_route(route: Route) -> Result<(), Error> {
     crate::logging::init_json();
-    let process = Process::for_lambda().await?;
+    let process = wiring::for_lambda().await?;
     // Boxed: the runtime's future nests deep enough to overflow the compiler's layout limit.
     Box::pin(lambda_http::run(process.api.router(Some(route)))).await
 }
@@ -31,7 +31,7 @@ pub async fn serve_route(route: Route) -> Result<(), Error> {
 /// The `main()` of a sweep function (tick, heartbeat, reconcile).
 pub async fn serve_sweep(sweep: Sweep) -> Result<(), Error> {
     crate::logging::init_json();
-    let process = Process::for_lambda().await?;
+    let process = wiring::for_lambda().await?;
     let plan = sweep.plan(&process.config);
     let engine = &process.engine;
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -45,7 +45,7 @@ pub async fn serve_sweep(sweep: Sweep) -> Result<(), Error> {
 /// The `main()` of the step worker.
 pub async fn serve_step_worker() -> Result<(), Error> {
     crate::logging::init_json();
-    let process = Process::for_lambda().await?;
+    let process = wiring::for_lambda().await?;
     let engine = &process.engine;
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         step_event(engine, &event.payload, effective_deadline(event.context.deadline(), STEP_TIMEOUT)).await
@@ -56,9 +56,7 @@ pub async fn serve_step_worker() -> Result<(), Error> {
 /// The `main()` of the migration function.
 pub async fn serve_migrate() -> Result<(), Error> {
     crate::logging::init_json();
-    let config = crate::config::Config::from_env()?;
-    let store = Process::migration_store(&config)?;
-    let http = crate::tls::http_client_builder()?.timeout(Duration::from_secs(30)).build()?;
+    let Migrations { store, http } = Migrations::from_env()?;
     let (store, http) = (&store, &http);
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         migrate_event(store, http, &event.payload).await

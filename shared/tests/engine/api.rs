@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use shared::api::{Api, Route};
 use shared::store::Status;
@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use crate::harness::{Options, Pool, eventually, pool, pool_with, test_settings};
 
-const KEY: &str = "test-pool-key-0123456789";
+const KEY: &str = crate::harness::API_KEY;
 
 struct Answer {
     status: StatusCode,
@@ -23,7 +23,7 @@ struct Answer {
 }
 
 fn api(pool: &Pool) -> Api {
-    Api::new(pool.engine.clone(), SecretString::from(KEY))
+    pool.api.clone()
 }
 
 /// An API Gateway v2 event, shaped as in events/*.json.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::chain::TickOnlyChain;
-use shared::provider::{Provider, SpritesProvider, SpritesProviderSettings};
+use shared::provider::Provider;
 use shared::store::{Status, Step};
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
@@ -145,14 +145,7 @@ async fn a_failed_restore_falls_back_to_destroy(db: PgPool) {
 async fn the_golden_checkpoint_is_found_again_by_its_comment(db: PgPool) {
     let pool = pool(db).await;
     let name = pool.emulator.sprite("convos-agent-dev-golden1").await;
-    let provider = SpritesProvider::new(
-        pool.emulator.client.clone(),
-        SpritesProviderSettings {
-            xmtp_env: "dev".into(),
-            anthropic_api_key: None,
-            install_detach_limit: Duration::from_secs(60),
-        },
-    );
+    let provider = pool.sprites_provider();
     let first = provider.checkpoint(&name, "golden:golden1").await.unwrap();
     let again = provider.checkpoint(&name, "golden:golden1").await.unwrap();
     assert_eq!(first, again);

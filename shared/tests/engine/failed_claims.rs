@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde_json::json;
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimError, ClaimOutcome, ClaimRequest};
-use shared::provider::{Provider, SpritesProvider, SpritesProviderSettings};
+use shared::provider::Provider;
 use shared::store::{ClaimStatus, Instance, Status};
 use sqlx::PgPool;
 
@@ -104,14 +103,7 @@ async fn leftovers_of_a_failed_claim_are_conversation_state(db: PgPool) {
     let pool = pool(db).await;
     let idle = pool.provision(1).await;
     let sprite = idle[0].sprite_name.clone();
-    let provider = SpritesProvider::new(
-        pool.emulator.client.clone(),
-        SpritesProviderSettings {
-            xmtp_env: "dev".into(),
-            anthropic_api_key: Some(SecretString::from("unused")),
-            install_detach_limit: Duration::from_secs(60),
-        },
-    );
+    let provider = pool.sprites_provider();
     assert!(!provider.has_conversation_state(&sprite).await.unwrap(), "a fresh instance is clean");
 
     let request = ClaimRequest::new(
@@ -122,7 +114,7 @@ async fn leftovers_of_a_failed_claim_are_conversation_state(db: PgPool) {
     )
     .unwrap();
     // Straight at the gateway, so nothing recycles the instance afterwards.
-    let gateway = shared::gateway::GatewayClient::new(crate::harness::test_timeouts()).unwrap();
+    let gateway = pool.gateway();
     let join = shared::gateway::JoinConversation {
         invite_url: request.join_url.clone().unwrap(),
         profile_name: request.agent_name.clone(),

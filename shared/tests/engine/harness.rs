@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use shared::chain::{Chain, InProcessChain};
-use shared::config::PoolEnvironment;
-use shared::engine::run_in_process;
+use shared::api::Api;
+use shared::chain::Chain;
+use shared::config::{Config, PoolEnvironment};
 use shared::engine::{Engine, EngineSettings, Resources};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
 use shared::provider::{
@@ -18,6 +18,7 @@ use shared::provider::{
 use shared::railway::{RailwayClient, RailwaySettings};
 use shared::resources::{AgentMailClient, AgentMailSettings, OpenRouterClient, OpenRouterSettings};
 use shared::store::{Instance, Status, Store};
+use shared::wiring::{Steps, Wiring};
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
 
@@ -28,6 +29,8 @@ pub use common::{Harness, fault_json};
 pub struct Pool {
     pub emulator: Harness,
     pub engine: Arc<Engine>,
+    /// The API of the first process, with [`API_KEY`].
+    pub api: Api,
     pub store: Store,
     timeouts: GatewayTimeouts,
     backend: Backend,
@@ -121,22 +124,70 @@ pub async fn pool_with(db: PgPool, options: Options) -> Pool {
 /// own connection pool.
 pub async fn pool_on(store: Store, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
-    let mut pool = Pool {
-        engine: Arc::new(Engine::new(
-            store.clone(),
-            Arc::new(sprites_provider(&emulator)),
-            GatewayClient::new(options.timeouts.clone()).expect("gateway client"),
-            Arc::new(shared::chain::TickOnlyChain),
-            options.settings.clone(),
-        )),
+    let process = wiring(&emulator, options.backend, options.resources, &options.timeouts)
+        .store(store.clone())
+        .settings(options.settings)
+        .steps(steps(options.chain))
+        .build()
+        .expect("the process wires");
+    Pool {
         emulator,
+        engine: process.engine,
+        api: process.api,
         store,
         timeouts: options.timeouts,
         backend: options.backend,
         resources: options.resources,
+    }
+}
+
+/// The API key of every test process.
+pub const API_KEY: &str = "test-pool-key-0123456789";
+
+/// A process's configuration pointed at the emulator.
+pub fn test_config(emulator: &Harness, backend: Backend) -> Config {
+    let base = emulator.emulator.base_url();
+    let emulated = emulator.emulator.config();
+    let mut vars = vec![
+        ("POOL_API_KEY", API_KEY.to_string()),
+        ("DATABASE_URL", "postgres://unused".to_string()),
+        ("SPRITE_TOKEN", emulator.emulator.token().to_string()),
+        ("SPRITES_API_URL", base.clone()),
+        ("INSTANCE_ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_string()),
+    ];
+    if backend == Backend::Railway {
+        vars.extend([
+            ("POOL_PROVIDER", "railway".to_string()),
+            ("RAILWAY_API_URL", format!("{base}/graphql/v2")),
+            ("RAILWAY_API_TOKEN", emulated.railway_token.clone()),
+            ("RAILWAY_PROJECT_ID", sprites_emulator::RAILWAY_PROJECT_ID.to_string()),
+            ("RAILWAY_ENVIRONMENT_ID", sprites_emulator::RAILWAY_ENVIRONMENT_ID.to_string()),
+            ("RAILWAY_RUNTIME_IMAGE", RAILWAY_IMAGE.to_string()),
+            ("RAILWAY_PUBLIC_URL_BASE", format!("{base}/_railway")),
+        ]);
+    }
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+        .expect("a valid test configuration")
+}
+
+/// A test process as `shared::wiring` builds every process, with the provider and the
+/// resources on clients that retry quickly and the gateway on the test's timeouts; the caller
+/// adds the store, the engine settings and the chain.
+fn wiring(emulator: &Harness, backend: Backend, with_resources: bool, timeouts: &GatewayTimeouts) -> Wiring {
+    let provider: Arc<dyn Provider> = match backend {
+        Backend::Sprites => Arc::new(sprites_provider(emulator)),
+        Backend::Railway => Arc::new(railway_provider_for(emulator)),
     };
-    pool.engine = pool.build_engine(&pool.store, options.settings, options.chain);
-    pool
+    let resources = if with_resources { resources(emulator) } else { Resources::default() };
+    Wiring::new(test_config(emulator, backend))
+        .provider(provider)
+        .resources(resources)
+        .gateway_timeouts(timeouts.clone())
+}
+
+/// `None`: steps run in-process as they are delivered.
+fn steps(chain: Option<Arc<dyn Chain>>) -> Steps {
+    chain.map_or(Steps::InProcess, Steps::Chain)
 }
 
 fn sprites_provider(emulator: &Harness) -> SpritesProvider {
@@ -274,27 +325,23 @@ impl Pool {
         settings: EngineSettings,
         chain: Option<Arc<dyn Chain>>,
     ) -> Arc<Engine> {
-        let provider: Arc<dyn Provider> = match self.backend {
-            Backend::Sprites => Arc::new(sprites_provider(&self.emulator)),
-            Backend::Railway => Arc::new(railway_provider_for(&self.emulator)),
-        };
-        let resources = if self.resources { resources(&self.emulator) } else { Resources::default() };
-        let gateway = GatewayClient::new(self.timeouts.clone()).expect("gateway client");
-        let build = |chain: Arc<dyn Chain>| {
-            Arc::new(
-                Engine::new(store.clone(), provider.clone(), gateway.clone(), chain, settings.clone())
-                    .with_resources(resources.clone()),
-            )
-        };
-        match chain {
-            Some(chain) => build(chain),
-            None => {
-                let (chain, rx) = InProcessChain::new();
-                let engine = build(Arc::new(chain));
-                run_in_process(Arc::downgrade(&engine), rx);
-                engine
-            }
-        }
+        wiring(&self.emulator, self.backend, self.resources, &self.timeouts)
+            .store(store.clone())
+            .settings(settings)
+            .steps(steps(chain))
+            .build()
+            .expect("the process wires")
+            .engine
+    }
+
+    /// The Sprites provider of this pool's processes, for a test that calls it directly.
+    pub fn sprites_provider(&self) -> SpritesProvider {
+        sprites_provider(&self.emulator)
+    }
+
+    /// A gateway client on the test's timeouts, for a test that calls a gateway directly.
+    pub fn gateway(&self) -> GatewayClient {
+        GatewayClient::new(self.timeouts.clone()).expect("gateway client")
     }
 
     pub async fn count(&self, status: Status) -> i64 {

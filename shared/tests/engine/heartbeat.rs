@@ -116,7 +116,7 @@ async fn an_idle_instance_found_bound_is_recycled_before_anyone_gets_it(db: PgPo
     let pool = pool(db).await;
     let instance = pool.provision(1).await.pop().unwrap();
     // A create that timed out for the pool but went through on the gateway later.
-    let gateway = shared::gateway::GatewayClient::new(crate::harness::test_timeouts()).unwrap();
+    let gateway = pool.gateway();
     let body = shared::gateway::CreateConversation {
         name: "late".into(),
         profile_name: "late".into(),

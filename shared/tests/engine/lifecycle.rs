@@ -106,7 +106,7 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     assert_eq!(pool.store.instances().await.unwrap().len(), 1);
 
     // Bound: the gateway refuses a second conversation.
-    let gateway = shared::gateway::GatewayClient::new(crate::harness::test_timeouts()).unwrap();
+    let gateway = pool.gateway();
     let url = claimed.url.clone().unwrap();
     let next = shared::gateway::CreateConversation {
         name: "next".into(),
@@ -213,12 +213,8 @@ async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
         vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     })
     .unwrap();
-    let (chain, rx) = shared::chain::InProcessChain::new();
     let store = shared::store::Store::new(db);
-    let engine = std::sync::Arc::new(
-        shared::engine::Engine::from_config(&config, store.clone(), std::sync::Arc::new(chain)).unwrap(),
-    );
-    shared::engine::run_in_process(std::sync::Arc::downgrade(&engine), rx);
+    let engine = shared::wiring::Wiring::new(config).store(store.clone()).build().unwrap().engine;
 
     assert_eq!(engine.replenish().await.unwrap().created.len(), 1);
     let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {
