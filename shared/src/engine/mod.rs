@@ -1,7 +1,6 @@
 //! The pool engine: provisioning and recycling as durable steps, claims, and the sweeps
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
-mod claim_request;
 mod claiming;
 mod destroying;
 mod heartbeat;
@@ -30,7 +29,7 @@ use crate::provider::Provider;
 use crate::store::{Store, StoreError};
 use lease::Leases;
 
-pub use claim_request::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;

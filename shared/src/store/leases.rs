@@ -1,6 +1,9 @@
 //! The fenced writes of an instance's lease (the store's half of `engine::lease`): taking and
-//! keeping a lease, the results recorded under it, and the moves it makes. A move and its
-//! history line are one statement, so each costs one round trip and one commit.
+//! keeping a lease, and the moves it makes. A move and its history line are one statement, so
+//! each costs one round trip and one commit. A claim is two (issue 13: a claim in three round
+//! trips): taking an instance records the claim, moves the oldest idle instance to `claiming`
+//! under the caller's lease and logs the move; recording the answer moves the instance to
+//! `claimed`, logs it and ends the claim. A third is the replacement's refill (pool_state.rs).
 //!
 //! Every write is fenced: on the lease owner when the writer holds one, else on the row being
 //! unleased and still in the status the writer saw. Zero rows touched means someone else moved
@@ -10,7 +13,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::claiming::Answered;
+use uuid::Uuid;
+
+use super::claims::{ClaimStatus, NewClaim};
 use super::{Instance, Reason, Status, Step, Store, StoreError, secs};
 
 /// Who may write a row and the status they saw; only the store makes one, on taking a lease or
@@ -85,6 +90,16 @@ impl Change<'_> {
             }
         }
     }
+}
+
+/// What the gateway answered, to be recorded on the instance and its claim at once.
+pub(crate) struct Answered<'a> {
+    pub claim_id: Uuid,
+    pub claim_status: ClaimStatus,
+    pub conversation_id: Option<&'a str>,
+    pub invite_url: Option<&'a str>,
+    /// The event's reason and the instance's `join_status`: created, joined, waiting_for_acceptance.
+    pub reason: Reason,
 }
 
 impl Store {
@@ -313,6 +328,111 @@ impl Store {
             fence.status.as_str(),
             reason.as_str(),
             detail,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(moved)
+    }
+
+    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement.
+    /// The first attempt also records the claim: `pending` with its instance, or `failed` with
+    /// "no idle instance" when none was free. A later attempt (the same claim id) only moves the
+    /// claim to the instance it now has.
+    pub(crate) async fn take_for_claim(
+        &self,
+        owner: String,
+        ttl: Duration,
+        step: Step,
+        claim: &NewClaim<'_>,
+    ) -> Result<Option<(Fence, Instance)>, StoreError> {
+        let instance = sqlx::query_as!(
+            Instance,
+            r#"WITH taken AS (
+                   UPDATE instances SET
+                       status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
+                       lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                       next_run_at = now(), step_started_at = now(), status_changed_at = now(),
+                       updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
+                       join_url = $7
+                   WHERE id = (SELECT id FROM instances WHERE status = 'idle'
+                               ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   RETURNING *
+               ), recorded AS (
+                   INSERT INTO claims
+                       (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at)
+                   SELECT $4, $5, $6, $7,
+                          CASE WHEN taken.id IS NULL THEN 'failed' ELSE 'pending' END,
+                          CASE WHEN taken.id IS NULL THEN 0 ELSE 1 END,
+                          taken.id,
+                          CASE WHEN taken.id IS NULL THEN 'no idle instance' END,
+                          CASE WHEN taken.id IS NULL THEN now() END
+                   FROM (VALUES (1)) AS one (x) LEFT JOIN taken ON true
+                   ON CONFLICT (id) DO UPDATE
+                       SET instance_id = EXCLUDED.instance_id, attempts = claims.attempts + 1
+                       WHERE claims.status = 'pending' AND EXCLUDED.instance_id IS NOT NULL
+               ), logged AS (
+                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
+                   SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text FROM taken
+               )
+               SELECT id AS "id!", provider AS "provider!", provider_ref, sprite_name AS "sprite_name!",
+                      url, status AS "status!: _", step AS "step: _", attempts AS "attempts!", lease_owner,
+                      lease_expires_at, next_run_at, hop AS "hop!", step_started_at, last_error,
+                      golden_checkpoint_id, gateway_token AS "gateway_token!: _", agent_name,
+                      instructions, join_url, invite_url, conversation_id, join_status, claim_id,
+                      openclaw_git_ref AS "openclaw_git_ref!",
+                      heartbeat_failures AS "heartbeat_failures!",
+                      heartbeat_recoveries AS "heartbeat_recoveries!", last_heartbeat_at,
+                      sprite_created_at, created_at AS "created_at!", ready_at, claimed_at,
+                      status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
+                      openrouter_key_hash, openrouter_key AS "openrouter_key: _", agentmail_inbox_id,
+                      openrouter_key_requested_at, agentmail_client_id,
+                      retired_openrouter_key_hash, retired_agentmail_inbox_id
+               FROM taken"#,
+            owner,
+            secs(ttl),
+            step.as_str(),
+            claim.id,
+            claim.agent_name,
+            claim.instructions,
+            claim.join_url,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(instance.map(|i| (Fence::held(i.id.clone(), owner, Status::Claiming), i)))
+    }
+
+    /// Records the gateway's answer: the instance `claiming` -> `claimed` (fenced on the lease), its event, and the claim's end, in one statement. `false`: the lease was
+    /// lost meanwhile and nothing was written.
+    pub(super) async fn record_claimed(
+        &self,
+        fence: &Fence,
+        answered: &Answered<'_>,
+    ) -> Result<bool, StoreError> {
+        let moved = sqlx::query_scalar!(
+            r#"WITH moved AS (
+                   UPDATE instances SET
+                       status = 'claimed', step = NULL, attempts = 0, last_error = NULL,
+                       lease_owner = NULL, lease_expires_at = NULL, next_run_at = NULL,
+                       step_started_at = NULL, status_changed_at = now(), updated_at = now(),
+                       claimed_at = now(), conversation_id = $3, invite_url = $4, join_status = $5
+                   WHERE id = $1 AND status = 'claiming' AND lease_owner = $2
+                   RETURNING id
+               ), logged AS (
+                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
+                   SELECT id, 'claiming', 'claimed', NULL, $5, $3 FROM moved
+               ), finished AS (
+                   UPDATE claims SET status = $7, conversation_id = $3, invite_url = $4, error = NULL,
+                       finished_at = now()
+                   WHERE id = $6 AND status = 'pending' AND EXISTS (SELECT 1 FROM moved)
+               )
+               SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
+            fence.id(),
+            fence.owner(),
+            answered.conversation_id,
+            answered.invite_url,
+            answered.reason.as_str(),
+            answered.claim_id,
+            answered.claim_status.as_str(),
         )
         .fetch_one(&self.pool)
         .await?;

@@ -5,7 +5,6 @@
 //! remote work are written fenced on the lease (or on the expected status for rows at rest), and
 //! zero rows touched means someone else moved the row first: the caller drops its result.
 
-mod claiming;
 mod claims;
 mod events;
 mod heartbeats;
@@ -22,13 +21,12 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
-pub(crate) use claiming::Answered;
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
 pub use heartbeats::HeartbeatTarget;
 pub use instances::Known;
-pub(crate) use leases::Change;
 pub use leases::Fence;
+pub(crate) use leases::{Answered, Change};
 pub(crate) use pool_state::RefillAsk;
 pub use pool_state::{Breaker, NewInstance, Refill};
 pub(crate) use records::Record;
