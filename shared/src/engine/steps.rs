@@ -72,15 +72,11 @@ impl Engine {
             Outcome::LeaseLost => return Ok(()),
             Outcome::Wait(delay) => return lease.wait_until(delay).await.map(|_| ()),
             Outcome::Failed(err) => return self.step_failed(lease, instance, step, err).await,
+            // provisioning -> idle also closes the circuit breaker (store/leases.rs).
             Outcome::Next { status, step: next, reason } => {
-                let provisioned = instance.status == Status::Provisioning && status == Status::Idle;
                 let change =
                     Change::Move { to: status, step: next, delay: Duration::ZERO, reason, detail: None };
-                let moved = lease.advance(change).await?;
-                if moved && provisioned {
-                    self.store.breaker_success().await?;
-                }
-                moved
+                lease.advance(change).await?
             }
             Outcome::Removed => {
                 lease.advance(Change::Remove { reason: Reason::Destroyed, detail: None }).await?

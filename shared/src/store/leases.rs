@@ -186,6 +186,8 @@ impl Store {
         }
     }
 
+    /// A move; an instance provisioned (`provisioning -> idle`) also closes the circuit
+    /// breaker, in the same statement, so a success is never recorded without its instance.
     async fn move_to(
         &self,
         fence: &Fence,
@@ -216,6 +218,11 @@ impl Store {
                ), logged AS (
                    INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
                    SELECT id, $3, $4, $5, $7, $8 FROM moved WHERE $3 <> $4
+               ), breaker_closed AS (
+                   UPDATE pool_state SET consecutive_failures = 0, breaker_open_until = NULL,
+                       updated_at = now()
+                   WHERE id AND $3 = 'provisioning' AND $4 = 'idle' AND EXISTS (SELECT 1 FROM moved)
+                     AND (consecutive_failures <> 0 OR breaker_open_until IS NOT NULL)
                )
                SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
             fence.id,

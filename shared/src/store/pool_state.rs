@@ -59,17 +59,6 @@ impl Store {
         .await?;
         Ok(row)
     }
-
-    /// An instance reached idle: creation works, the breaker closes.
-    pub(crate) async fn breaker_success(&self) -> Result<(), StoreError> {
-        sqlx::query!(
-            "UPDATE pool_state SET consecutive_failures = 0, breaker_open_until = NULL, updated_at = now()
-             WHERE id AND (consecutive_failures <> 0 OR breaker_open_until IS NOT NULL)"
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 }
 
 /// What one replenish pass found and did.
