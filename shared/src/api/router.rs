@@ -54,6 +54,10 @@ async fn serve(
         return Reply::not_found("route").into_response();
     };
     let id = params.iter().next().map(|(_, value)| value.to_owned()).unwrap_or_default();
+    // `%00` decodes to a NUL, which no id holds and Postgres text cannot carry.
+    if id.contains('\0') {
+        return Reply::bad_request("id", "must not contain NUL bytes").into_response();
+    }
     let (parts, body) = request.into_parts();
     if route.needs_key() && !api.authorized(&parts.headers) {
         return Reply::unauthorized().into_response();

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use url::Url;
 use uuid::Uuid;
 
@@ -86,8 +87,16 @@ impl ClaimRequest {
         if agent_name.chars().any(char::is_control) {
             return Err(invalid("agentName", "must not contain control characters"));
         }
+        // Bidi overrides and zero-width characters make a name read as something it is not.
+        if agent_name.chars().any(|c| c.general_category() == GeneralCategory::Format) {
+            return Err(invalid("agentName", "must not contain invisible formatting characters"));
+        }
         if instructions.len() > MAX_INSTRUCTIONS_BYTES {
             return Err(invalid("instructions", format!("must be at most {MAX_INSTRUCTIONS_BYTES} bytes")));
+        }
+        // Postgres text cannot hold NUL; refused here it is the caller's 400, not our 500.
+        if instructions.contains('\0') {
+            return Err(invalid("instructions", "must not contain NUL bytes"));
         }
         let join_url = match join_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
             None => None,
@@ -103,9 +112,19 @@ fn check_join_url(raw: &str, environment: PoolEnvironment) -> Result<String, Inv
     if raw.len() > MAX_JOIN_URL_BYTES {
         return Err(invalid("joinUrl", format!("must be at most {MAX_JOIN_URL_BYTES} bytes")));
     }
+    if raw.contains('\0') {
+        return Err(invalid("joinUrl", "must not contain NUL bytes"));
+    }
     let url = Url::parse(raw).map_err(|_| invalid("joinUrl", "must be a URL"))?;
     if url.scheme() != "https" {
         return Err(invalid("joinUrl", "must be an https URL"));
+    }
+    // What the parser accepts but a reader would misread: `https://evil@dev.convos.org`, a host
+    // spelled with percent escapes, a port. The authority as written must be the bare host.
+    let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains(['@', '%', ':']) {
+        return Err(invalid("joinUrl", "must name its host alone: no user, port or escapes"));
     }
     let expected = environment.invite_host();
     if url.host_str() != Some(expected) {
@@ -114,7 +133,8 @@ fn check_join_url(raw: &str, environment: PoolEnvironment) -> Result<String, Inv
             format!("must be an invite on {expected} for the {environment} pool"),
         ));
     }
-    Ok(raw.to_string())
+    // Stored and forwarded as the parser understood it, never as sent.
+    Ok(url.into())
 }
 
 /// How a finished claim ended.

@@ -231,6 +231,56 @@ async fn bad_fields_are_named_in_a_400(db: PgPool) {
     assert_eq!(pool.store.instances().await.unwrap().len(), 0, "nothing was started");
 }
 
+/// Text a reader or the database would take for something else: a 400 naming the field, never
+/// a 500 and never stored (issue 14, low items).
+#[sqlx::test(migrations = "../migrations")]
+async fn hostile_text_is_a_400_naming_its_field(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let invite = sprites_emulator::mint_invite_url("dev");
+    let rest = invite.strip_prefix("https://dev.convos.org").expect("a dev invite");
+    let claim = |agent: &str, instructions: &str, join: Option<String>| {
+        serde_json::json!({ "agentName": agent, "instructions": instructions, "joinUrl": join }).to_string()
+    };
+    let cases = [
+        (claim("a", "hi\u{0}there", None), "instructions"),
+        (claim("a\u{0}", "hi", None), "agentName"),
+        (claim("evil\u{202e}gnp.exe", "hi", None), "agentName"),
+        (claim("zero\u{200b}width", "hi", None), "agentName"),
+        (claim("a", "hi", Some(format!("{invite}\u{0}"))), "joinUrl"),
+        (claim("a", "hi", Some(format!("https://evil@dev.convos.org{rest}"))), "joinUrl"),
+        (claim("a", "hi", Some(format!("https://dev%2Econvos.org{rest}"))), "joinUrl"),
+        (claim("a", "hi", Some(format!("https://dev.convos.org:8443{rest}"))), "joinUrl"),
+    ];
+    for (body, field) in &cases {
+        let answer = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(body)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert_eq!(answer.body["field"], *field, "{body}");
+    }
+    for (method, path) in [
+        ("GET", "/api/pool/claims/%00"),
+        ("DELETE", "/api/pool/instances/%00"),
+        ("DELETE", "/api/pool/instances/ab%00cd/destroy"),
+    ] {
+        let answer = send(&api, method, path, Some(KEY), None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{method} {path}: {}", answer.text);
+        assert_eq!(answer.body["field"], "id", "{method} {path}");
+    }
+    // What is kept and forwarded is the URL as parsed, not as sent.
+    let shouted = format!("https://DEV.Convos.org{rest}");
+    let request = shared::engine::ClaimRequest::new(
+        "a".into(),
+        "hi".into(),
+        Some(shouted),
+        shared::config::PoolEnvironment::Dev,
+    )
+    .unwrap();
+    assert_eq!(request.join_url.as_deref(), Some(invite.as_str()));
+    let claims: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM claims").fetch_one(pool.store.pool()).await.unwrap();
+    assert_eq!(claims, 0, "nothing refused was stored");
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
     let pool = pool(db).await;
