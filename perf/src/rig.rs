@@ -84,6 +84,7 @@ pub fn bench_settings() -> EngineSettings {
         ready_timeout: Duration::from_secs(60),
         claim_wait: Duration::from_secs(5),
         claim_budget: Duration::from_secs(25),
+        claim_attempt: Duration::from_secs(10),
         claim_stale: Duration::from_secs(30),
         stuck_timeout: Duration::from_secs(600),
         breaker_threshold: 1000,

@@ -103,6 +103,7 @@ pub fn soak_settings(min_idle: u32, max_total: u32) -> EngineSettings {
         ready_timeout: Duration::from_secs(8),
         claim_wait: Duration::from_secs(3),
         claim_budget: Duration::from_secs(5),
+        claim_attempt: Duration::from_secs(3),
         claim_stale: Duration::from_secs(15),
         stuck_timeout: Duration::from_secs(60),
         breaker_threshold: 3,

@@ -1,6 +1,7 @@
 //! One function per route. Each takes what it needs and answers a [`Reply`]; failures go
 //! through `?` to their answer in `errors.rs`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -54,10 +55,15 @@ pub async fn agents(engine: &Engine) -> Answer {
     Ok(Reply::ok(json!({ "agents": agents })))
 }
 
-pub async fn claim(engine: &Engine, body: &[u8]) -> Answer {
+pub async fn claim(engine: &Arc<Engine>, body: &[u8]) -> Answer {
     let request = ClaimRequest::from_json(body, engine.settings().environment)?;
     let started = Instant::now();
-    let outcome = engine.claim(request).await;
+    // A task of its own: a caller that hangs up mid-claim does not cut the claim halfway (its
+    // instance would sit in `claiming` until the stale-claim rule); it ends, recorded.
+    let engine = Arc::clone(engine);
+    let outcome = tokio::spawn(async move { engine.claim(request).await })
+        .await
+        .map_err(|err| Reply::internal(&err))?;
     metrics::claim_latency(started.elapsed(), outcome.is_ok());
     Ok(match outcome? {
         ClaimOutcome::Done(result) => Reply::ok(result),

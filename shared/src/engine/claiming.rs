@@ -250,11 +250,13 @@ impl Engine {
             };
             let url = instance.url.as_deref().unwrap_or_default();
             let call = self.gateway.create_conversation(url, &instance.gateway_token, &body);
-            // The lease is renewed for as long as the gateway takes, so the tick never mistakes
-            // this live call for an interrupted one.
+            // One attempt never takes the whole budget: a hung gateway is left for the next
+            // instance. The lease is renewed for as long as the gateway takes, so the tick never
+            // mistakes this live call for an interrupted one.
+            let wait = remaining.min(self.settings.claim_attempt);
             let answer = tokio::select! {
-                answer = tokio::time::timeout(remaining, call) => {
-                    answer.unwrap_or(Err(GatewayError::Timeout(remaining)))
+                answer = tokio::time::timeout(wait, call) => {
+                    answer.unwrap_or(Err(GatewayError::Timeout(wait)))
                 }
                 never = lease.keep_alive() => match never {},
             };

@@ -68,6 +68,9 @@ pub struct EngineSettings {
     /// The most a claim request may take, retries included: API Gateway cuts requests at
     /// 30 s, and an answer cut off there would leave the caller guessing.
     pub claim_budget: Duration,
+    /// The most one attempt may wait for its gateway: a hung gateway on the first instance
+    /// leaves time for a second attempt on another within `claim_budget`.
+    pub claim_attempt: Duration,
     /// An unleased `claiming` instance older than this is released to recycling.
     pub claim_stale: Duration,
     /// A `provisioning` instance older than this is destroyed.
@@ -110,6 +113,7 @@ impl EngineSettings {
             ready_timeout: Duration::from_secs(300),
             claim_wait: Duration::from_secs(20),
             claim_budget: Duration::from_secs(25),
+            claim_attempt: Duration::from_secs(10),
             claim_stale: Duration::from_secs(300),
             stuck_timeout: config.stuck_timeout,
             breaker_threshold: 3,

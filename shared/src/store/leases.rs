@@ -341,7 +341,8 @@ impl Store {
         Ok(moved)
     }
 
-    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement.
+    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement:
+    /// one whose last heartbeat was answered if any is free, else any.
     /// The first attempt also records the claim: `pending` with its instance, or `failed` with
     /// "no idle instance" when none was free. A later attempt (the same claim id) only moves the
     /// claim to the instance it now has.
@@ -361,8 +362,11 @@ impl Store {
                        next_run_at = now(), step_started_at = now(), status_changed_at = now(),
                        updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
                        join_url = $7
-                   WHERE id = (SELECT id FROM instances WHERE status = 'idle'
-                               ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   WHERE id = COALESCE(
+                       (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
+                        ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+                       (SELECT id FROM instances WHERE status = 'idle'
+                        ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))
                    RETURNING *
                ), recorded AS (
                    INSERT INTO claims

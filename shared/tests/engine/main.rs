@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod breaker;
 mod claim;
+mod claim_failover;
 mod durability;
 mod eventbridge;
 mod failed_claims;
