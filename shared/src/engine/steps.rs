@@ -98,6 +98,14 @@ impl Engine {
         err: ProviderError,
     ) -> Result<(), EngineError> {
         let message = format!("{step}: {err}");
+        if let Failure::Throttled { wait } = err.failure {
+            // Asked to slow down: neither this instance nor creation failed, so no attempt is
+            // spent and the breaker is not told; the step runs again once the wait is over.
+            let delay = wait.unwrap_or_else(|| self.settings.backoff(instance.attempts));
+            tracing::info!(instance = %instance.id, %step, wait_ms = delay.as_millis() as u64, error = %err, "step throttled");
+            lease.wait_until(delay).await?;
+            return Ok(());
+        }
         tracing::warn!(instance = %instance.id, %step, attempts = instance.attempts + 1, error = %err, "step failed");
         crate::metrics::step_failure();
         let provisioning = instance.status == Status::Provisioning;

@@ -42,8 +42,11 @@ pub struct InstanceSecrets<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Worth trying again (rate limits, 5xx, a dropped connection, a failed stream).
+    /// Worth trying again (5xx, a dropped connection, a failed stream).
     Transient,
+    /// The provider asked us to slow down (429, a creation throttle), for `wait` if it said how
+    /// long. Not a failure of the instance nor of creation: the step waits it out (issue 14.7).
+    Throttled { wait: Option<std::time::Duration> },
     /// Trying again will not help (a refused token, a malformed request, a broken install).
     Permanent,
     /// The machine does not exist.

@@ -335,6 +335,7 @@ fn from_sprites(err: SpritesError) -> ProviderError {
     let failure = match &err {
         // A missing file is answered as `Ok(None)` by the client; a NotFound here is the Sprite.
         SpritesError::NotFound { code: None, .. } => Failure::Gone,
+        SpritesError::RateLimited { retry_after, .. } => Failure::Throttled { wait: *retry_after },
         SpritesError::Api { status, .. } if *status >= 500 => Failure::Transient,
         SpritesError::Unauthorized | SpritesError::Api { .. } | SpritesError::NotFound { .. } => {
             Failure::Permanent

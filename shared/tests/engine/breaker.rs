@@ -72,3 +72,29 @@ async fn transient_create_failures_are_retried_without_counting(db: PgPool) {
     assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
     assert!(breaker.last_failure.is_none(), "{breaker:?}");
 }
+
+/// A 429 on create is the provider asking us to slow down: the step waits out Retry-After,
+/// spends no attempt and tells the breaker nothing (issue 14.7).
+#[sqlx::test(migrations = "../migrations")]
+async fn rate_limited_creates_wait_out_retry_after_without_failing(db: PgPool) {
+    let mut settings = test_settings();
+    // Four counted failures would give the instance up after two.
+    settings.max_attempts = 2;
+    settings.breaker_threshold = 2;
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+    let mut rule = fault_json("sprites.create", json!({"type": "rate_limit", "retry_after_secs": 1}));
+    rule["count"] = json!(4);
+    pool.emulator.fault(rule).await;
+    let started = std::time::Instant::now();
+    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    pool.settled_idle(1).await;
+    assert!(started.elapsed() >= Duration::from_secs(4), "each Retry-After was waited out");
+    let row = pool.instance(&id).await.unwrap();
+    assert_eq!((row.status, row.attempts), (Status::Idle, 0), "{row:?}");
+    assert_eq!(pool.emulator.count("sprites.create").await, 5, "four 429s, then the create");
+    let breaker = pool.store.breaker().await.unwrap();
+    assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+    assert!(breaker.last_failure.is_none(), "{breaker:?}");
+    let events = pool.store.events(Some(&id), 50).await.unwrap();
+    assert!(events.iter().all(|e| e.reason != "step_failed"), "no failed attempt recorded: {events:?}");
+}

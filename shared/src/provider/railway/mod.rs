@@ -209,12 +209,14 @@ impl RailwayProvider {
     }
 }
 
-/// Rate limits and throttles are Transient (they never count toward the creation breaker);
-/// only a missing service, volume or deployment is Gone: a missing project or environment
-/// is a configuration fault, Permanent.
+/// Rate limits and throttles are Throttled (waited out, never counted toward the creation
+/// breaker); only a missing service, volume or deployment is Gone: a missing project or
+/// environment is a configuration fault, Permanent.
 fn from_railway(err: RailwayError) -> ProviderError {
     let failure = match err.kind {
-        RailwayErrorKind::RateLimited | RailwayErrorKind::Transient => Failure::Transient,
+        RailwayErrorKind::RateLimited => Failure::Throttled { wait: err.retry_after },
+        _ if err.throttle => Failure::Throttled { wait: err.retry_after },
+        RailwayErrorKind::Transient => Failure::Transient,
         RailwayErrorKind::NotFound => match err.missing {
             Some(Missing::Service | Missing::Volume | Missing::Deployment) => Failure::Gone,
             _ => Failure::Permanent,
