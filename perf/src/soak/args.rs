@@ -114,6 +114,8 @@ pub fn soak_settings(min_idle: u32, max_total: u32) -> EngineSettings {
         heartbeat_failure_limit: 2,
         recovery_limit: 2,
         reconcile_grace: Duration::from_secs(5),
+        retention: Duration::from_secs(30 * 24 * 3600),
+        prune_batch: 1000,
         redrive_batch: 200,
         retry_after: Duration::from_secs(1),
         ..rig::bench_settings()

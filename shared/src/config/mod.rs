@@ -154,6 +154,8 @@ pub struct Config {
     pub replenish_batch: u32,
     /// Gateways pinged at once by the heartbeat.
     pub heartbeat_concurrency: u32,
+    /// Finished claims and history lines older than this are pruned by the tick.
+    pub retention: Duration,
     /// The EventBridge bus step events go to (AWS only).
     pub step_event_bus: Option<String>,
 }
@@ -324,6 +326,11 @@ impl Config {
         // A hung gateway holds its slot for the whole ping timeout: with 128 slots the 50 hung
         // pings of a 1000-instance pool cost one timeout, not four (docs/performance.md).
         let heartbeat_concurrency = r.parsed("HEARTBEAT_CONCURRENCY", 128, "a whole number");
+        let retention_days: u64 = r.parsed("POOL_RETENTION_DAYS", 30, "a whole number of days");
+        if retention_days == 0 {
+            r.problems.push("POOL_RETENTION_DAYS must be greater than 0".into());
+        }
+        let retention = Duration::from_secs(retention_days * 24 * 3600);
         if replenish_batch == 0 || heartbeat_concurrency == 0 {
             r.problems.push("POOL_REPLENISH_BATCH and HEARTBEAT_CONCURRENCY must be greater than 0".into());
         }
@@ -350,6 +357,7 @@ impl Config {
             stuck_timeout,
             replenish_batch,
             heartbeat_concurrency,
+            retention,
             step_event_bus,
         })
     }

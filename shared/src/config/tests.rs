@@ -131,3 +131,15 @@ fn debug_hides_secrets() {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
+
+#[test]
+fn retention_is_thirty_days_unless_set_and_never_zero() {
+    assert_eq!(load(&REQUIRED).unwrap().retention, Duration::from_secs(30 * 24 * 3600));
+    let mut vars = REQUIRED.to_vec();
+    vars.push(("POOL_RETENTION_DAYS", "7"));
+    assert_eq!(load(&vars).unwrap().retention, Duration::from_secs(7 * 24 * 3600));
+    vars.pop();
+    vars.push(("POOL_RETENTION_DAYS", "0"));
+    let err = load(&vars).unwrap_err();
+    assert!(err.to_string().contains("POOL_RETENTION_DAYS must be greater than 0"), "{err}");
+}

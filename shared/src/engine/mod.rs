@@ -89,6 +89,10 @@ pub struct EngineSettings {
     pub reconcile_grace: Duration,
     /// Most due steps one tick re-drives.
     pub redrive_batch: i64,
+    /// Finished claims and history lines older than this are pruned, at most `prune_batch` of
+    /// each per tick, so a large backlog is worked off without one long statement.
+    pub retention: Duration,
+    pub prune_batch: i64,
     /// How long after a claim the 503 tells the caller to come back.
     pub retry_after: Duration,
 }
@@ -125,6 +129,8 @@ impl EngineSettings {
             recovery_limit: 3,
             reconcile_grace: Duration::from_secs(600),
             redrive_batch: 100,
+            retention: config.retention,
+            prune_batch: 1000,
             retry_after: Duration::from_secs(30),
         }
     }

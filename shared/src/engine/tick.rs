@@ -10,7 +10,7 @@ use super::destroying::to_destroying;
 use super::{Engine, EngineError};
 use crate::lifecycle::Reason;
 use crate::provider::{DerivedStatus, Observed, derive_status};
-use crate::store::{Change, Refill, Status, Step};
+use crate::store::{Change, Pruned, Refill, Status, Step};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TickReport {
@@ -23,6 +23,8 @@ pub struct TickReport {
     /// What the provider's listing showed, where one call lists the whole pool (Railway).
     pub observed: Option<ObserveReport>,
     pub replenish: Option<Refill>,
+    /// Finished claims and history lines past the retention period, deleted this tick.
+    pub pruned: Pruned,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -67,6 +69,7 @@ impl Engine {
         }
         report.orphaned_claims_failed =
             self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
+        report.pruned = self.store.prune(self.settings.retention, self.settings.prune_batch).await?;
         if self.provider.capabilities().observing_list {
             report.observed = self.observe().await?;
         }

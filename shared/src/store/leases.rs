@@ -371,7 +371,8 @@ impl Store {
                ), recorded AS (
                    INSERT INTO claims
                        (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at)
-                   SELECT $4, $5, $6, $7,
+                   -- A refused claim keeps no instructions: only what explains the 503.
+                   SELECT $4, $5, CASE WHEN taken.id IS NULL THEN '' ELSE $6 END, $7,
                           CASE WHEN taken.id IS NULL THEN 'failed' ELSE 'pending' END,
                           CASE WHEN taken.id IS NULL THEN 0 ELSE 1 END,
                           taken.id,

@@ -12,6 +12,7 @@ mod instances;
 mod leases;
 mod pool_state;
 mod records;
+mod retention;
 mod sweeps;
 
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub(crate) use leases::{Answered, Change};
 pub(crate) use pool_state::RefillAsk;
 pub use pool_state::{Breaker, NewInstance, Refill};
 pub(crate) use records::Record;
+pub use retention::Pruned;
 pub use sweeps::SweepFence;
 
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,8 @@ pub fn test_settings() -> EngineSettings {
         heartbeat_failure_limit: 3,
         recovery_limit: 3,
         reconcile_grace: Duration::from_secs(3600),
+        retention: Duration::from_secs(30 * 24 * 3600),
+        prune_batch: 1000,
         redrive_batch: 100,
         retry_after: Duration::from_secs(30),
     }

@@ -17,3 +17,4 @@ mod pgbouncer;
 mod railway;
 mod reconcile;
 mod resources;
+mod retention;
