@@ -158,6 +158,13 @@ async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
         for problem in &report.orphan_errors {
             eprintln!("could not delete: {problem}");
         }
+        if !report.refused.is_empty() {
+            return Err(format!(
+                "{} instance(s) hold an OpenRouter key or AgentMail inbox this process cannot delete: \
+                 set OPENROUTER_MANAGEMENT_KEY and AGENTMAIL_API_KEY as the pool has them, then run it again",
+                report.refused.len()
+            ));
+        }
         let left = engine.store().instances().await.map_err(|e| e.to_string())?;
         if left.is_empty() && report.orphan_errors.is_empty() {
             println!("drained: no instance and no Sprite left in {environment}");

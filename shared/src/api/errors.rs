@@ -32,7 +32,7 @@ impl From<ActionError> for Reply {
     fn from(err: ActionError) -> Reply {
         match err {
             ActionError::NotFound => Reply::not_found("instance"),
-            ActionError::Busy(_) | ActionError::WrongStatus(_) => {
+            ActionError::Busy(_) | ActionError::WrongStatus(_) | ActionError::MissingSetting(_) => {
                 Reply::error(StatusCode::CONFLICT, err.to_string())
             }
             ActionError::Engine(err) => err.into(),

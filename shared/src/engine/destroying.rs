@@ -33,6 +33,9 @@ impl Engine {
         if instance.status == Status::Destroying {
             return Ok(Status::Destroying);
         }
+        if let Some(setting) = self.unreleasable(&instance) {
+            return Err(ActionError::MissingSetting(setting));
+        }
         let lease = self.leases.at_rest(id, instance.status);
         if !lease.advance(to_destroying(Reason::Destroy, None)).await? {
             return Err(ActionError::Busy(instance.status));

@@ -14,6 +14,9 @@ pub struct DrainAllReport {
     pub destroying: Vec<String>,
     /// Rows with a step running right now; a later pass takes them.
     pub busy: Vec<String>,
+    /// Rows holding resources this process has no client for (a setting is missing): left
+    /// alone rather than leaked.
+    pub refused: Vec<String>,
     /// Sprites of this environment that no row knew, deleted directly.
     pub orphans_deleted: Vec<String>,
     pub orphan_errors: Vec<String>,
@@ -68,6 +71,7 @@ impl Engine {
             match self.destroy(&instance.id).await {
                 Ok(_) => report.destroying.push(instance.id),
                 Err(ActionError::Busy(_)) => report.busy.push(instance.id),
+                Err(ActionError::MissingSetting(_)) => report.refused.push(instance.id),
                 Err(ActionError::NotFound | ActionError::WrongStatus(_)) => {}
                 Err(ActionError::Engine(err)) => return Err(err),
             }

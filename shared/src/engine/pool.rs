@@ -26,6 +26,10 @@ pub enum ActionError {
     Busy(Status),
     #[error("instance is {0}")]
     WrongStatus(Status),
+    /// The instance holds a resource this process has no client for: destroying it would
+    /// leak the resource (and its spend).
+    #[error("{0} is not set: this process cannot delete the instance's per-instance resources")]
+    MissingSetting(&'static str),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

@@ -125,10 +125,34 @@ impl Engine {
         self.ensure_resources(instance, lease).await
     }
 
+    /// The setting whose client is missing for a resource the instance holds, if any.
+    pub(super) fn unreleasable(&self, instance: &Instance) -> Option<&'static str> {
+        let holds_key = instance.openrouter_key_hash.is_some()
+            || instance.openrouter_key_requested_at.is_some()
+            || instance.retired_openrouter_key_hash.is_some();
+        let holds_inbox = instance.agentmail_inbox_id.is_some()
+            || instance.agentmail_client_id.is_some()
+            || instance.retired_agentmail_inbox_id.is_some();
+        if holds_key && self.resources.openrouter.is_none() {
+            Some("OPENROUTER_MANAGEMENT_KEY")
+        } else if holds_inbox && self.resources.agentmail.is_none() {
+            Some("AGENTMAIL_API_KEY")
+        } else {
+            None
+        }
+    }
+
     /// Deletes the instance's resources by their recorded handles. Where a create was asked
     /// for but its handle never recorded, the resource is looked up (by name, by client id);
     /// where none was ever asked for there is nothing to find. Already gone is success.
     pub(super) async fn release_resources(&self, instance: &Instance) -> Result<(), ProviderError> {
+        // Without the client the resource cannot be deleted; the destroy step waits for the
+        // setting (it never gives up) rather than forget a key that keeps its spend.
+        if let Some(setting) = self.unreleasable(instance) {
+            return Err(ProviderError::permanent(format!(
+                "{setting} is not set: the instance's resources cannot be deleted"
+            )));
+        }
         let name = instance.sprite_name.as_str();
         if let Some(openrouter) = &self.resources.openrouter {
             let mut hashes = match &instance.openrouter_key_hash {

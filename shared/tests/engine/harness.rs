@@ -316,6 +316,18 @@ impl Pool {
         self.build_engine(&self.store, settings, chain)
     }
 
+    /// Another process on this pool's store whose configuration lacks the resource settings
+    /// (an operator's poolctl without OPENROUTER_MANAGEMENT_KEY or AGENTMAIL_API_KEY).
+    pub fn process_without_resources(&self, settings: EngineSettings) -> Arc<Engine> {
+        wiring(&self.emulator, self.backend, false, &self.timeouts)
+            .store(self.store.clone())
+            .settings(settings)
+            .steps(steps(None))
+            .build()
+            .expect("the process wires")
+            .engine
+    }
+
     /// Another process on the same Sprites org with its own store (its own connection pool),
     /// its steps run in-process.
     pub fn process_on(&self, store: &Store, settings: EngineSettings) -> Arc<Engine> {

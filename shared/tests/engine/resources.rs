@@ -323,3 +323,27 @@ async fn an_interrupted_rotation_is_resumed_by_the_tick(db: PgPool) {
     pool.engine.destroy(&before.id).await.unwrap();
     nothing_left(&pool, "the rotated resources deleted with the instance").await;
 }
+
+/// An operator process without the resource settings refuses to destroy an instance that holds
+/// a key and an inbox, naming the missing setting, instead of deleting the Sprite and leaking
+/// both (issue 14, low items).
+#[sqlx::test(migrations = "../migrations")]
+async fn a_process_without_resource_settings_refuses_to_destroy_and_leak(db: PgPool) {
+    let pool = pool_with_resources(db, Backend::Sprites).await;
+    let instance = pool.provision(1).await.pop().unwrap();
+    let before = leftovers(&pool).await;
+    assert_eq!((before.0.len(), before.1.len()), (1, 1), "{before:?}");
+
+    let operator = pool.process_without_resources(test_settings());
+    let err = operator.destroy(&instance.id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "OPENROUTER_MANAGEMENT_KEY is not set: this process cannot delete the instance's per-instance resources"
+    );
+    let report = operator.drain_all().await.unwrap();
+    assert_eq!(report.refused, vec![instance.id.clone()], "{report:?}");
+    assert!(report.destroying.is_empty());
+    assert_eq!(pool.instance(&instance.id).await.unwrap().status, Status::Idle);
+    assert_eq!(leftovers(&pool).await, before, "the key and the inbox are still the pool's");
+    assert_eq!(pool.sprite_names().await.len(), 1, "the Sprite is still there");
+}
