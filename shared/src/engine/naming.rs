@@ -80,6 +80,11 @@ impl Engine {
     pub async fn pool_id(&self) -> Result<&str, EngineError> {
         Ok(self.names().await?.pool_id())
     }
+
+    /// What every name this pool gives starts with (the soak tells its pools apart by it).
+    pub async fn own_prefix(&self) -> Result<&str, EngineError> {
+        Ok(&self.names().await?.own)
+    }
 }
 
 #[cfg(test)]
