@@ -135,12 +135,13 @@ fn print_json(value: &serde_json::Value) {
 /// The seeds' `npm run drain:all`, with a confirmation first: it destroys live agents.
 async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
     let environment = engine.settings().environment.as_str();
+    let pool_id = engine.pool_id().await.map_err(|e| e.to_string())?.to_string();
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err("drain --all destroys every agent; pass --yes to run it without a terminal".into());
         }
         print!(
-            "This destroys EVERY instance and Sprite of the {environment} pool, claimed ones too. Type {environment} to go on: "
+            "This destroys EVERY instance and Sprite of pool {pool_id} in {environment}, claimed ones too. Type {environment} to go on: "
         );
         std::io::stdout().flush().map_err(|e| e.to_string())?;
         let mut answer = String::new();
@@ -167,7 +168,16 @@ async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
         }
         let left = engine.store().instances().await.map_err(|e| e.to_string())?;
         if left.is_empty() && report.orphan_errors.is_empty() {
-            println!("drained: no instance and no Sprite left in {environment}");
+            println!("drained: no instance and no Sprite of pool {pool_id} left in {environment}");
+            let others = &report.unrecognised;
+            if others.count > 0 {
+                // Another pool's, or this pool's from before pool ids: never deleted by a drain.
+                println!(
+                    "left alone {} Sprite(s) of {environment} without pool id {pool_id}: {}",
+                    others.count,
+                    others.names.join(", ")
+                );
+            }
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {

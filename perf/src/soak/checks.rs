@@ -57,7 +57,7 @@ pub struct Snapshot {
     /// Oldest first.
     pub events: Vec<Event>,
     pub claims: Vec<ClaimRow>,
-    /// Sprites of this environment -> gateway switched off for good.
+    /// Sprites of this pool (its pool id) -> gateway switched off for good.
     pub sprites: BTreeMap<String, bool>,
 }
 
@@ -133,12 +133,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     checks.push(check(
         "no_sprite_without_row",
         orphans.is_empty(),
-        format!(
-            "{} Sprite(s) of this environment, {} without a row {:?}",
-            s.sprites.len(),
-            orphans.len(),
-            orphans
-        ),
+        format!("{} Sprite(s) of this pool, {} without a row {:?}", s.sprites.len(), orphans.len(), orphans),
         Vec::new(),
     ));
     let lost: Vec<&Instance> =

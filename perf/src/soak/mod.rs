@@ -2,7 +2,9 @@
 //! process and every step in a worker process that is SIGKILLed and restarted at random, while
 //! clients claim, recycle and destroy and the emulator injects errors, hangs, Sprite deaths and
 //! dead gateways, and a fraction of step deliveries is lost. Then the chaos stops, the pool
-//! settles, and the checks say whether anything was lost, leaked or bound twice.
+//! settles, and the checks say whether anything was lost, leaked or bound twice. A second pool
+//! (its own database, the same emulator and environment) runs beside it throughout and must
+//! lose nothing to it, nor take anything of it (second_pool.rs, issue 14.1).
 //!
 //! Who runs what:
 //! - this process: the emulator, the API (`pool_local::serve`) on an engine whose deliveries go
@@ -18,6 +20,7 @@ mod checks;
 mod clients;
 mod observe;
 mod railway;
+mod second_pool;
 mod supervisor;
 mod worker;
 
@@ -36,6 +39,7 @@ use tokio::sync::watch;
 use crate::rig;
 use chain::{LossyChain, RemoteChain};
 use clients::{ClientStats, Ledger};
+use second_pool::SecondPool;
 use supervisor::Worker;
 
 use args::{SPRITES_TIMEOUT, max_total};
@@ -66,7 +70,8 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     );
 
     let db = rig::ScratchDb::create("soak").await?;
-    println!("soak: database {}", db.name);
+    let second_db = rig::ScratchDb::create("soak_second").await?;
+    println!("soak: database {}, the second pool's {}", db.name, second_db.name);
     let emulator = rig::emulator(EmulatorConfig {
         speed: 0.02,
         setup_secs: 100.0,
@@ -89,15 +94,16 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     ));
     // Ctrl-C still stops the worker and drops the scratch database.
     let outcome = tokio::select! {
-        outcome = soak(&args, seed, chaos_for, &db, &emulator, worker.clone()) => outcome,
+        outcome = soak(&args, seed, chaos_for, [&db, &second_db], &emulator, worker.clone()) => outcome,
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
     };
     worker.stop().await;
     emulator.shutdown().await;
     if args.keep_db {
-        println!("soak: kept database {}", db.name);
+        println!("soak: kept databases {} and {}", db.name, second_db.name);
     } else {
         db.drop_db().await;
+        second_db.drop_db().await;
     }
     match outcome {
         Ok(passed) if args.railway_secs > 0 => Ok(railway_round(&args).await? && passed),
@@ -149,7 +155,7 @@ async fn soak(
     args: &SoakArgs,
     seed: u64,
     chaos_for: Duration,
-    db: &rig::ScratchDb,
+    [db, second_db]: [&rig::ScratchDb; 2],
     emulator: &sprites_emulator::Emulator,
     worker: Arc<Worker>,
 ) -> Result<bool, String> {
@@ -178,6 +184,8 @@ async fn soak(
             .build()
             .map_err(|e| e.to_string())?;
     let engine = process.engine.clone();
+    // This pool's Sprites only: the second pool's carry another pool id.
+    let prefix = engine.own_prefix().await.map_err(|e| e.to_string())?.to_string();
     let process = Arc::new(process);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| e.to_string())?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
@@ -198,6 +206,13 @@ async fn soak(
         let _ = server_stop.send(());
         return Err(format!("the pool did not fill to {} idle within 60 s", args.min_idle));
     }
+    let second = match SecondPool::start(second_db, emulator).await {
+        Ok(second) => second,
+        Err(err) => {
+            let _ = server_stop.send(());
+            return Err(err);
+        }
+    };
     println!("soak: filled to {} idle in {:.1} s; chaos starts", args.min_idle, filled_in.as_secs_f64());
 
     // Chaos.
@@ -262,7 +277,6 @@ async fn soak(
     // Settle: the pool must come back by itself. The soak acts only as an operator would:
     // crashed agents (kept for the dashboard by design) are destroyed.
     let settle_started = tokio::time::Instant::now();
-    let prefix = shared::config::PoolEnvironment::Dev.sprite_prefix();
     let mut quiet_in_a_row = 0;
     let mut settled = false;
     let mut operator_destroys = 0u64;
@@ -320,7 +334,8 @@ async fn soak(
         min_idle: args.min_idle,
         dropped_in_api,
     };
-    let results = checks::run(&inputs);
+    let mut results = checks::run(&inputs);
+    results.push(second.finish(&control, &snapshot.sprites, &snapshot.events, &chaos_log).await);
 
     let w = &worker.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

@@ -149,6 +149,7 @@ pub async fn status(engine: &Engine) -> Answer {
     let views: Vec<InstanceView> = instances.iter().map(InstanceView::from).collect();
     Ok(Reply::ok(json!({
         "environment": pool.environment,
+        "poolId": pool.pool_id,
         "counts": pool.counts,
         "total": pool.total,
         "minIdle": pool.min_idle,

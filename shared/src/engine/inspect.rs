@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::{ActionError, Engine, EngineError};
+use super::{ActionError, Engine, EngineError, Unrecognised};
 
 /// What `drain_all` did in one pass.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -17,9 +17,11 @@ pub struct DrainAllReport {
     /// Rows holding resources this process has no client for (a setting is missing): left
     /// alone rather than leaked.
     pub refused: Vec<String>,
-    /// Sprites of this environment that no row knew, deleted directly.
+    /// Sprites this pool named that no row knew, deleted directly.
     pub orphans_deleted: Vec<String>,
     pub orphan_errors: Vec<String>,
+    /// Sprites of this environment no row knew and without this pool's id: left alone.
+    pub unrecognised: Unrecognised,
 }
 
 impl Engine {
@@ -61,8 +63,9 @@ impl Engine {
         Ok(redact(report, &secrets))
     }
 
-    /// Destroys every instance of this environment, claimed ones too, and every prefixed Sprite
-    /// no row knows. Rows with a running step are left for the next pass (`busy`).
+    /// Destroys every instance of this pool, claimed ones too, and every Sprite this pool named
+    /// that no row knows; another pool's Sprites are left alone (naming.rs). Rows with a
+    /// running step are left for the next pass (`busy`).
     pub async fn drain_all(&self) -> Result<DrainAllReport, EngineError> {
         let mut report = DrainAllReport::default();
         let instances = self.store.instances().await?;
@@ -76,10 +79,14 @@ impl Engine {
                 Err(ActionError::Engine(err)) => return Err(err),
             }
         }
-        let prefix = self.settings.environment.sprite_prefix();
-        match self.provider.list(&prefix).await {
+        let names = self.names().await?;
+        match self.provider.list(names.environment_prefix()).await {
             Ok(machines) => {
                 for machine in machines.into_iter().filter(|m| !known.contains(&m.name)) {
+                    if !names.is_ours(&machine.name) {
+                        report.unrecognised.add(&machine.name);
+                        continue;
+                    }
                     match self.provider.destroy(&machine.name).await {
                         Ok(()) => report.orphans_deleted.push(machine.name),
                         Err(err) => report.orphan_errors.push(format!("{}: {err}", machine.name)),

@@ -7,6 +7,7 @@ mod heartbeat;
 mod in_process;
 mod inspect;
 mod lease;
+mod naming;
 mod outcome;
 mod pool;
 mod provisioning;
@@ -28,11 +29,13 @@ use crate::gateway::GatewayClient;
 use crate::provider::Provider;
 use crate::store::{Store, StoreError};
 use lease::Leases;
+use naming::PoolNames;
 
 pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;
+pub use naming::Unrecognised;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
@@ -85,7 +88,7 @@ pub struct EngineSettings {
     pub heartbeat_failure_limit: i32,
     /// Wake-ups tried before the instance is given up.
     pub recovery_limit: i32,
-    /// A prefixed Sprite no row knows is deleted once it is older than this.
+    /// A Sprite named by this pool that no row knows is deleted once it is older than this.
     pub reconcile_grace: Duration,
     /// Most due steps one tick re-drives.
     pub redrive_batch: i64,
@@ -158,6 +161,8 @@ pub struct Engine {
     leases: Leases,
     settings: EngineSettings,
     resources: Resources,
+    /// Read from the store on first use (naming.rs): the pool id never changes.
+    names: tokio::sync::OnceCell<PoolNames>,
 }
 
 impl Engine {
@@ -169,7 +174,15 @@ impl Engine {
         settings: EngineSettings,
     ) -> Self {
         let leases = Leases::new(store.clone(), chain, settings.lease_ttl, settings.hop_limit);
-        Engine { store, provider, gateway, leases, settings, resources: Resources::default() }
+        Engine {
+            store,
+            provider,
+            gateway,
+            leases,
+            settings,
+            resources: Resources::default(),
+            names: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Gives every instance its own OpenRouter key and AgentMail inbox, as configured.
@@ -184,10 +197,6 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
-    }
-
-    fn sprite_name(&self, id: &str) -> String {
-        format!("{}{id}", self.settings.environment.sprite_prefix())
     }
 }
 

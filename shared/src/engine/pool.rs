@@ -10,6 +10,8 @@ pub type ReplenishReport = Refill;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PoolStatus {
     pub environment: String,
+    /// Part of every name this pool gives (naming.rs).
+    pub pool_id: String,
     pub counts: std::collections::BTreeMap<&'static str, i64>,
     pub total: i64,
     pub min_idle: u32,
@@ -46,6 +48,7 @@ impl Engine {
         let total = counts.iter().map(|(_, n)| n).sum();
         Ok(PoolStatus {
             environment: self.settings.environment.to_string(),
+            pool_id: self.pool_id().await?.to_string(),
             counts: counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
             total,
             min_idle: self.settings.min_idle,

@@ -40,10 +40,11 @@ impl Engine {
             openclaw_git_ref: &settings.openclaw_git_ref,
             reason: Reason::Replenish.as_str(),
         };
+        let names = self.names().await?;
         let candidates: Vec<NewInstance> = (0..ask.most())
             .map(|_| {
                 let id = random_id(12);
-                NewInstance { sprite_name: self.sprite_name(&id), id, gateway_token: new_gateway_token() }
+                NewInstance { sprite_name: names.instance(&id), id, gateway_token: new_gateway_token() }
             })
             .collect();
         let refill = self.store.refill(&ask, &candidates).await?;

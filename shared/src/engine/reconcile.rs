@@ -1,6 +1,7 @@
 //! Reconcile (ARCHITECTURE §6): makes the rows and the provider agree. Rows whose machine is
-//! gone go (or are marked crashed if someone was using them); machines of this environment no
-//! row knows are deleted once older than the grace period; so are orphaned resources.
+//! gone go (or are marked crashed if someone was using them); machines this pool named that no
+//! row knows are deleted once older than the grace period; so are orphaned resources. Machines
+//! of this environment named by another pool, or before pool ids, are only reported (naming.rs).
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::destroying::to_destroying;
 use super::tick::crashed;
-use super::{Engine, EngineError, ResourceSweep};
+use super::{Engine, EngineError, ResourceSweep, Unrecognised};
 use crate::lifecycle::Reason;
 use crate::store::{Change, Status};
 
@@ -22,12 +23,14 @@ pub struct ReconcileReport {
     pub sent_to_destroy: Vec<String>,
     pub orphans_deleted: Vec<String>,
     pub orphans_waiting: Vec<String>,
+    /// Machines of this environment no row knows and without this pool's id: never deleted.
+    pub unrecognised: Unrecognised,
     pub resources: ResourceSweep,
 }
 
 impl Engine {
     /// Makes the rows and the provider agree: rows whose machine is gone go (or are marked
-    /// crashed if someone was using them), machines of this environment no row knows are
+    /// crashed if someone was using them), machines this pool named that no row knows are
     /// deleted once older than the grace period.
     pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
         match self.leases.sweep("reconcile").await? {
@@ -38,8 +41,8 @@ impl Engine {
 
     async fn reconcile_pass(&self) -> Result<ReconcileReport, EngineError> {
         let listed_at = OffsetDateTime::now_utc();
-        let prefix = self.settings.environment.sprite_prefix();
-        let remote = match self.provider.list(&prefix).await {
+        let pool_names = self.names().await?;
+        let remote = match self.provider.list(pool_names.environment_prefix()).await {
             Ok(remote) => remote,
             Err(err) => {
                 // Without a full listing nothing can be called missing.
@@ -86,6 +89,10 @@ impl Engine {
             if names.contains(machine.name.as_str()) {
                 continue;
             }
+            if !pool_names.is_ours(&machine.name) {
+                report.unrecognised.add(&machine.name);
+                continue;
+            }
             let old_enough = machine.created_at.is_some_and(|t| listed_at - t > grace);
             if !old_enough {
                 report.orphans_waiting.push(machine.name.clone());
@@ -96,7 +103,7 @@ impl Engine {
                 Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
             }
         }
-        report.resources = self.sweep_resources(&names, self.settings.reconcile_grace).await;
+        report.resources = self.sweep_resources(pool_names, &names, self.settings.reconcile_grace).await;
         Ok(report)
     }
 }

@@ -1,6 +1,6 @@
 //! Per-instance resources (convos-contracts §4): an OpenRouter key and an AgentMail inbox, each
-//! named after the instance's machine (`convos-agent-<env>-<id>`), so whatever a lost answer or
-//! a dead process left behind can be found again by name.
+//! named after the instance's machine (`convos-agent-<env>-<pool id>-<id>`, naming.rs), so
+//! whatever a lost answer or a dead process left behind can be found again by name.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,8 +8,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::lease::Lease;
+use super::naming::PoolNames;
 use super::outcome::Outcome;
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Unrecognised};
 use crate::provider::ProviderError;
 use crate::resources::{AgentMailClient, OpenRouterClient, ResourceError};
 use crate::store::{Instance, Record};
@@ -27,11 +28,14 @@ impl Resources {
     }
 }
 
-/// What reconcile deleted because no row owns it any more.
+/// What reconcile deleted because no row owns it any more, and what it left alone because
+/// another pool (or this one before pool ids) named it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ResourceSweep {
     pub keys_deleted: Vec<String>,
     pub inboxes_deleted: Vec<String>,
+    pub keys_unrecognised: Unrecognised,
+    pub inboxes_unrecognised: Unrecognised,
 }
 
 fn failed(what: &str, err: ResourceError) -> ProviderError {
@@ -193,20 +197,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes this environment's resources that no row owns, once older than the grace
+    /// Deletes the resources this pool named that no row owns, once older than the grace
     /// period (a row is inserted before its resources are created, so a younger one may be
     /// an instance whose row this listing raced). Failures are logged and left for next time.
-    pub(super) async fn sweep_resources(&self, owners: &HashSet<&str>, grace: Duration) -> ResourceSweep {
-        let prefix = self.settings.environment.sprite_prefix();
+    /// Those of this environment another pool named are only counted.
+    pub(super) async fn sweep_resources(
+        &self,
+        names: &PoolNames,
+        owners: &HashSet<&str>,
+        grace: Duration,
+    ) -> ResourceSweep {
+        let prefix = names.environment_prefix();
         let now = OffsetDateTime::now_utc();
         let grace = time::Duration::try_from(grace).unwrap_or_default();
         let old_enough = |created: Option<OffsetDateTime>| created.is_none_or(|t| now - t > grace);
         let mut sweep = ResourceSweep::default();
         if let Some(openrouter) = &self.resources.openrouter {
-            match openrouter.list_keys(&prefix).await {
+            match openrouter.list_keys(prefix).await {
                 Ok(keys) => {
                     for key in keys {
-                        if owners.contains(key.name.as_str()) || !old_enough(key.created_at) {
+                        if owners.contains(key.name.as_str()) {
+                            continue;
+                        }
+                        if !names.is_ours(&key.name) {
+                            sweep.keys_unrecognised.add(&key.name);
+                            continue;
+                        }
+                        if !old_enough(key.created_at) {
                             continue;
                         }
                         match openrouter.delete_key(&key.hash).await {
@@ -221,14 +238,21 @@ impl Engine {
             }
         }
         if let Some(agentmail) = &self.resources.agentmail {
-            match agentmail.list_inboxes(&prefix).await {
+            match agentmail.list_inboxes(prefix).await {
                 Ok(inboxes) => {
                     for inbox in inboxes {
                         // Every inbox of ours carries its instance's name as client id, followed
                         // by `.<suffix>` for one a recycle made.
                         let Some(client_id) = inbox.client_id.as_deref() else { continue };
                         let owner = client_id.split('.').next().unwrap_or(client_id);
-                        if owners.contains(owner) || !old_enough(inbox.created_at) {
+                        if owners.contains(owner) {
+                            continue;
+                        }
+                        if !names.is_ours(owner) {
+                            sweep.inboxes_unrecognised.add(&inbox.inbox_id);
+                            continue;
+                        }
+                        if !old_enough(inbox.created_at) {
                             continue;
                         }
                         match agentmail.delete_inbox(&inbox.inbox_id).await {

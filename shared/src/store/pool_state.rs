@@ -1,4 +1,5 @@
-//! Pool-wide state: the provisioning circuit breaker, persisted so that every Lambda sees it.
+//! Pool-wide state: the pool id and the provisioning circuit breaker, persisted so that every
+//! Lambda sees them.
 
 use std::time::Duration;
 
@@ -23,6 +24,13 @@ impl Breaker {
 }
 
 impl Store {
+    /// The pool id, generated once by the migration that added it and never changed: every
+    /// name this pool gives a machine, key or inbox carries it (issue 14.1).
+    pub async fn pool_id(&self) -> Result<String, StoreError> {
+        let id = sqlx::query_scalar!("SELECT pool_id FROM pool_state WHERE id").fetch_one(&self.pool).await?;
+        Ok(id)
+    }
+
     pub async fn breaker(&self) -> Result<Breaker, StoreError> {
         let row = sqlx::query_as!(
             Breaker,

@@ -315,6 +315,7 @@ async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
     let status = get(&api, "/api/pool/status").await;
     assert_eq!(status.body["counts"]["claimed"], 1);
     assert_eq!(status.body["instances"].as_array().unwrap().len(), 2, "one idle, one claimed");
+    assert_eq!(status.body["poolId"], pool.store.pool_id().await.unwrap().as_str(), "issue 14.1");
     let detail = get(&api, &format!("/api/pool/instances/{id}")).await;
     assert_eq!(detail.body["status"], "claimed");
     assert!(

@@ -18,10 +18,11 @@ async fn provisioning_leaves_a_configured_checkpointed_idle_instance(db: PgPool)
     let pool = pool(db).await;
     let idle = pool.provision(2).await;
     assert_eq!(idle.len(), 2);
+    let pool_id = pool.store.pool_id().await.unwrap();
 
     for instance in &idle {
         assert!(instance.sprite_name.starts_with("convos-agent-dev-"), "{}", instance.sprite_name);
-        assert_eq!(instance.sprite_name, format!("convos-agent-dev-{}", instance.id));
+        assert_eq!(instance.sprite_name, format!("convos-agent-dev-{pool_id}-{}", instance.id));
         assert_eq!(instance.attempts, 0);
         assert!(instance.lease_owner.is_none() && instance.ready_at.is_some());
         let checkpoint = instance.golden_checkpoint_id.clone().expect("golden checkpoint recorded");

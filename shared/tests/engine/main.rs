@@ -14,6 +14,7 @@ mod heartbeat;
 mod lambda_glue;
 mod lifecycle;
 mod pgbouncer;
+mod pool_id;
 mod railway;
 mod reconcile;
 mod resources;

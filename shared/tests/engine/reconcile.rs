@@ -39,18 +39,20 @@ async fn sprites_no_row_knows_are_deleted_after_the_grace_period(db: PgPool) {
     settings.reconcile_grace = Duration::from_millis(1500);
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
     let known = pool.provision(1).await.pop().unwrap();
-    pool.emulator.sprite("convos-agent-dev-orphan1").await;
+    // An orphan of this pool carries its pool id (naming.rs; other names: tests/engine/pool_id.rs).
+    let orphan = format!("convos-agent-dev-{}-orphan1", pool.engine.pool_id().await.unwrap());
+    pool.emulator.sprite(&orphan).await;
     pool.emulator.sprite("convos-agent-staging-other").await;
     pool.emulator.sprite("someone-elses-sprite").await;
 
     // Young orphans wait: they may be an instance whose row is being written right now.
     let report = pool.engine.reconcile().await.unwrap();
-    assert_eq!(report.orphans_waiting, vec!["convos-agent-dev-orphan1".to_string()]);
+    assert_eq!(report.orphans_waiting, vec![orphan.clone()]);
     assert!(report.orphans_deleted.is_empty());
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let report = pool.engine.reconcile().await.unwrap();
-    assert_eq!(report.orphans_deleted, vec!["convos-agent-dev-orphan1".to_string()]);
+    assert_eq!(report.orphans_deleted, vec![orphan.clone()]);
     let mut expected = vec![
         known.sprite_name.clone(),
         "convos-agent-staging-other".to_string(),

@@ -249,11 +249,13 @@ async fn reconcile_deletes_resources_no_row_owns(db: PgPool) {
     let live = pool.provision(1).await.pop().unwrap();
     let clients = resources(&pool.emulator);
     let (openrouter, agentmail) = (clients.openrouter.unwrap(), clients.agentmail.unwrap());
-    openrouter.create_key("convos-agent-dev-ghost1").await.unwrap();
+    // A ghost of this pool carries its pool id (naming.rs; other names: tests/engine/pool_id.rs).
+    let ghost = format!("convos-agent-dev-{}-ghost1", pool.engine.pool_id().await.unwrap());
+    openrouter.create_key(&ghost).await.unwrap();
     openrouter.create_key("convos-agent-staging-other").await.unwrap();
-    agentmail.create_inbox("convos-agent-dev-ghost1", "convos-agent-dev-ghost1").await.unwrap();
+    agentmail.create_inbox(&ghost, &ghost).await.unwrap();
     let report = pool.engine.reconcile().await.unwrap();
-    assert_eq!(report.resources.keys_deleted, vec!["convos-agent-dev-ghost1".to_string()]);
+    assert_eq!(report.resources.keys_deleted, vec![ghost.clone()]);
     assert_eq!(report.resources.inboxes_deleted.len(), 1);
     let (keys, inboxes) = leftovers(&pool).await;
     let mut expected = vec!["convos-agent-staging-other".to_string(), live.sprite_name.clone()];
