@@ -16,3 +16,4 @@ mod pgbouncer;
 mod railway;
 mod reconcile;
 mod resources;
+mod ssm_secrets;
