@@ -170,4 +170,17 @@ mod tests {
         assert_eq!(requested(&env), vec![("DATABASE_URL", "/stack/database-url".to_string())]);
         assert!(!enabled(&|_: &str| None));
     }
+
+    /// A secret the configuration reads but this list misses would be read from the environment
+    /// on Lambda, where the template puts no secret.
+    #[test]
+    fn every_secret_the_configuration_reads_comes_from_parameter_store() {
+        let source = include_str!("mod.rs");
+        for call in ["required_secret(\"", "optional_secret(\""] {
+            for rest in source.split(call).skip(1) {
+                let var = &rest[..rest.find('"').unwrap()];
+                assert!(SECRETS.iter().any(|(v, _)| *v == var), "{var} is missing from SECRETS");
+            }
+        }
+    }
 }
