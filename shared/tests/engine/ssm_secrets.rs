@@ -106,6 +106,8 @@ async fn a_function_gets_the_secret_parameters_it_names_and_no_others() {
     // A function given nothing (healthz) starts, and its database cannot resolve.
     let healthz = lambda_config(&client, vec![]).await.unwrap();
     assert!(healthz.database_url.expose_secret().contains(".invalid/"), "{:?}", healthz.database_url);
+    let process = shared::wiring::Wiring::new(healthz).build().unwrap_or_else(|e| panic!("healthz: {e}"));
+    assert_eq!(process.engine.settings().environment.as_str(), "staging");
 }
 
 fn provider_token(config: &Config) -> &str {
