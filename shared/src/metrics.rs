@@ -86,6 +86,11 @@ pub fn step_failure() {
     emit(&[("StepFailures", 1.0, Unit::Count)]);
 }
 
+/// The creation circuit breaker is open after a provisioning failure (an alarm watches it).
+pub fn breaker_open() {
+    emit(&[("BreakerOpen", 1.0, Unit::Count)]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

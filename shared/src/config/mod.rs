@@ -11,6 +11,8 @@ use url::Url;
 
 use crate::sprites::DEFAULT_API_URL;
 
+pub mod ssm;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolEnvironment {
     Dev,

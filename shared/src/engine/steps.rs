@@ -149,6 +149,7 @@ impl Engine {
             self.store.breaker_failure(message, settings.breaker_threshold, settings.breaker_pause).await?;
         if breaker.is_open(OffsetDateTime::now_utc()) {
             tracing::warn!(failures = breaker.consecutive_failures, "circuit breaker open: creation paused");
+            crate::metrics::breaker_open();
         }
         Ok(())
     }

@@ -56,7 +56,7 @@ pub async fn serve_step_worker() -> Result<(), Error> {
 /// The `main()` of the migration function.
 pub async fn serve_migrate() -> Result<(), Error> {
     crate::logging::init_json();
-    let Migrations { store, http } = Migrations::from_env()?;
+    let Migrations { store, http } = Migrations::for_lambda().await?;
     let (store, http) = (&store, &http);
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         migrate_event(store, http, &event.payload).await

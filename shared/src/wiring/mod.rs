@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 
 use crate::api::Api;
 use crate::chain::{Chain, EventBridgeChain, InProcessChain, sdk_config};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ssm};
 use crate::engine::{Engine, EngineSettings, Resources, run_in_process};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
 use crate::provider::Provider;
@@ -183,15 +183,33 @@ impl Wiring {
     }
 }
 
+/// The configuration of a Lambda function: secrets from Parameter Store when
+/// `POOL_SECRETS_FROM_SSM=true` (on AWS), else everything from the environment (`cargo lambda
+/// watch`). Also the AWS SDK configuration, when loading the secrets needed it.
+async fn lambda_config() -> Result<(Config, Option<aws_config::SdkConfig>), ConfigError> {
+    let env = |name: &str| std::env::var(name).ok();
+    if !ssm::enabled(&env) {
+        return Ok((Config::from_env()?, None));
+    }
+    let sdk = sdk_config().await;
+    let config = ssm::config_from_ssm(&aws_sdk_ssm::Client::new(&sdk), env).await?;
+    Ok((config, Some(sdk)))
+}
+
 /// The process of a Lambda function, from its environment. Steps go to the EventBridge bus
 /// when `POOL_STEP_EVENT_BUS` is set; without it (`cargo lambda watch`) they run as tasks of
 /// this process.
 pub async fn for_lambda() -> Result<Process, StartError> {
-    let wiring = Wiring::from_env()?.connections(LAMBDA_DB_CONNECTIONS);
+    let (config, sdk) = lambda_config().await?;
+    let wiring = Wiring::new(config).connections(LAMBDA_DB_CONNECTIONS);
     crate::metrics::enable_emf(wiring.config().environment.as_str());
     let steps = match wiring.config().step_event_bus.clone() {
         Some(bus) => {
-            let client = aws_sdk_eventbridge::Client::new(&sdk_config().await);
+            let sdk = match sdk {
+                Some(sdk) => sdk,
+                None => sdk_config().await,
+            };
+            let client = aws_sdk_eventbridge::Client::new(&sdk);
             Steps::Chain(Arc::new(EventBridgeChain::new(client, bus)))
         }
         None => {
@@ -217,8 +235,9 @@ pub struct Migrations {
 }
 
 impl Migrations {
-    pub fn from_env() -> Result<Migrations, StartError> {
-        let config = Config::from_env()?;
+    /// As the migration function starts: the configuration as [`for_lambda`] reads it.
+    pub async fn for_lambda() -> Result<Migrations, StartError> {
+        let (config, _) = lambda_config().await?;
         let store = migration_store(&config)?;
         let http = clients::http(MIGRATION_HTTP_TIMEOUT)?;
         Ok(Migrations { store, http })

@@ -19,10 +19,10 @@ use crate::harness::{Options, pool, pool_with, test_settings};
 const REGION: &str = "us-east-1";
 const BUS: &str = "convos-pool-test-steps";
 
-/// A moto server of its own for one test, killed when dropped.
-struct Moto {
+/// A moto server of its own for one test, killed when dropped (also used by ssm_secrets.rs).
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: PathBuf,
     http: reqwest::Client,
 }
@@ -59,7 +59,7 @@ fn spawn_moto(port: u16, log: &std::fs::File) -> Child {
 }
 
 impl Moto {
-    async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let http =
             shared::tls::http_client_builder().unwrap().timeout(Duration::from_secs(30)).build().unwrap();
         let mut last_log = String::new();

@@ -19,3 +19,4 @@ mod railway;
 mod reconcile;
 mod resources;
 mod retention;
+mod ssm_secrets;
