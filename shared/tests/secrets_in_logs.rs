@@ -139,7 +139,11 @@ impl Secrets {
             let text = capture.text();
             for line in text.lines() {
                 for secret in &self.0 {
-                    assert!(!line.contains(secret.as_str()), "a secret ({}…) is logged: {line}", &secret[..4]);
+                    assert!(
+                        !line.contains(secret.as_str()),
+                        "a secret ({}…) is logged: {line}",
+                        &secret[..4]
+                    );
                 }
                 assert!(!shapes.is_match(line), "a per-instance key is logged: {line}");
             }
@@ -179,7 +183,10 @@ async fn join_url_claim(client: &Client) -> String {
 async fn a_sprites_lifecycle_at_trace_logs_no_secret(db: PgPool) {
     let (json, readable) = &*CAPTURES;
     let pool = pool_with(db, Options { resources: true, ..Options::default() }).await;
-    let client = Client { http: shared::tls::http_client_builder().unwrap().build().unwrap(), base: serve(&pool).await };
+    let client = Client {
+        http: shared::tls::http_client_builder().unwrap().build().unwrap(),
+        base: serve(&pool).await,
+    };
     let mut secrets = Secrets::of(&pool);
 
     let (status, answer) = client.post("/api/pool/replenish", json!({"count": 3})).await;
@@ -220,7 +227,10 @@ async fn a_railway_lifecycle_at_trace_logs_no_secret(db: PgPool) {
     let (json, readable) = &*CAPTURES;
     let options = Options { backend: Backend::Railway, resources: true, ..Options::default() };
     let pool = pool_with(db, options).await;
-    let client = Client { http: shared::tls::http_client_builder().unwrap().build().unwrap(), base: serve(&pool).await };
+    let client = Client {
+        http: shared::tls::http_client_builder().unwrap().build().unwrap(),
+        base: serve(&pool).await,
+    };
     let mut secrets = Secrets::of(&pool);
 
     let (status, answer) = client.post("/api/pool/replenish", json!({"count": 2})).await;

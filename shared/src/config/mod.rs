@@ -377,7 +377,9 @@ impl Config {
         let mut secrets = vec![self.api_key.clone()];
         for url in std::iter::once(&self.database_url).chain(&self.database_url_direct) {
             secrets.push(url.clone());
-            if let Some(password) = Url::parse(url.expose_secret()).ok().and_then(|u| u.password().map(String::from)) {
+            if let Some(password) =
+                Url::parse(url.expose_secret()).ok().and_then(|u| u.password().map(String::from))
+            {
                 secrets.push(SecretString::from(password));
             }
         }

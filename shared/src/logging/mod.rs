@@ -22,8 +22,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use redact::keep_out_of_logs;
 use redact::Redacting;
+pub use redact::keep_out_of_logs;
 
 /// Targets held at debug (a prefix covers a crate's modules). What each prints at trace:
 const CAPPED: &[&str] = &[
@@ -100,4 +100,43 @@ pub fn init_json() {
 /// The local processes' logs: readable lines on stdout.
 pub fn init_readable() {
     let _ = tracing_subscriber::registry().with(readable_layer(env_filter(), std::io::stdout)).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A directive naming a capped crate cannot lift the cap; other targets keep their level.
+    #[test]
+    fn no_directive_lifts_a_cap() {
+        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = lines.clone();
+        let writer = move || SinkWriter(sink.clone());
+        let filter = EnvFilter::new("trace,tungstenite=trace,lambda_runtime=trace");
+        let subscriber = tracing_subscriber::registry().with(json_layer(filter, writer));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "tungstenite::handshake::client", "Request: authorization-1");
+            tracing::trace!(target: "lambda_runtime::layers::api_response", "raw event-2");
+            tracing::debug!(target: "tungstenite::handshake::client", "Client handshake done.");
+            tracing::trace!(target: "shared::engine", "our own trace line");
+        });
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("authorization-1") && !text.contains("raw event-2"), "{text}");
+        assert!(text.contains("Client handshake done.") && text.contains("our own trace line"), "{text}");
+    }
+
+    struct SinkWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

@@ -89,7 +89,8 @@ impl SpritesProvider {
             "plugins": { "entries": { "convos": { "enabled": true } } },
         });
         if secrets.openrouter_key.is_some() {
-            config["agents"] = serde_json::json!({ "defaults": { "model": { "primary": OPENROUTER_MODEL } } });
+            config["agents"] =
+                serde_json::json!({ "defaults": { "model": { "primary": OPENROUTER_MODEL } } });
         }
         serde_json::to_vec_pretty(&config).expect("a JSON value serialises")
     }
