@@ -158,6 +158,12 @@ fn assert_captured(json: &Capture, readable: &Capture) {
     for target in ["tungstenite", "hyper_util", "shared"] {
         assert!(json.contains(&format!(r#""target":"{target}"#)), "nothing from {target}");
     }
+    // Issue 14.2: a process given the organisation's model key says so once, at start-up.
+    assert!(
+        json.lines()
+            .any(|l| l.contains(r#""level":"WARN""#) && l.contains("INSTANCE_ANTHROPIC_API_KEY is set")),
+        "no start-up warning about the shared model key"
+    );
 }
 
 async fn join_url_claim(client: &Client) -> String {
