@@ -25,6 +25,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `POOL_API_KEY` when the environment gives none: a local pool's, shown on the banner.
+const DEV_API_KEY: &str = "dev-pool-key";
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -37,7 +40,9 @@ async fn run() -> Result<(), String> {
         Some(_) => None,
         None => Some(start_emulator().await?),
     };
-    let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", "dev-pool-key".to_string())]);
+    // The dev key is shown on the banner; a key of the operator's own never is.
+    let key_shown = env("POOL_API_KEY").is_none();
+    let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", DEV_API_KEY.to_string())]);
     if let Some(emulator) = &emulator {
         defaults.extend(emulator_defaults(emulator));
     }
@@ -54,7 +59,7 @@ async fn run() -> Result<(), String> {
 
     let addr = pool_local::listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("binding {addr}: {e}"))?;
-    print_banner(&process.config, addr, emulator.as_ref());
+    print!("{}", banner(&process.config, addr, emulator.as_ref().map(Emulator::base_url), key_shown));
     let served = pool_local::serve(process, listener, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("stopping");
@@ -101,12 +106,20 @@ fn emulator_defaults(emulator: &Emulator) -> [(&'static str, String); 12] {
     ]
 }
 
-fn print_banner(config: &Config, addr: SocketAddr, emulator: Option<&Emulator>) {
-    let key = config.api_key.expose_secret();
+/// What the main job prints once it listens. The API key appears only when it is the dev
+/// default (`key_shown`); a key from the environment or `.env` is referred to by name, so a
+/// terminal log or a screen share never holds it.
+fn banner(config: &Config, addr: SocketAddr, emulator_url: Option<String>, key_shown: bool) -> String {
+    let (key, bearer) = if key_shown {
+        let key = config.api_key.expose_secret();
+        (key.to_string(), key.to_string())
+    } else {
+        ("from POOL_API_KEY (not shown)".to_string(), "$POOL_API_KEY".to_string())
+    };
     let base = format!("http://{addr}");
     let provider = config.provider.kind();
-    let machines = match (emulator, &config.provider) {
-        (Some(emulator), _) => format!("{provider} on the emulator at {}", emulator.base_url()),
+    let machines = match (emulator_url, &config.provider) {
+        (Some(url), _) => format!("{provider} on the emulator at {url}"),
         (None, ProviderConfig::Sprites { api_url, .. }) => format!("sprites at {api_url}"),
         (None, ProviderConfig::Railway(railway)) => format!("railway at {}", railway.api_url),
     };
@@ -116,7 +129,7 @@ fn print_banner(config: &Config, addr: SocketAddr, emulator: Option<&Emulator>) 
         (None, Some(_)) => "an AgentMail inbox per instance",
         (None, None) => "none",
     };
-    println!(
+    format!(
         r#"
 Convos agent pool ({env}) listening on {base}
   Machines:  {machines}
@@ -126,8 +139,8 @@ Convos agent pool ({env}) listening on {base}
 
 Try:
   curl -s {base}/api/pool/counts
-  curl -s -H "Authorization: Bearer {key}" {base}/api/pool/status
-  curl -s -X POST {base}/api/pool/claim -H "Authorization: Bearer {key}" \
+  curl -s -H "Authorization: Bearer {bearer}" {base}/api/pool/status
+  curl -s -X POST {base}/api/pool/claim -H "Authorization: Bearer {bearer}" \
        -H "Content-Type: application/json" \
        -d '{{"agentName": "tokyo-trip-planner", "instructions": "You are a helpful trip planner for Tokyo."}}'
 Ctrl-C stops it all.
@@ -135,5 +148,29 @@ Ctrl-C stops it all.
         env = config.environment,
         min = config.min_idle,
         max = config.max_total,
-    );
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(api_key: &str) -> Config {
+        let vars = [("POOL_API_KEY", api_key), ("DATABASE_URL", "postgres://unused"), ("SPRITE_TOKEN", "t")];
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap()
+    }
+
+    /// Issue 14.4: the banner shows the dev default key, never an operator's.
+    #[test]
+    fn the_banner_shows_only_the_dev_key() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 3001));
+        let dev = banner(&config(DEV_API_KEY), addr, None, true);
+        assert!(dev.contains(&format!("API key:   {DEV_API_KEY}\n")), "{dev}");
+        assert!(dev.contains(&format!("Bearer {DEV_API_KEY}")), "{dev}");
+
+        let own = banner(&config("operator-key-0123456789"), addr, None, false);
+        assert!(!own.contains("operator-key-0123456789"), "{own}");
+        assert!(own.contains("API key:   from POOL_API_KEY (not shown)"), "{own}");
+        assert!(own.contains("Bearer $POOL_API_KEY"), "{own}");
+    }
 }

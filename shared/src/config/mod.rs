@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::sprites::DEFAULT_API_URL;
@@ -143,6 +143,9 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub openrouter: Option<OpenRouterConfig>,
     pub agentmail: Option<AgentMailConfig>,
+    /// The organisation's Anthropic key, written into every agent when set. Optional: each
+    /// instance's own OpenRouter key is its model credential. Refused in production unless
+    /// `POOL_ALLOW_SHARED_MODEL_KEY=true`, since every agent reads untrusted input.
     pub instance_anthropic_api_key: Option<SecretString>,
     pub instance_xmtp_env: String,
     pub openclaw_git_ref: String,
@@ -304,6 +307,18 @@ impl Config {
             domain: r.get("AGENTMAIL_DOMAIN"),
         });
         let instance_anthropic_api_key = r.optional_secret("INSTANCE_ANTHROPIC_API_KEY");
+        let allow_shared_model_key = r.parsed("POOL_ALLOW_SHARED_MODEL_KEY", false, "true or false");
+        if instance_anthropic_api_key.is_some()
+            && environment == PoolEnvironment::Production
+            && !allow_shared_model_key
+        {
+            r.problems.push(
+                "INSTANCE_ANTHROPIC_API_KEY is refused in production: every agent would hold the \
+                 organisation's key (each instance's own OpenRouter key is its model credential); \
+                 set POOL_ALLOW_SHARED_MODEL_KEY=true to accept that"
+                    .into(),
+            );
+        }
         let instance_xmtp_env =
             r.get("INSTANCE_XMTP_ENV").unwrap_or_else(|| environment.default_xmtp_env().to_string());
         if !matches!(instance_xmtp_env.as_str(), "dev" | "production" | "local") {
@@ -362,6 +377,30 @@ impl Config {
             retention,
             step_event_bus,
         })
+    }
+}
+
+impl Config {
+    /// Every secret value this configuration holds, the database passwords on their own too
+    /// (a driver's error may print one without its URL). The logs mask them all.
+    pub fn secrets(&self) -> Vec<SecretString> {
+        let mut secrets = vec![self.api_key.clone()];
+        for url in std::iter::once(&self.database_url).chain(&self.database_url_direct) {
+            secrets.push(url.clone());
+            if let Some(password) =
+                Url::parse(url.expose_secret()).ok().and_then(|u| u.password().map(String::from))
+            {
+                secrets.push(SecretString::from(password));
+            }
+        }
+        match &self.provider {
+            ProviderConfig::Sprites { token, .. } => secrets.push(token.clone()),
+            ProviderConfig::Railway(railway) => secrets.push(railway.token.clone()),
+        }
+        secrets.extend(self.openrouter.iter().map(|o| o.management_key.clone()));
+        secrets.extend(self.agentmail.iter().map(|a| a.api_key.clone()));
+        secrets.extend(self.instance_anthropic_api_key.clone());
+        secrets
     }
 }
 

@@ -143,3 +143,74 @@ fn retention_is_thirty_days_unless_set_and_never_zero() {
     let err = load(&vars).unwrap_err();
     assert!(err.to_string().contains("POOL_RETENTION_DAYS must be greater than 0"), "{err}");
 }
+
+/// Issue 14.2: the organisation's Anthropic key is optional everywhere; in production it is
+/// refused unless the operator accepts every agent holding it.
+#[test]
+fn the_shared_model_key_is_optional_and_refused_in_production_unless_allowed() {
+    let key = ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-org-secret");
+    let production = ("POOL_ENVIRONMENT", "production");
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = REQUIRED.to_vec();
+        vars.extend_from_slice(extra);
+        load(&vars)
+    };
+    assert!(with(&[]).unwrap().instance_anthropic_api_key.is_none());
+    assert!(with(&[production]).unwrap().instance_anthropic_api_key.is_none());
+    for environment in ["dev", "staging"] {
+        let config = with(&[("POOL_ENVIRONMENT", environment), key]).unwrap();
+        assert_eq!(config.instance_anthropic_api_key.unwrap().expose_secret(), "sk-ant-org-secret");
+    }
+
+    let refused = with(&[production, key]).unwrap_err();
+    assert_eq!(refused.problems.len(), 1, "{refused}");
+    assert!(refused.problems[0].starts_with("INSTANCE_ANTHROPIC_API_KEY is refused in production"));
+    assert!(refused.problems[0].contains("POOL_ALLOW_SHARED_MODEL_KEY=true"));
+    assert!(!refused.to_string().contains("sk-ant-org-secret"));
+    let refused = with(&[production, key, ("POOL_ALLOW_SHARED_MODEL_KEY", "false")]).unwrap_err();
+    assert_eq!(refused.problems.len(), 1, "{refused}");
+
+    let allowed = with(&[production, key, ("POOL_ALLOW_SHARED_MODEL_KEY", "true")]).unwrap();
+    assert!(allowed.instance_anthropic_api_key.is_some());
+    let bad = with(&[("POOL_ALLOW_SHARED_MODEL_KEY", "yes")]).unwrap_err();
+    assert_eq!(bad.problems, vec!["POOL_ALLOW_SHARED_MODEL_KEY must be true or false".to_string()]);
+}
+
+/// What the logs mask: every secret the configuration holds, the database password alone too.
+#[test]
+fn secrets_lists_every_secret_held() {
+    let mut vars = REQUIRED.to_vec();
+    vars.extend([
+        ("DATABASE_URL_DIRECT", "postgres://u:direct-pw@h/db"),
+        ("OPENROUTER_MANAGEMENT_KEY", "or-secret"),
+        ("AGENTMAIL_API_KEY", "am-secret"),
+        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-secret"),
+    ]);
+    let config = load(&vars).unwrap();
+    let secrets: Vec<String> = config.secrets().iter().map(|s| s.expose_secret().to_string()).collect();
+    for secret in [
+        "key-123",
+        "postgres://u:pw@h/db",
+        "pw",
+        "postgres://u:direct-pw@h/db",
+        "direct-pw",
+        "org/1/2/tok",
+        "or-secret",
+        "am-secret",
+        "sk-ant-secret",
+    ] {
+        assert!(secrets.iter().any(|s| s == secret), "{secret} missing");
+    }
+    let railway = load(&[
+        ("POOL_API_KEY", "key-123"),
+        ("DATABASE_URL", "postgres://h/db"),
+        ("POOL_PROVIDER", "railway"),
+        ("RAILWAY_API_TOKEN", "rw-secret"),
+        ("RAILWAY_PROJECT_ID", "p1"),
+        ("RAILWAY_ENVIRONMENT_ID", "e1"),
+        ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/x/runtime@sha256:abc"),
+    ])
+    .unwrap();
+    let secrets: Vec<String> = railway.secrets().iter().map(|s| s.expose_secret().to_string()).collect();
+    assert_eq!(secrets, ["key-123", "postgres://h/db", "rw-secret"]);
+}

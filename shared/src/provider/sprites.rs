@@ -34,6 +34,11 @@ const GATEWAY_SERVICE: &str = "openclaw-gateway";
 const GATEWAY_PORT: u16 = 8080;
 const PATH: &str = "/home/sprite/.local/bin:/home/sprite/.bun/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The agent's model when the instance has its own OpenRouter key, which is then its model
+/// credential: OpenRouter's router (`openrouter/auto`, in OpenClaw's `provider/model` form), so
+/// no model id goes stale in a deployed pool. Without the key OpenClaw keeps its own default.
+const OPENROUTER_MODEL: &str = "openrouter/openrouter/auto";
+
 /// The script is part of this build, so a deployed pool installs what it was tested with.
 const SETUP_SCRIPT_BODY: &str = include_str!("../../../scripts/sprite-setup.sh");
 
@@ -41,6 +46,8 @@ const SETUP_SCRIPT_BODY: &str = include_str!("../../../scripts/sprite-setup.sh")
 pub struct SpritesProviderSettings {
     /// `channels.convos.env` of every instance (dev or production XMTP network).
     pub xmtp_env: String,
+    /// The organisation's key, written into every instance's `.env` when set (optional; see
+    /// `Config::instance_anthropic_api_key`).
     pub anthropic_api_key: Option<SecretString>,
     /// How long an install may go on after the process that started it is gone.
     pub install_detach_limit: Duration,
@@ -60,9 +67,11 @@ impl SpritesProvider {
     /// to start at all; reload off because the gateway's own config write at the first bind
     /// would otherwise restart it (SIGUSR1) and refuse connections meanwhile; port and bind
     /// here, since the launcher may pass none. The per-instance token guards both the gateway
-    /// and the Convos routes (`poolApiKey`).
-    fn openclaw_config(&self, token: &SecretString) -> Vec<u8> {
-        let config = serde_json::json!({
+    /// and the Convos routes (`poolApiKey`). An instance with its own OpenRouter key calls its
+    /// model through it.
+    fn openclaw_config(&self, secrets: &InstanceSecrets<'_>) -> Vec<u8> {
+        let token = secrets.gateway_token;
+        let mut config = serde_json::json!({
             "gateway": {
                 "mode": "local",
                 "port": GATEWAY_PORT,
@@ -79,6 +88,10 @@ impl SpritesProvider {
             },
             "plugins": { "entries": { "convos": { "enabled": true } } },
         });
+        if secrets.openrouter_key.is_some() {
+            config["agents"] =
+                serde_json::json!({ "defaults": { "model": { "primary": OPENROUTER_MODEL } } });
+        }
         serde_json::to_vec_pretty(&config).expect("a JSON value serialises")
     }
 
@@ -190,7 +203,7 @@ impl Provider for SpritesProvider {
 
     async fn configure(&self, name: &str, secrets: &InstanceSecrets<'_>) -> Result<(), ProviderError> {
         let env = self.env_file(secrets)?;
-        let config = WriteFile::new(OPENCLAW_CONFIG, self.openclaw_config(secrets.gateway_token)).mode(0o600);
+        let config = WriteFile::new(OPENCLAW_CONFIG, self.openclaw_config(secrets)).mode(0o600);
         self.client.write_file(name, &config).await.map_err(from_sprites)?;
         let env = WriteFile::new(OPENCLAW_ENV, env).mode(0o600);
         self.client.write_file(name, &env).await.map_err(from_sprites)?;
@@ -356,22 +369,31 @@ mod tests {
     use super::*;
     use crate::sprites::SpritesConfig;
 
+    fn provider(anthropic_api_key: Option<&str>) -> SpritesProvider {
+        let config = SpritesConfig::new("http://127.0.0.1:9".parse().unwrap(), SecretString::from("t"));
+        SpritesProvider::new(
+            SpritesClient::new(config).unwrap(),
+            SpritesProviderSettings {
+                xmtp_env: "dev".into(),
+                anthropic_api_key: anthropic_api_key.map(SecretString::from),
+                install_detach_limit: Duration::from_secs(1),
+            },
+        )
+    }
+
+    fn secrets<'a>(token: &'a SecretString, openrouter_key: Option<&'a SecretString>) -> InstanceSecrets<'a> {
+        InstanceSecrets { instance_id: "i1", gateway_token: token, openrouter_key, agentmail_inbox_id: None }
+    }
+
     /// The config and the launcher must say the same, and say what the real gateway needs
     /// (convos-contracts §7): it refuses to start without `mode: local`, restarts itself on
     /// its own config write unless reload is off, and reads options only right after `gateway`.
     #[test]
     fn the_config_and_the_launcher_agree_with_what_the_gateway_needs() {
-        let config = SpritesConfig::new("http://127.0.0.1:9".parse().unwrap(), SecretString::from("t"));
-        let provider = SpritesProvider::new(
-            SpritesClient::new(config).unwrap(),
-            SpritesProviderSettings {
-                xmtp_env: "dev".into(),
-                anthropic_api_key: None,
-                install_detach_limit: Duration::from_secs(1),
-            },
-        );
+        let provider = provider(None);
         let token = SecretString::from("instance-token");
-        let config: serde_json::Value = serde_json::from_slice(&provider.openclaw_config(&token)).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&provider.openclaw_config(&secrets(&token, None))).unwrap();
         let gateway = &config["gateway"];
         assert_eq!(gateway["mode"], "local");
         assert_eq!(gateway["reload"]["mode"], "off");
@@ -383,5 +405,35 @@ mod tests {
             "the launcher starts the gateway as configured"
         );
         assert!(!SETUP_SCRIPT_BODY.lines().any(|l| l.starts_with("exec ") && l.contains("gateway run")));
+    }
+
+    /// Issue 14.2: the instance's own OpenRouter key is its model credential; the
+    /// organisation's Anthropic key reaches the instance only when the pool is given one.
+    #[test]
+    fn the_model_credential_is_the_instances_own_key_and_the_shared_one_only_when_set() {
+        let token = SecretString::from("instance-token");
+        let own = SecretString::from("sk-or-v1-instance");
+        let model = |provider: &SpritesProvider, key| {
+            let config: serde_json::Value =
+                serde_json::from_slice(&provider.openclaw_config(&secrets(&token, key))).unwrap();
+            config["agents"]["defaults"]["model"]["primary"].clone()
+        };
+        let env = |provider: &SpritesProvider, key| {
+            String::from_utf8(provider.env_file(&secrets(&token, key)).unwrap()).unwrap()
+        };
+
+        let without_shared = provider(None);
+        assert_eq!(env(&without_shared, Some(&own)), "OPENROUTER_API_KEY=sk-or-v1-instance\n");
+        assert_eq!(model(&without_shared, Some(&own)), OPENROUTER_MODEL);
+        assert_eq!(env(&without_shared, None), "", "no key of any kind without resources");
+        assert_eq!(model(&without_shared, None), serde_json::Value::Null, "OpenClaw's own default");
+
+        let with_shared = provider(Some("sk-ant-org"));
+        assert_eq!(
+            env(&with_shared, Some(&own)),
+            "ANTHROPIC_API_KEY=sk-ant-org\nOPENROUTER_API_KEY=sk-or-v1-instance\n"
+        );
+        assert_eq!(model(&with_shared, Some(&own)), OPENROUTER_MODEL, "the own key stays the default");
+        assert_eq!(env(&with_shared, None), "ANTHROPIC_API_KEY=sk-ant-org\n");
     }
 }

@@ -77,8 +77,10 @@ pub struct Wiring {
 }
 
 impl Wiring {
-    /// Everything from `config`, steps run in this process.
+    /// Everything from `config`, steps run in this process. From here on, no log line of this
+    /// process shows one of the configuration's secrets.
     pub fn new(config: Config) -> Wiring {
+        crate::logging::keep_out_of_logs(config.secrets());
         Wiring {
             config,
             connections: LOCAL_DB_CONNECTIONS,
@@ -178,6 +180,12 @@ impl Wiring {
         if let Some(rx) = runner {
             run_in_process(Arc::downgrade(&engine), rx);
         }
+        if config.instance_anthropic_api_key.is_some() {
+            tracing::warn!(
+                "INSTANCE_ANTHROPIC_API_KEY is set: every agent holds the organisation's Anthropic key \
+                 (unset it to leave each agent only its own OpenRouter key)"
+            );
+        }
         let api = Api::new(engine.clone(), config.api_key.clone());
         Ok(Process { config, engine, api })
     }
@@ -238,6 +246,7 @@ impl Migrations {
     /// As the migration function starts: the configuration as [`for_lambda`] reads it.
     pub async fn for_lambda() -> Result<Migrations, StartError> {
         let (config, _) = lambda_config().await?;
+        crate::logging::keep_out_of_logs(config.secrets());
         let store = migration_store(&config)?;
         let http = clients::http(MIGRATION_HTTP_TIMEOUT)?;
         Ok(Migrations { store, http })

@@ -232,3 +232,60 @@ async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
     let env = client.read_file(&idle.sprite_name, "/home/sprite/.openclaw/.env").await.unwrap().unwrap();
     assert_eq!(&env[..], b"ANTHROPIC_API_KEY=sk-ant-from-env\n");
 }
+
+/// Issue 14.2: a production pool needs no organisation model key. Wired from its environment
+/// with OpenRouter and AgentMail (on the emulator) and no `INSTANCE_ANTHROPIC_API_KEY`, each
+/// Sprite's `.env` holds only its own OpenRouter key and inbox, and OpenClaw's model goes
+/// through that key.
+#[sqlx::test(migrations = "../migrations")]
+async fn without_the_shared_key_an_instance_holds_only_its_own_model_key(db: PgPool) {
+    let emulator = sprites_emulator::Emulator::start(sprites_emulator::EmulatorConfig {
+        speed: 0.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base_url = emulator.base_url().to_string();
+    let emulated = emulator.config();
+    let vars = [
+        ("POOL_API_KEY", "key".to_string()),
+        ("DATABASE_URL", "postgres://unused".to_string()),
+        ("SPRITE_TOKEN", emulator.token().to_string()),
+        ("SPRITES_API_URL", base_url.clone()),
+        ("POOL_ENVIRONMENT", "production".to_string()),
+        ("OPENROUTER_API_URL", format!("{base_url}/api/v1")),
+        ("OPENROUTER_MANAGEMENT_KEY", emulated.openrouter_key.clone()),
+        ("AGENTMAIL_API_URL", format!("{base_url}/v0")),
+        ("AGENTMAIL_API_KEY", emulated.agentmail_key.clone()),
+    ];
+    let config = shared::config::Config::from_lookup(|name| {
+        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    assert!(config.instance_anthropic_api_key.is_none());
+    let store = shared::store::Store::new(db);
+    let engine = shared::wiring::Wiring::new(config).store(store.clone()).build().unwrap().engine;
+
+    assert_eq!(engine.add_instances(1).await.unwrap().created.len(), 1);
+    let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {
+        store.instances().await.unwrap().into_iter().find(|i| i.status == Status::Idle)
+    })
+    .await;
+    let client = shared::sprites::SpritesClient::new(shared::sprites::SpritesConfig::new(
+        base_url.parse().unwrap(),
+        emulator.token().to_string().into(),
+    ))
+    .unwrap();
+    let env = client.read_file(&idle.sprite_name, "/home/sprite/.openclaw/.env").await.unwrap().unwrap();
+    let expected = format!(
+        "OPENROUTER_API_KEY={}\nAGENTMAIL_INBOX_ID={}\n",
+        idle.openrouter_key.as_ref().expect("the instance's own key").expose_secret(),
+        idle.agentmail_inbox_id.as_deref().expect("the instance's inbox"),
+    );
+    assert_eq!(String::from_utf8(env.to_vec()).unwrap(), expected, "no organisation key");
+    let raw =
+        client.read_file(&idle.sprite_name, "/home/sprite/.openclaw/openclaw.json").await.unwrap().unwrap();
+    let config: Value = serde_json::from_slice(&raw).unwrap();
+    let model = config["agents"]["defaults"]["model"]["primary"].as_str().unwrap_or_default();
+    assert!(model.starts_with("openrouter/"), "the model goes through the instance's key: {config}");
+}
