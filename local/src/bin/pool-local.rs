@@ -32,7 +32,20 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The dev key is public (every dev banner prints it): a production pool must have its own.
+fn check_dev_key_allowed(environment: Option<&str>, api_key: Option<&str>) -> Result<(), String> {
+    match (environment, api_key) {
+        (Some("production"), None) => {
+            Err("POOL_ENVIRONMENT=production needs a POOL_API_KEY of its own: the dev default key is public \
+             (every dev banner prints it). Set POOL_API_KEY and start again."
+                .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn run() -> Result<(), String> {
+    check_dev_key_allowed(env("POOL_ENVIRONMENT").as_deref(), env("POOL_API_KEY").as_deref())?;
     // The emulator stands in for Fly.io (or Railway) unless the provider's API URL points
     // elsewhere; it also serves OpenRouter and AgentMail, so every instance gets both.
     let railway = env("POOL_PROVIDER").as_deref() == Some("railway");
@@ -158,6 +171,16 @@ mod tests {
     fn config(api_key: &str) -> Config {
         let vars = [("POOL_API_KEY", api_key), ("DATABASE_URL", "postgres://unused"), ("SPRITE_TOKEN", "t")];
         Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap()
+    }
+
+    /// Issue 14 (low): a production pool never starts on the public dev key.
+    #[test]
+    fn production_without_a_key_of_its_own_refuses_to_start() {
+        let refused = check_dev_key_allowed(Some("production"), None).unwrap_err();
+        assert!(refused.contains("POOL_API_KEY"), "{refused}");
+        assert!(check_dev_key_allowed(Some("production"), Some("k-0123456789")).is_ok());
+        assert!(check_dev_key_allowed(Some("dev"), None).is_ok());
+        assert!(check_dev_key_allowed(None, None).is_ok());
     }
 
     /// Issue 14.4: the banner shows the dev default key, never an operator's.
