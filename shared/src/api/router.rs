@@ -9,11 +9,15 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
-use http::Method;
+use http::{Method, StatusCode};
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 use super::{Api, BODY_LIMIT, Reply, Route};
+
+/// How long a client may take to send a request's body (its headers are the server's business:
+/// pool_local bounds them).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The API as a tower service. Trailing slashes are ignored (`/healthz/` is `/healthz`), as
 /// the Node pool's express router did.
@@ -62,10 +66,16 @@ async fn serve(
     if route.needs_key() && !api.authorized(&parts.headers) {
         return Reply::unauthorized().into_response();
     }
-    // One byte over the limit is enough to know the body is too large.
-    let body = match axum::body::to_bytes(body, BODY_LIMIT + 1).await {
-        Ok(bytes) if bytes.len() <= BODY_LIMIT => bytes,
-        _ => return Reply::too_large(BODY_LIMIT).into_response(),
+    // One byte over the limit is enough to know the body is too large. A client trickling its
+    // body holds a socket and a task: it gets a bounded time (on Lambda the body is already in).
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT + 1));
+    let body = match read.await {
+        Ok(Ok(bytes)) if bytes.len() <= BODY_LIMIT => bytes,
+        Ok(_) => return Reply::too_large(BODY_LIMIT).into_response(),
+        Err(_) => {
+            let message = format!("request body not received within {} s", BODY_READ_TIMEOUT.as_secs());
+            return Reply::error(StatusCode::REQUEST_TIMEOUT, message).into_response();
+        }
     };
     api.answer(route, &id, parts.uri.query(), &body).await.into_response()
 }
