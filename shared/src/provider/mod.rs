@@ -141,6 +141,11 @@ pub trait Provider: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<RemoteMachine>, ProviderError>;
 
     /// What an operator needs to see when an instance misbehaves: the provider's view of the
-    /// machine and a few fixed probes run on it. The caller redacts the instance's secrets.
-    async fn diagnose(&self, name: &str) -> Result<serde_json::Value, ProviderError>;
+    /// machine and a few fixed probes run on it, all by `deadline` (a probe still running then
+    /// is reported as unfinished). The caller redacts the instance's secrets.
+    async fn diagnose(
+        &self,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<serde_json::Value, ProviderError>;
 }

@@ -274,10 +274,22 @@ impl Provider for SpritesProvider {
         Ok(())
     }
 
-    async fn diagnose(&self, name: &str) -> Result<serde_json::Value, ProviderError> {
-        let sprite = self.client.get_sprite(name).await.map_err(from_sprites)?;
-        let services = match self.client.list_services(name).await {
-            Ok(services) => serde_json::Value::Array(
+    async fn diagnose(
+        &self,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let unfinished = || serde_json::json!({ "error": "did not finish within the debug budget" });
+        let (sprite, services) = tokio::join!(
+            tokio::time::timeout_at(deadline, self.client.get_sprite(name)),
+            tokio::time::timeout_at(deadline, self.client.list_services(name)),
+        );
+        let sprite = match sprite {
+            Ok(found) => found.map_err(from_sprites)?,
+            Err(_) => return Err(ProviderError::transient("the Sprite did not answer within the debug budget")),
+        };
+        let services = match services {
+            Ok(Ok(services)) => serde_json::Value::Array(
                 services
                     .iter()
                     .map(|s| {
@@ -289,7 +301,8 @@ impl Provider for SpritesProvider {
                     })
                     .collect(),
             ),
-            Err(err) => serde_json::json!({ "error": err.to_string() }),
+            Ok(Err(err)) => serde_json::json!({ "error": err.to_string() }),
+            Err(_) => unfinished(),
         };
         let local_status = format!("http://127.0.0.1:{GATEWAY_PORT}/convos/status");
         // Fixed argv only: nothing from a request reaches the Sprite.
@@ -302,6 +315,20 @@ impl Provider for SpritesProvider {
             ),
             ("configPresent", vec!["test", "-s", OPENCLAW_CONFIG]),
         ];
+        // All at once under one deadline: the answer must beat the function's own timeout.
+        let runs = probes.into_iter().map(|(key, argv)| async move {
+            let request = ExecRequest::new(argv);
+            let value = match tokio::time::timeout_at(deadline, self.client.exec(name, &request)).await {
+                Err(_) => unfinished(),
+                Ok(Err(err)) => serde_json::json!({ "error": err.to_string() }),
+                Ok(Ok(output)) => serde_json::json!({
+                    "exitCode": output.exit_code,
+                    "stdout": tail(&output.stdout_text(), 4096),
+                    "stderr": tail(&output.stderr_text(), 1024),
+                }),
+            };
+            (key, value)
+        });
         let mut report = serde_json::Map::new();
         report.insert(
             "sprite".into(),
@@ -314,18 +341,7 @@ impl Provider for SpritesProvider {
             }),
         );
         report.insert("services".into(), services);
-        for (key, argv) in probes {
-            let request = ExecRequest::new(argv);
-            let value =
-                match tokio::time::timeout(Duration::from_secs(15), self.client.exec(name, &request)).await {
-                    Err(_) => serde_json::json!({ "error": "timed out after 15 s" }),
-                    Ok(Err(err)) => serde_json::json!({ "error": err.to_string() }),
-                    Ok(Ok(output)) => serde_json::json!({
-                        "exitCode": output.exit_code,
-                        "stdout": tail(&output.stdout_text(), 4096),
-                        "stderr": tail(&output.stderr_text(), 1024),
-                    }),
-                };
+        for (key, value) in futures_util::future::join_all(runs).await {
             report.insert(key.into(), value);
         }
         Ok(serde_json::Value::Object(report))

@@ -468,3 +468,29 @@ async fn the_feed_lists_events_and_agents_carry_a_qr_code_of_their_invite(db: Pg
         assert_eq!((answer.status, answer.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
     }
 }
+
+/// Issue 14 (low): the debug route answers within its function's 10 s timeout even when every
+/// probe hangs; the probes run at once and the unfinished ones say so.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_debug_route_answers_within_its_budget_when_probes_hang(db: PgPool) {
+    let pool = pool(db).await;
+    let api = api(&pool);
+    let instance = pool.provision(1).await.pop().unwrap();
+    for route in ["exec", "exec.http"] {
+        let fault = json!({ "route": route, "sprite": instance.sprite_name, "kind": { "type": "hang" } });
+        pool.emulator.fault(fault).await;
+    }
+    let started = std::time::Instant::now();
+    let debug = get(&api, &format!("/api/pool/debug/{}", instance.id)).await;
+    let took = started.elapsed();
+    assert_eq!(debug.status, StatusCode::OK, "{}", debug.text);
+    assert!(took < Duration::from_secs(9), "answered after {took:?}");
+    for probe in ["processes", "listeningPorts", "localGateway", "configPresent"] {
+        assert_eq!(
+            debug.body["machine"][probe]["error"], "did not finish within the debug budget",
+            "{probe}: {}",
+            debug.text
+        );
+    }
+    assert_eq!(debug.body["gateway"]["ready"], true, "the gateway still answered");
+}

@@ -352,13 +352,22 @@ impl Provider for RailwayProvider {
             .collect())
     }
 
-    async fn diagnose(&self, name: &str) -> Result<serde_json::Value, ProviderError> {
-        let service = self.service(name).await?;
+    async fn diagnose(
+        &self,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let service = tokio::time::timeout_at(deadline, self.service(name))
+            .await
+            .map_err(|_| ProviderError::transient("Railway did not answer within the debug budget"))??;
         let health = match service.domains.first() {
-            Some(domain) => match self.runtime_ready(&self.client.public_url(domain)).await {
-                Ok(ready) => json!({ "ready": ready }),
-                Err(err) => json!({ "error": err.message }),
-            },
+            Some(domain) => {
+                match tokio::time::timeout_at(deadline, self.runtime_ready(&self.client.public_url(domain))).await {
+                    Ok(Ok(ready)) => json!({ "ready": ready }),
+                    Ok(Err(err)) => json!({ "error": err.message }),
+                    Err(_) => json!({ "error": "did not finish within the debug budget" }),
+                }
+            }
             None => json!(null),
         };
         Ok(json!({
