@@ -170,6 +170,9 @@ try {
   assert.equal(response.status(), 200);
   const csp = response.headers()['content-security-policy'] || '';
   assert.match(csp, /default-src 'none'/, 'the page is served with its Content-Security-Policy');
+  // Issue 14: no inline script runs; the page's script is its own file on this origin.
+  assert.match(csp, /script-src 'self';/, 'scripts only from this origin');
+  assert.doesNotMatch(csp, /script-src[^;]*'unsafe-inline'/, 'no inline script allowed');
   await page.locator(tid('key-form')).waitFor({ state: 'visible' });
   assert.equal(await page.locator(tid('authed')).isVisible(), false, 'nothing but counts before a key');
   // Counts are public: they show before any key.
@@ -247,6 +250,8 @@ try {
   const row = page.locator(tid('agent-row'), { has: page.locator(tid('agent-name'), { hasText: agentName }) });
   await row.waitFor({ state: 'visible' });
   assert.equal((await row.locator(tid('agent-name')).textContent()).trim(), agentName);
+  // The QR code is fetched from the agent's own route (issue 14) once the row is drawn.
+  await row.locator(`${tid('agent-qr')} svg`).first().waitFor({ state: 'attached' });
   assert.ok((await row.locator(`${tid('agent-qr')} svg`).count()) >= 1, 'an svg QR code in the agent row');
   assert.equal((await row.locator(tid('agent-invite-url')).textContent()).trim(), inviteUrl);
   const cell = row.locator(tid('agent-instructions'));

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::Reply;
 use super::errors::Answer;
-use super::views::{AgentView, InstanceDetail, InstanceView};
+use super::views::{InstanceDetail, InstanceView};
 use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine};
 use crate::metrics;
 use crate::store::Status;
@@ -42,17 +42,6 @@ pub async fn counts(engine: &Engine) -> Answer {
         map.insert(status.as_str().into(), n.into());
     }
     Ok(Reply::ok(Value::Object(map)))
-}
-
-/// Claimed agents and crashed ones (which still hold a conversation until destroyed).
-pub async fn agents(engine: &Engine) -> Answer {
-    let all = engine.store().instances().await?;
-    let agents: Vec<AgentView> = all
-        .iter()
-        .filter(|i| matches!(i.status, Status::Claimed | Status::Crashed))
-        .map(AgentView::from)
-        .collect();
-    Ok(Reply::ok(json!({ "agents": agents })))
 }
 
 pub async fn claim(engine: &Arc<Engine>, body: &[u8]) -> Answer {

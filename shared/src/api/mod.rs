@@ -2,6 +2,7 @@
 //! the local server and the tests all run ([`Api::router`]). It maps engine results to status
 //! codes and JSON; it never touches SQL or a Sprite itself.
 
+mod agents;
 mod errors;
 mod handlers;
 mod reply;
@@ -20,8 +21,10 @@ pub use reply::{Payload, Reply};
 pub use router::ApiService;
 pub use routes::Route;
 
-/// The operator dashboard: one self-contained page (no outside host, no key inside).
+/// The operator dashboard: a page and its script, both served from here (no outside host, no
+/// key inside). The script is a file of its own so the page's CSP needs no 'unsafe-inline'.
 const DASHBOARD: &str = include_str!("dashboard.html");
+const DASHBOARD_SCRIPT: &str = include_str!("dashboard.js");
 
 /// The largest request body accepted. Instructions may be 64 KiB; JSON escaping can grow them.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -48,10 +51,12 @@ impl Api {
         let engine = &self.engine;
         let result = match route {
             Route::Dashboard => Ok(Reply::page(DASHBOARD)),
+            Route::DashboardScript => Ok(Reply::script(DASHBOARD_SCRIPT)),
             Route::Healthz => Ok(handlers::healthz()),
             Route::Version => Ok(handlers::version(engine)),
             Route::Counts => handlers::counts(engine).await,
-            Route::Agents => handlers::agents(engine).await,
+            Route::Agents => agents::agents(engine, query).await,
+            Route::AgentQr => agents::agent_qr(engine, id).await,
             Route::Claim => handlers::claim(engine, body).await,
             Route::ClaimStatus => handlers::claim_status(engine, id).await,
             Route::ClaimedIds => handlers::claimed_ids(engine).await,

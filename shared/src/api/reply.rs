@@ -18,11 +18,19 @@ pub enum Payload {
     Json(serde_json::Value),
     /// A page built into the binary.
     Html(&'static str),
+    /// The page's script, built into the binary.
+    Script(&'static str),
+    /// An image drawn for this request (a QR code).
+    Svg(String),
 }
 
-/// The page may load and call nothing but this origin, and never be framed.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+/// The page may load and call nothing but this origin, and never be framed. Scripts come only
+/// from this origin's files (`/dashboard.js`): no inline script runs, so injected markup cannot
+/// run code. Inline style stays allowed (it cannot).
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// A drawn image runs nothing and loads nothing, even when opened on its own.
+const IMAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
 impl Reply {
     pub fn ok(body: impl Serialize) -> Reply {
@@ -38,8 +46,21 @@ impl Reply {
     }
 
     pub fn page(html: &'static str) -> Reply {
-        let mut reply = Reply { status: StatusCode::OK, body: Payload::Html(html), headers: Vec::new() };
-        reply.headers.push((http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_POLICY)));
+        Reply::document(Payload::Html(html), PAGE_POLICY)
+    }
+
+    pub fn script(script: &'static str) -> Reply {
+        Reply::document(Payload::Script(script), PAGE_POLICY)
+    }
+
+    pub fn svg(svg: String) -> Reply {
+        Reply::document(Payload::Svg(svg), IMAGE_POLICY)
+    }
+
+    /// Anything but JSON: its policy, never sniffed as another type, no referrer.
+    fn document(body: Payload, policy: &'static str) -> Reply {
+        let mut reply = Reply { status: StatusCode::OK, body, headers: Vec::new() };
+        reply.headers.push((http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy)));
         reply.headers.push((http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
         reply.headers.push((http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
         reply
@@ -101,11 +122,15 @@ impl Reply {
 
     /// The HTTP response (the router's `IntoResponse` wraps it).
     pub fn into_http(self) -> Response<Bytes> {
-        let (body, content_type) = match &self.body {
+        let (body, content_type) = match self.body {
             Payload::Json(value) => {
-                (Bytes::from(serde_json::to_vec(value).unwrap_or_default()), "application/json")
+                (Bytes::from(serde_json::to_vec(&value).unwrap_or_default()), "application/json")
             }
             Payload::Html(page) => (Bytes::from_static(page.as_bytes()), "text/html; charset=utf-8"),
+            Payload::Script(script) => {
+                (Bytes::from_static(script.as_bytes()), "text/javascript; charset=utf-8")
+            }
+            Payload::Svg(svg) => (Bytes::from(svg), "image/svg+xml"),
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;

@@ -7,10 +7,12 @@ use http::Method;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     Dashboard,
+    DashboardScript,
     Healthz,
     Version,
     Counts,
     Agents,
+    AgentQr,
     Claim,
     ClaimStatus,
     ClaimedIds,
@@ -28,10 +30,12 @@ pub enum Route {
 /// `{id}` matches one non-empty path segment (axum's path syntax: the router mounts this table).
 pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/", Route::Dashboard),
+    (Method::GET, "/dashboard.js", Route::DashboardScript),
     (Method::GET, "/healthz", Route::Healthz),
     (Method::GET, "/version", Route::Version),
     (Method::GET, "/api/pool/counts", Route::Counts),
     (Method::GET, "/api/pool/agents", Route::Agents),
+    (Method::GET, "/api/pool/agents/{id}/qr", Route::AgentQr),
     (Method::POST, "/api/pool/claim", Route::Claim),
     (Method::GET, "/api/pool/claims/{id}", Route::ClaimStatus),
     (Method::DELETE, "/api/pool/instances", Route::ClaimedIds),
@@ -51,10 +55,12 @@ pub(super) const TABLE: &[(Method, &str, Route)] = &[
 impl Route {
     pub const ALL: &[Route] = &[
         Route::Dashboard,
+        Route::DashboardScript,
         Route::Healthz,
         Route::Version,
         Route::Counts,
         Route::Agents,
+        Route::AgentQr,
         Route::Claim,
         Route::ClaimStatus,
         Route::ClaimedIds,
@@ -73,10 +79,12 @@ impl Route {
     pub fn function(self) -> &'static str {
         match self {
             Route::Dashboard => "dashboard",
+            Route::DashboardScript => "dashboard-script",
             Route::Healthz => "healthz",
             Route::Version => "version",
             Route::Counts => "counts",
             Route::Agents => "agents",
+            Route::AgentQr => "agent-qr",
             Route::Claim => "claim",
             Route::ClaimStatus => "claim-status",
             Route::ClaimedIds => "claimed-ids",
@@ -92,11 +100,14 @@ impl Route {
         }
     }
 
-    /// The page, health, version and counts are public, as in the Node pool (the page holds no
-    /// key: the operator types it in). Everything else, the agent list included (it holds invite
-    /// URLs and instructions), needs the key.
+    /// The page and its script, health, version and counts are public, as in the Node pool (the
+    /// page holds no key: the operator types it in). Everything else, the agent list and the QR
+    /// codes included (they hold invite URLs and instructions), needs the key.
     pub fn needs_key(self) -> bool {
-        !matches!(self, Route::Dashboard | Route::Healthz | Route::Version | Route::Counts)
+        !matches!(
+            self,
+            Route::Dashboard | Route::DashboardScript | Route::Healthz | Route::Version | Route::Counts
+        )
     }
 
     /// Every (method, path pattern) this route answers.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::store::{Event, Instance, Status};
+use crate::store::{Agent, Event, Instance, Status};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,7 +55,8 @@ impl<'a> From<&'a Instance> for InstanceView<'a> {
     }
 }
 
-/// A live agent for `/api/pool/agents`: who it is, what it was told, where to join it.
+/// A live agent for `/api/pool/agents`: who it is, what it was told, where to join it. Its
+/// QR code is a route of its own (`/api/pool/agents/{id}/qr`), so a page of agents stays small.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView<'a> {
@@ -68,30 +69,21 @@ pub struct AgentView<'a> {
     pub status: Status,
     #[serde(with = "time::serde::rfc3339::option")]
     pub claimed_at: Option<OffsetDateTime>,
-    /// The invite URL as a QR code (SVG), drawn here: invite URLs are private, so no outside
-    /// QR service ever sees one.
-    pub invite_qr_svg: Option<String>,
 }
 
-impl<'a> From<&'a Instance> for AgentView<'a> {
-    fn from(i: &'a Instance) -> Self {
+impl<'a> From<&'a Agent> for AgentView<'a> {
+    fn from(a: &'a Agent) -> Self {
         AgentView {
-            instance_id: &i.id,
-            agent_name: i.agent_name.as_deref(),
-            instructions: i.instructions.as_deref(),
-            invite_url: i.invite_url.as_deref(),
-            conversation_id: i.conversation_id.as_deref(),
-            join_status: i.join_status.as_deref(),
-            status: i.status,
-            claimed_at: i.claimed_at,
-            invite_qr_svg: i.invite_url.as_deref().and_then(qr_svg),
+            instance_id: &a.id,
+            agent_name: a.agent_name.as_deref(),
+            instructions: a.instructions.as_deref(),
+            invite_url: a.invite_url.as_deref(),
+            conversation_id: a.conversation_id.as_deref(),
+            join_status: a.join_status.as_deref(),
+            status: a.status,
+            claimed_at: a.claimed_at,
         }
     }
-}
-
-fn qr_svg(text: &str) -> Option<String> {
-    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
-    Some(code.render::<qrcode::render::svg::Color>().min_dimensions(160, 160).quiet_zone(true).build())
 }
 
 #[derive(Debug, Serialize)]

@@ -5,6 +5,7 @@
 //! remote work are written fenced on the lease (or on the expected status for rows at rest), and
 //! zero rows touched means someone else moved the row first: the caller drops its result.
 
+mod agents;
 mod claims;
 mod events;
 mod heartbeats;
@@ -22,6 +23,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
+pub use agents::{Agent, AgentsAfter};
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
 pub use heartbeats::HeartbeatTarget;

@@ -13,13 +13,13 @@ use sqlx::PgPool;
 
 use crate::harness::{Options, Pool, eventually, pool, pool_with, test_settings};
 
-const KEY: &str = crate::harness::API_KEY;
+pub(crate) const KEY: &str = crate::harness::API_KEY;
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+    pub text: String,
 }
 
 fn api(pool: &Pool) -> Api {
@@ -64,7 +64,13 @@ fn event(
 }
 
 /// Sends a request to the function API Gateway would route it to (`$default` -> healthz).
-async fn send(api: &Api, method: &str, target: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+pub(crate) async fn send(
+    api: &Api,
+    method: &str,
+    target: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     to_answer(
         shared::lambda::http(api, function_for(method, path), event(method, target, key, body, false)).await,
@@ -99,7 +105,7 @@ fn to_answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
     Answer { status: parts.status, headers: parts.headers, body, text }
 }
 
-async fn get(api: &Api, path: &str) -> Answer {
+pub(crate) async fn get(api: &Api, path: &str) -> Answer {
     send(api, "GET", path, Some(KEY), None).await
 }
 
@@ -442,6 +448,19 @@ async fn the_page_is_public_self_contained_and_keyless(db: PgPool) {
     assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{policy}");
     assert!(!page.text.contains(KEY), "the page never carries the key");
     assert!(page.text.contains("<html"), "{}", page.text);
+
+    // Issue 14: no inline script runs; the page's one script is a file of this origin.
+    assert!(
+        policy.contains("script-src 'self';") && !policy.contains("script-src 'unsafe-inline'"),
+        "{policy}"
+    );
+    assert_eq!(page.text.matches("<script").count(), 1, "{}", page.text);
+    assert!(page.text.contains(r#"<script src="/dashboard.js"></script>"#));
+    let script = send(&api, "GET", "/dashboard.js", None, None).await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(script.headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(script.headers["x-content-type-options"], "nosniff");
+    assert!(script.text.contains("\"use strict\"") && !script.text.contains(KEY), "{}", script.text);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -452,8 +471,15 @@ async fn the_feed_lists_events_and_agents_carry_a_qr_code_of_their_invite(db: Pg
     let claim = r#"{"agentName": "qr", "instructions": "x"}"#;
     assert_eq!(send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim)).await.status, StatusCode::OK);
 
+    // The QR code comes from the agent's own route now (issue 14), not inline in the list.
     let agents = get(&api, "/api/pool/agents").await;
-    let svg = agents.body["agents"][0]["inviteQrSvg"].as_str().unwrap();
+    assert!(agents.body["agents"][0].get("inviteQrSvg").is_none(), "{}", agents.text);
+    let id = agents.body["agents"][0]["instanceId"].as_str().unwrap();
+    let qr = get(&api, &format!("/api/pool/agents/{id}/qr")).await;
+    assert_eq!(qr.status, StatusCode::OK, "{}", qr.text);
+    assert_eq!(qr.headers["content-type"], "image/svg+xml");
+    assert!(qr.headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    let svg = qr.text.as_str();
     assert!(svg.contains("<svg") && svg.contains("<path"), "{svg}");
     let invite = agents.body["agents"][0]["inviteUrl"].as_str().unwrap();
     assert!(!svg.contains(invite), "the URL is drawn, not written");

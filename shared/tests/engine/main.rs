@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod agents_pages;
 mod api;
 mod breaker;
 mod claim;
