@@ -32,7 +32,9 @@ impl Stage {
     /// Starts `n` more instances through the engine (`add_instances`: durable steps, chained
     /// in-process) and waits until `total` are idle with nothing in flight. Large pools go in
     /// rounds of [`PROVISION_ROUND`]: ten thousand steps at once would queue for the process's
-    /// few connections longer than a connection may be waited for.
+    /// few connections longer than a connection may be waited for. On a busy machine even a
+    /// round can: a step that found no connection in time is left to the tick, as in
+    /// production, so a round that stalls runs the tick (nothing else runs one here).
     pub async fn provision(&self, engine: &Engine, n: u32, total: i64) -> Result<Duration, String> {
         let started = Instant::now();
         let mut left = n;
@@ -48,9 +50,26 @@ impl Stage {
             left -= round;
             let idle = total - i64::from(left);
             let timeout = Duration::from_secs(120) + Duration::from_millis(300) * round;
-            rig::settled_idle(&self.store, idle, timeout).await?;
+            self.settle_round(engine, idle, timeout).await?;
         }
         Ok(started.elapsed())
+    }
+
+    /// Waits until `idle` instances are idle with nothing in flight, running the tick whenever
+    /// [`STALL`] passes without getting there; fails after `timeout`.
+    async fn settle_round(&self, engine: &Engine, idle: i64, timeout: Duration) -> Result<(), String> {
+        const STALL: Duration = Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let wait = STALL.min(deadline.saturating_duration_since(Instant::now()));
+            match rig::settled_idle(&self.store, idle, wait).await {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => return Err(err),
+                Err(_) => {
+                    engine.tick().await.map_err(|e| format!("tick: {e}"))?;
+                }
+            }
+        }
     }
 
     /// Changes the emulator's speed for the measured part of a scenario (the pool is

@@ -60,15 +60,28 @@ impl Store {
     /// Nothing here needs session state, so it works through a transaction-mode pooler
     /// (tests/engine/pgbouncer.rs proves it).
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        use sqlx::Connection as _;
+        // A connection idle this long is pinged before use; one used more recently has just
+        // proved alive, and a ping is a round trip (a claim acquires three times).
+        const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
             // A thawed Lambda sandbox may hold sockets the pooler closed long ago: drop idle
-            // connections early and check each one before use.
+            // connections early, and check one that sat idle before use (a failed ping closes
+            // it and the pool opens another).
             .idle_timeout(Some(Duration::from_secs(60)))
             .max_lifetime(Some(Duration::from_secs(30 * 60)))
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy(url)?;
         Ok(Store { pool })
     }

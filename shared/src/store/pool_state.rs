@@ -73,8 +73,11 @@ impl Store {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Refill {
     /// Idle, provisioning and recycling instances: those that are or will soon be claimable.
+    /// A top-up that finds `min_idle` of them stops counting there (the pool is full enough,
+    /// and every claim tops up: it must not count the whole table).
     pub warm: i64,
-    pub total: i64,
+    /// Every instance; `None` when a top-up found the pool full enough and counted no further.
+    pub total: Option<i64>,
     pub breaker_open: bool,
     pub created: Vec<String>,
 }
@@ -110,7 +113,8 @@ impl RefillAsk<'_> {
 impl Store {
     /// Adds as many of `candidates` as the ask wants, within `max_total`, unless the breaker is
     /// open, in one round trip. The function locks the pool-state row for the decision, so two
-    /// refills never both fill the same gap.
+    /// refills never both fill the same gap; a top-up that finds `min_idle` warm instances
+    /// without the lock answers at once, writing nothing.
     pub(crate) async fn refill(
         &self,
         ask: &RefillAsk<'_>,
@@ -120,7 +124,7 @@ impl Store {
         let names: Vec<&str> = candidates.iter().map(|c| c.sprite_name.as_str()).collect();
         let tokens: Vec<&str> = candidates.iter().map(|c| c.gateway_token.expose_secret()).collect();
         let row = sqlx::query!(
-            r#"SELECT warm AS "warm!", total AS "total!", breaker_open AS "breaker_open!",
+            r#"SELECT warm AS "warm!", total AS "total?", breaker_open AS "breaker_open!",
                       created AS "created!"
                FROM pool_refill($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
             ask.max_total,
