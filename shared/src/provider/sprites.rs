@@ -286,7 +286,9 @@ impl Provider for SpritesProvider {
         );
         let sprite = match sprite {
             Ok(found) => found.map_err(from_sprites)?,
-            Err(_) => return Err(ProviderError::transient("the Sprite did not answer within the debug budget")),
+            Err(_) => {
+                return Err(ProviderError::transient("the Sprite did not answer within the debug budget"));
+            }
         };
         let services = match services {
             Ok(Ok(services)) => serde_json::Value::Array(

@@ -362,7 +362,9 @@ impl Provider for RailwayProvider {
             .map_err(|_| ProviderError::transient("Railway did not answer within the debug budget"))??;
         let health = match service.domains.first() {
             Some(domain) => {
-                match tokio::time::timeout_at(deadline, self.runtime_ready(&self.client.public_url(domain))).await {
+                match tokio::time::timeout_at(deadline, self.runtime_ready(&self.client.public_url(domain)))
+                    .await
+                {
                     Ok(Ok(ready)) => json!({ "ready": ready }),
                     Ok(Err(err)) => json!({ "error": err.message }),
                     Err(_) => json!({ "error": "did not finish within the debug budget" }),
