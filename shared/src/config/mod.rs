@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::sprites::DEFAULT_API_URL;
 
+pub mod parameter_store;
 pub mod ssm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

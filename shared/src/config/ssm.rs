@@ -13,8 +13,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_ssm::error::DisplayErrorContext;
-
+use super::parameter_store::ParameterStore;
 use super::{Config, ConfigError};
 
 /// `true` on Lambda: every secret comes from Parameter Store, none from the environment.
@@ -71,7 +70,7 @@ pub fn requested(env: &impl Fn(&str) -> Option<String>) -> Vec<(&'static str, St
 /// parameters `env` names, fetched through `client` in one call. Problems are reported together,
 /// by variable and parameter name, never with a value.
 pub async fn config_from_ssm(
-    client: &aws_sdk_ssm::Client,
+    client: &ParameterStore,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let mut problems: Vec<String> = SECRETS
@@ -125,24 +124,18 @@ pub async fn config_from_ssm(
 
 /// The values of `requested`'s parameters that exist, by parameter name.
 async fn fetch(
-    client: &aws_sdk_ssm::Client,
+    client: &ParameterStore,
     requested: &[(&str, String)],
 ) -> Result<HashMap<String, String>, String> {
     if requested.is_empty() {
         return Ok(HashMap::new());
     }
     let names: Vec<String> = requested.iter().map(|(_, name)| name.clone()).collect();
-    let answer =
-        client.get_parameters().set_names(Some(names)).with_decryption(true).send().await.map_err(|err| {
-            // The SDK's error names the operation and the service's message, never a value.
-            format!("reading the secret parameters from Parameter Store failed: {}", DisplayErrorContext(err))
-        })?;
-    Ok(answer
-        .parameters
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|parameter| Some((parameter.name?, parameter.value?)))
-        .collect())
+    // The error names the operation and the service's message, never a value.
+    client
+        .get_parameters(&names)
+        .await
+        .map_err(|err| format!("reading the secret parameters from Parameter Store failed: {err}"))
 }
 
 fn random_stand_in() -> String {

@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 
 use crate::api::Api;
 use crate::chain::{Chain, EventBridgeChain, InProcessChain, sdk_config};
+use crate::config::parameter_store::ParameterStore;
 use crate::config::{Config, ConfigError, ssm};
 use crate::engine::{Engine, EngineSettings, Resources, run_in_process};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
@@ -200,7 +201,9 @@ async fn lambda_config() -> Result<(Config, Option<aws_config::SdkConfig>), Conf
         return Ok((Config::from_env()?, None));
     }
     let sdk = sdk_config().await;
-    let config = ssm::config_from_ssm(&aws_sdk_ssm::Client::new(&sdk), env).await?;
+    let store = ParameterStore::new(&sdk)
+        .map_err(|problem| ConfigError { problems: vec![format!("Parameter Store: {problem}")] })?;
+    let config = ssm::config_from_ssm(&store, env).await?;
     Ok((config, Some(sdk)))
 }
 

@@ -1,10 +1,12 @@
 //! Secrets from Parameter Store (shared::config::ssm) against a real SSM API: a moto server of
 //! its own holds SecureString parameters, and the configuration a Lambda function builds at
-//! start-up (`config_from_ssm`, what `wiring::for_lambda` calls) must resolve them.
+//! start-up (`config_from_ssm` over the signed `GetParameters` request, what
+//! `wiring::for_lambda` calls) must resolve them. The SDK's SSM client only writes them.
 
 use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ssm::types::ParameterType;
 use secrecy::ExposeSecret;
+use shared::config::parameter_store::ParameterStore;
 use shared::config::ssm::{FROM_SSM, config_from_ssm};
 use shared::config::{Config, ConfigError, ProviderConfig};
 
@@ -30,8 +32,21 @@ fn client(moto: &Moto) -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::from_conf(config)
 }
 
+/// What a function reads through: the SDK configuration as `sdk_config` loads it on Lambda,
+/// pointed at moto.
+fn store(moto: &Moto) -> ParameterStore {
+    let credentials = Credentials::new("test", "test", Some("session".into()), None, "test");
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+        .endpoint_url(&moto.url)
+        .build();
+    ParameterStore::new(&sdk).unwrap()
+}
+
 /// moto with the stack's SecureString parameters, as an operator puts them.
-async fn parameters() -> (Moto, aws_sdk_ssm::Client) {
+async fn parameters() -> (Moto, ParameterStore) {
     let moto = Moto::start().await;
     let client = client(&moto);
     for (name, value) in [
@@ -49,7 +64,8 @@ async fn parameters() -> (Moto, aws_sdk_ssm::Client) {
             .await
             .unwrap_or_else(|e| panic!("put {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)));
     }
-    (moto, client)
+    let store = store(&moto);
+    (moto, store)
 }
 
 fn env(vars: Vec<(&'static str, &'static str)>) -> impl Fn(&str) -> Option<String> {
@@ -57,7 +73,7 @@ fn env(vars: Vec<(&'static str, &'static str)>) -> impl Fn(&str) -> Option<Strin
 }
 
 async fn lambda_config(
-    client: &aws_sdk_ssm::Client,
+    client: &ParameterStore,
     vars: Vec<(&'static str, &'static str)>,
 ) -> Result<Config, ConfigError> {
     let mut vars = vars;
@@ -136,4 +152,17 @@ async fn a_secret_in_the_environment_or_a_missing_required_parameter_stops_the_s
     for secret in ["plain-key-in-the-environment", DATABASE_URL, SPRITE_TOKEN] {
         assert!(!text.contains(secret), "a problem must not show a value: {text}");
     }
+}
+
+/// The service's refusal reaches the start-up error with its type and message, and nothing the
+/// function asked for.
+#[tokio::test]
+async fn a_refused_request_is_reported_with_the_service_error() {
+    let (_moto, store) = parameters().await;
+    // GetParameters takes at most 10 names.
+    let names: Vec<String> = (0..11).map(|i| format!("/pool-test/param-{i}")).collect();
+    let err = store.get_parameters(&names).await.unwrap_err();
+    assert!(err.contains("400") && err.contains("ValidationException"), "{err}");
+    let found = store.get_parameters(&["/pool-test/sprite-token".to_string()]).await.unwrap();
+    assert_eq!(found.get("/pool-test/sprite-token").map(String::as_str), Some(SPRITE_TOKEN));
 }
