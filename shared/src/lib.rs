@@ -13,6 +13,7 @@ pub mod provider;
 pub mod railway;
 pub mod resources;
 pub mod retry;
+pub mod settings;
 pub mod sprites;
 pub mod store;
 pub mod sweep_loop;

@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Show the settings in force, or change them (any process sees a change within a tick).
+    Settings {
+        #[arg(long)]
+        min_idle: Option<u32>,
+        #[arg(long)]
+        max_total: Option<u32>,
+        /// The OpenClaw git ref new instances are built from.
+        #[arg(long)]
+        openclaw_ref: Option<String>,
+    },
     /// Apply the SQL migrations (through DATABASE_URL_DIRECT when set).
     Migrate,
 }
@@ -124,8 +134,37 @@ async fn run(command: Command) -> Result<(), String> {
             wait_settled(engine, &ids).await?;
         }
         Command::Drain { yes, .. } => drain_all(engine, yes).await?,
+        Command::Settings { min_idle, max_total, openclaw_ref } => {
+            let mut patch = serde_json::Map::new();
+            if let Some(n) = min_idle {
+                patch.insert("minIdle".into(), json!(n));
+            }
+            if let Some(n) = max_total {
+                patch.insert("maxTotal".into(), json!(n));
+            }
+            if let Some(git_ref) = openclaw_ref {
+                patch.insert("openclawRef".into(), json!(git_ref));
+            }
+            let stored = if patch.is_empty() {
+                engine.pool_settings().await.map_err(|e| e.to_string())?
+            } else {
+                engine.change_pool_settings(&patch.into(), &actor()).await.map_err(|e| e.to_string())?
+            };
+            print_json(&json!(stored));
+        }
     }
     Ok(())
+}
+
+/// `poolctl:` and the login name, for the audit trail (letters, digits, `._-` only).
+fn actor() -> String {
+    let user: String = std::env::var("USER")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .take(32)
+        .collect();
+    if user.is_empty() { "poolctl".into() } else { format!("poolctl:{user}") }
 }
 
 fn print_json(value: &serde_json::Value) {

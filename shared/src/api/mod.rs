@@ -8,6 +8,7 @@ mod handlers;
 mod reply;
 mod router;
 mod routes;
+mod settings;
 mod views;
 
 use std::sync::Arc;
@@ -33,11 +34,15 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub struct Api {
     engine: Arc<Engine>,
     api_key: SecretString,
+    /// Who a change made with the key was made by, in the audit trail: `api:` and a short
+    /// fingerprint of the key (which key, never the key).
+    actor: Arc<str>,
 }
 
 impl Api {
     pub fn new(engine: Arc<Engine>, api_key: SecretString) -> Self {
-        Api { engine, api_key }
+        let actor = settings::actor(&api_key).into();
+        Api { engine, api_key, actor }
     }
 
     /// The API as a tower service. `only` is the route of the Lambda function serving it; the
@@ -69,6 +74,8 @@ impl Api {
             Route::Status => handlers::status(engine).await,
             Route::Debug => handlers::debug(engine, id).await,
             Route::Events => handlers::events(engine, query).await,
+            Route::Settings => settings::show(engine).await,
+            Route::SettingsChange => settings::change(engine, body, &self.actor).await,
         };
         result.unwrap_or_else(|reply| reply)
     }

@@ -25,6 +25,8 @@ pub enum Route {
     Status,
     Debug,
     Events,
+    Settings,
+    SettingsChange,
 }
 
 /// `{id}` matches one non-empty path segment (axum's path syntax: the router mounts this table).
@@ -50,6 +52,8 @@ pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/api/pool/status", Route::Status),
     (Method::GET, "/api/pool/debug/{id}", Route::Debug),
     (Method::GET, "/api/pool/events", Route::Events),
+    (Method::GET, "/api/pool/settings", Route::Settings),
+    (Method::PUT, "/api/pool/settings", Route::SettingsChange),
 ];
 
 impl Route {
@@ -73,6 +77,8 @@ impl Route {
         Route::Status,
         Route::Debug,
         Route::Events,
+        Route::Settings,
+        Route::SettingsChange,
     ];
 
     /// The Lambda function (cargo binary) that serves this route.
@@ -97,6 +103,8 @@ impl Route {
             Route::Status => "status",
             Route::Debug => "debug",
             Route::Events => "events",
+            Route::Settings => "settings",
+            Route::SettingsChange => "settings-change",
         }
     }
 

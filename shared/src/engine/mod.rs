@@ -14,6 +14,7 @@ mod provisioning;
 mod reconcile;
 mod recycling;
 mod resources;
+mod settings;
 mod steps;
 mod tick;
 
@@ -39,6 +40,7 @@ pub use naming::Unrecognised;
 pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
+pub use settings::SettingsError;
 pub use tick::{ObserveReport, TickReport};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.

@@ -16,6 +16,8 @@ pub struct PoolStatus {
     pub total: i64,
     pub min_idle: u32,
     pub max_total: u32,
+    /// The settings in force (issue 15.1), with who changed them last.
+    pub settings: crate::store::StoredSettings,
     pub breaker: Breaker,
 }
 
@@ -46,13 +48,15 @@ impl Engine {
     pub async fn status(&self) -> Result<PoolStatus, EngineError> {
         let counts = self.store.counts().await?;
         let total = counts.iter().map(|(_, n)| n).sum();
+        let settings = self.pool_settings().await?;
         Ok(PoolStatus {
             environment: self.settings.environment.to_string(),
             pool_id: self.pool_id().await?.to_string(),
             counts: counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
             total,
-            min_idle: self.settings.min_idle,
-            max_total: self.settings.max_total,
+            min_idle: settings.settings.min_idle,
+            max_total: settings.settings.max_total,
+            settings,
             breaker: self.store.breaker().await?,
         })
     }

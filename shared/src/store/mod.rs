@@ -14,6 +14,7 @@ mod leases;
 mod pool_state;
 mod records;
 mod retention;
+mod settings;
 mod sweeps;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub(crate) use pool_state::RefillAsk;
 pub use pool_state::{Breaker, NewInstance, Refill};
 pub(crate) use records::Record;
 pub use retention::Pruned;
+pub use settings::{PoolEvent, SEEDED_BY, StoredSettings};
 pub use sweeps::SweepFence;
 
 #[derive(Debug, thiserror::Error)]

@@ -89,7 +89,9 @@ pub struct NewInstance {
     pub gateway_token: SecretString,
 }
 
-/// What a refill is asked to do (see the `pool_refill` function in migrations/).
+/// What a refill is asked to do (see the `pool_refill` function in migrations/). The stored
+/// settings, once seeded, override `max_total`, `min_idle` and `openclaw_git_ref`
+/// (`pool_refill_current`).
 pub(crate) struct RefillAsk<'a> {
     pub max_total: i64,
     /// Top up to this many warm instances, at most `batch` at once...
@@ -103,10 +105,11 @@ pub(crate) struct RefillAsk<'a> {
 }
 
 impl RefillAsk<'_> {
-    /// The most instances this refill can start, so the caller makes no more candidates.
+    /// The most instances this refill can start, so the caller makes no more candidates. The
+    /// stored settings (which the statement reads) may differ from this process's seed, so a
+    /// top-up offers a whole batch and the statement takes what min idle and max total allow.
     pub fn most(&self) -> usize {
-        let wanted = self.count.unwrap_or(self.batch.min(self.min_idle));
-        wanted.clamp(0, self.max_total.max(0)) as usize
+        self.count.unwrap_or(self.batch).max(0) as usize
     }
 }
 
@@ -126,7 +129,7 @@ impl Store {
         let row = sqlx::query!(
             r#"SELECT warm AS "warm!", total AS "total?", breaker_open AS "breaker_open!",
                       created AS "created!"
-               FROM pool_refill($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
             ask.max_total,
             ask.min_idle,
             ask.batch,

@@ -20,4 +20,5 @@ mod railway;
 mod reconcile;
 mod resources;
 mod retention;
+mod settings;
 mod ssm_secrets;

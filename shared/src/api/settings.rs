@@ -1,0 +1,69 @@
+//! `GET /api/pool/settings` and `PUT /api/pool/settings` (issue 15.1): the settings in force,
+//! with their recent changes, and a change as a patch of named fields.
+
+use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::Reply;
+use super::errors::Answer;
+use crate::engine::{Engine, SettingsError};
+
+/// Recent changes shown with the settings.
+const HISTORY: i64 = 20;
+
+/// `api:` and the first 8 hex digits of the key's SHA-256: tells keys apart in the audit
+/// trail, and 32 bits of a hash say nothing usable about a key of 128 bits or more.
+pub(super) fn actor(key: &SecretString) -> String {
+    let digest = Sha256::digest(key.expose_secret().as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("api:{hex}")
+}
+
+pub(super) async fn show(engine: &Engine) -> Answer {
+    let stored = engine.pool_settings().await?;
+    let history = engine.store().pool_events(Some("settings"), HISTORY).await?;
+    Ok(Reply::ok(json!({
+        "settings": stored.settings,
+        "revision": stored.revision,
+        "updatedAt": stored.updated_at.format(&time::format_description::well_known::Rfc3339).ok(),
+        "updatedBy": stored.updated_by,
+        "history": history,
+    })))
+}
+
+pub(super) async fn change(engine: &Engine, body: &[u8], actor: &str) -> Answer {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Reply::bad_request("body", "is required: a JSON object of settings fields"));
+    }
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| Reply::bad_request("body", format!("not valid JSON: {e}")))?;
+    let stored = engine.change_pool_settings(&patch, actor).await?;
+    Ok(Reply::ok(json!({
+        "settings": stored.settings,
+        "revision": stored.revision,
+        "updatedBy": stored.updated_by,
+    })))
+}
+
+impl From<SettingsError> for Reply {
+    fn from(err: SettingsError) -> Reply {
+        match err {
+            SettingsError::Invalid(invalid) => {
+                let fields: serde_json::Map<String, Value> = invalid
+                    .problems
+                    .iter()
+                    .map(|p| (p.field.clone(), Value::from(p.message.clone())))
+                    .collect();
+                let first = invalid.problems.first().map(|p| p.field.clone()).unwrap_or_default();
+                Reply::with(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": invalid.to_string(), "field": first, "fields": fields }),
+                )
+            }
+            SettingsError::Contended => Reply::error(StatusCode::CONFLICT, err.to_string()),
+            SettingsError::Engine(err) => err.into(),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The settings at run time (issue 15.1): read them (seeding from this process's environment
+//! the first time) and change them. The refill statement reads the stored row itself, so a
+//! change reaches the next refill of every process, Lambda or local, within one tick.
+
+use super::{Engine, EngineError};
+use crate::settings::{PoolSettings, SettingsInvalid};
+use crate::store::StoredSettings;
+
+/// Attempts at a change that keeps losing the compare-and-set to other writers.
+const CHANGE_ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Invalid(#[from] SettingsInvalid),
+    #[error("the settings kept changing underneath; try again")]
+    Contended,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Engine {
+    /// What the environment says, used until the row exists.
+    pub fn seed_settings(&self) -> PoolSettings {
+        PoolSettings {
+            min_idle: self.settings.min_idle,
+            max_total: self.settings.max_total,
+            openclaw_ref: self.settings.openclaw_git_ref.clone(),
+        }
+    }
+
+    pub async fn pool_settings(&self) -> Result<StoredSettings, EngineError> {
+        Ok(self.store.settings(&self.seed_settings()).await?)
+    }
+
+    /// Applies `patch` (a JSON object of settings fields) for `actor`. A patch that changes
+    /// nothing writes nothing.
+    pub async fn change_pool_settings(
+        &self,
+        patch: &serde_json::Value,
+        actor: &str,
+    ) -> Result<StoredSettings, SettingsError> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let current = self.pool_settings().await?;
+            let next = current.settings.patched(patch)?;
+            let changes = next.changes_from(&current.settings);
+            if changes.is_empty() {
+                return Ok(current);
+            }
+            let stored = self
+                .store
+                .change_settings(current.revision, &next, &changes, actor)
+                .await
+                .map_err(EngineError::from)?;
+            if let Some(stored) = stored {
+                let changes = serde_json::to_string(&changes).unwrap_or_default();
+                tracing::info!(actor, revision = stored.revision, %changes, "settings changed");
+                return Ok(stored);
+            }
+        }
+        Err(SettingsError::Contended)
+    }
+}
