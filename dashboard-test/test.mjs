@@ -411,6 +411,28 @@ try {
   await shot('06-join-waiting-for-acceptance.png');
   ok(`result "${waitingHead}"; agent ${waitingBody.instanceId} listed with "join: waiting for acceptance"; join settings reset`);
 
+  step('the settings panel shows the stored settings and saves a change');
+  const before = await poolGet('/api/pool/settings');
+  const minIdle = page.locator(tid('settings-min-idle'));
+  await until('the settings form filled from the pool', async () => (await minIdle.inputValue()) === String(before.settings.minIdle));
+  // A refused change names its field and stores nothing.
+  await page.locator(tid('settings-max-total')).fill(String(before.settings.minIdle));
+  await minIdle.fill(String(before.settings.minIdle + 1));
+  await page.locator(tid('settings-submit')).click();
+  await page.locator(tid('settings-msg')).filter({ hasText: /Not saved: maxTotal: must not be below minIdle/ }).waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal((await poolGet('/api/pool/settings')).revision, before.revision, 'a refused change stores nothing');
+  await page.locator(tid('settings-max-total')).fill(String(before.settings.maxTotal + 1));
+  await page.locator(tid('settings-submit')).click();
+  await page.locator(tid('settings-msg')).filter({ hasText: /Saved \(revision/ }).waitFor({ state: 'visible', timeout: WAIT });
+  const after = await poolGet('/api/pool/settings');
+  assert.equal(after.settings.minIdle, before.settings.minIdle + 1);
+  assert.equal(after.settings.maxTotal, before.settings.maxTotal + 1);
+  assert.match(after.history[0].actor, /^api:[0-9a-f]{8}$/, 'the change names the key it was made with');
+  assert.deepEqual(after.history[0].detail.minIdle, { old: before.settings.minIdle, new: before.settings.minIdle + 1 });
+  await page.locator(tid('settings-meta')).filter({ hasText: `Revision ${after.revision}` }).waitFor({ state: 'visible', timeout: WAIT });
+  await shot('07-settings-saved.png');
+  ok(`min idle ${before.settings.minIdle} -> ${after.settings.minIdle}, max total ${before.settings.maxTotal} -> ${after.settings.maxTotal}, by ${after.history[0].actor}`);
+
   // Last: an open breaker pauses creation for 5 minutes.
   step('creation fails: the circuit-breaker banner shows the pause and the last failure');
   // An instance reaching idle closes the breaker: start from a pool with nothing provisioning.
@@ -456,7 +478,7 @@ try {
   await page.locator(tid('controls-msg')).filter({ hasText: /Creation is paused \(circuit breaker\); started 0/ }).waitFor({ state: 'visible', timeout: WAIT });
   const faults = await emulator('GET', '/faults');
   const hits = (Array.isArray(faults) ? faults : faults.faults || []).find((f) => f.id === fault.id)?.hits;
-  await shot('07-breaker-open.png');
+  await shot('08-breaker-open.png');
   await emulator('DELETE', '/faults');
   ok(`banner after ${bannerSecs} s: "${bannerText}"; ${hits ?? '?'} create calls refused; replenish says creation is paused`);
 

@@ -64,6 +64,7 @@ async fn run() -> Result<(), String> {
     let migrations = wiring::migration_store(&config).map_err(|e| e.to_string())?;
     migrations.migrate().await.map_err(|e| format!("migrations: {e}"))?;
     let process = Arc::new(Wiring::new(config).build().map_err(|e| e.to_string())?);
+    process.engine.report_ignored_environment().await.map_err(|e| format!("settings: {e}"))?;
 
     for sweep in [Sweep::Tick, Sweep::Heartbeat, Sweep::Reconcile] {
         let interval = sweep.interval(&process.config);

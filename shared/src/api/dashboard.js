@@ -517,6 +517,7 @@
         renderBreaker(s.breaker);
         renderInstances(s.instances || []);
         setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal);
+        renderSettings(s.settings);
       }));
       jobs.push(loadAgents());
       jobs.push(api("GET", "/api/pool/events?limit=50").then(function (e) { renderEvents(e.events || []); }));
@@ -693,6 +694,56 @@
       refresh();
     }).catch(function (err) {
       if (!(err instanceof AuthError)) controlsMessage("Drain failed: " + err.message, true);
+    }).then(function () { setBusy(button, false); });
+  });
+
+  // ---- Settings (issue 15.1) ---------------------------------------------------------------
+  // The form shows the stored settings unless the operator is editing it.
+  var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref" };
+  var shownSettings = null;
+  function settingsEditing() {
+    var form = $("settings-form");
+    return form.contains(document.activeElement) || form.dataset.dirty === "true";
+  }
+  function renderSettings(stored) {
+    if (!stored || !stored.settings) return;
+    shownSettings = stored.settings;
+    setText($("settings-meta"), "Revision " + stored.revision + " · last changed by " + stored.updatedBy + " " + since(stored.updatedAt) + " ago");
+    if (settingsEditing()) return;
+    Object.keys(SETTINGS_FIELDS).forEach(function (field) { $(SETTINGS_FIELDS[field]).value = stored.settings[field]; });
+  }
+  function settingsMessage(text, bad) {
+    var box = $("settings-msg");
+    box.className = bad ? "err" : "okmsg";
+    setText(box, text);
+  }
+  $("settings-form").addEventListener("input", function () { $("settings-form").dataset.dirty = "true"; });
+  $("settings-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var patch = {}, changed = [];
+    Object.keys(SETTINGS_FIELDS).forEach(function (field) {
+      var input = $(SETTINGS_FIELDS[field]);
+      input.removeAttribute("aria-invalid");
+      var value = field === "openclawRef" ? input.value.trim() : Number(input.value);
+      if (!shownSettings || value !== shownSettings[field]) {
+        patch[field] = value;
+        changed.push(field + " " + (shownSettings ? shownSettings[field] : "?") + " → " + value);
+      }
+    });
+    if (!changed.length) { settingsMessage("Nothing changed.", false); return; }
+    if (!confirmDestructive("change the pool settings: " + changed.join(", "))) return;
+    var button = $("settings-submit");
+    setBusy(button, true, "Saving…");
+    api("PUT", "/api/pool/settings", patch).then(function (r) {
+      $("settings-form").dataset.dirty = "false";
+      settingsMessage("Saved (revision " + r.revision + "): " + changed.join(", ") + ".", false);
+      refresh();
+    }).catch(function (err) {
+      if (err instanceof AuthError) return;
+      Object.keys((err.body && err.body.fields) || {}).forEach(function (field) {
+        if (SETTINGS_FIELDS[field]) $(SETTINGS_FIELDS[field]).setAttribute("aria-invalid", "true");
+      });
+      settingsMessage("Not saved: " + err.message, true);
     }).then(function () { setBusy(button, false); });
   });
 

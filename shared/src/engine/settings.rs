@@ -33,6 +33,22 @@ impl Engine {
         Ok(self.store.settings(&self.seed_settings()).await?)
     }
 
+    /// Says, one line per field, where this process's environment differs from the stored
+    /// settings: after the first start the environment only seeds, so `POOL_MIN_IDLE=5` on a
+    /// restart changes nothing, and the operator should hear why.
+    pub async fn report_ignored_environment(&self) -> Result<(), EngineError> {
+        let stored = self.pool_settings().await?;
+        for (field, change) in self.seed_settings().changes_from(&stored.settings) {
+            tracing::warn!(
+                setting = %field,
+                stored = %change.old,
+                environment = %change.new,
+                "the environment's value is not used: the stored setting is (change it with `poolctl settings` or PUT /api/pool/settings)"
+            );
+        }
+        Ok(())
+    }
+
     /// Applies `patch` (a JSON object of settings fields) for `actor`. A patch that changes
     /// nothing writes nothing.
     pub async fn change_pool_settings(
