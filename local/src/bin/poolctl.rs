@@ -37,12 +37,17 @@ enum Command {
     Recycle { id: String },
     /// Delete an instance's Sprite and its row.
     Destroy { id: String },
-    /// Destroy idle instances (--count N), or everything of this environment (--all).
+    /// Destroy idle instances (--count N), every idle and provisioning one (--idle), or
+    /// everything of this pool (--all).
     Drain {
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long, group = "what")]
         count: Option<u32>,
+        /// Every idle and provisioning instance, never a claimed one; the pool then refills
+        /// with instances built from the current settings (the seeds' `npm run drain:all`).
+        #[arg(long, group = "what")]
+        idle: bool,
         /// Every Sprite of this environment, claimed ones too, and their rows.
-        #[arg(long)]
+        #[arg(long, group = "what")]
         all: bool,
         /// Skip the confirmation (for scripts).
         #[arg(long)]
@@ -128,12 +133,14 @@ async fn run(command: Command) -> Result<(), String> {
             engine.destroy(&id).await.map_err(|e| e.to_string())?;
             wait_settled(engine, &[id]).await?;
         }
-        Command::Drain { count: Some(n), all: false, .. } => {
+        Command::Drain { count: Some(n), .. } => {
             let ids = engine.drain(Some(n)).await.map_err(|e| e.to_string())?;
             println!("draining {} idle instance(s)", ids.len());
             wait_settled(engine, &ids).await?;
         }
-        Command::Drain { yes, .. } => drain_all(engine, yes).await?,
+        Command::Drain { idle: true, .. } => drain_idle(engine).await?,
+        Command::Drain { all: true, yes, .. } => drain_all(engine, yes).await?,
+        Command::Drain { .. } => return Err("drain needs --count N, --idle or --all".into()),
         Command::Settings { min_idle, max_total, openclaw_ref } => {
             let mut patch = serde_json::Map::new();
             if let Some(n) = min_idle {
@@ -171,10 +178,49 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
-/// The seeds' `npm run drain:all`, with a confirmation first: it destroys live agents.
+/// Every instance that is idle or provisioning now; those a running step holds are tried
+/// again until it lets go. Instances the refill starts meanwhile are not touched.
+async fn drain_idle(engine: &Engine) -> Result<(), String> {
+    let targets: Vec<String> = engine
+        .store()
+        .instances()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|i| matches!(i.status, Status::Idle | Status::Provisioning))
+        .map(|i| i.id)
+        .collect();
+    println!("draining {} idle or provisioning instance(s); claimed ones are left alone", targets.len());
+    // A provisioning instance lets go between steps or on reaching idle: allow a whole install.
+    let deadline = tokio::time::Instant::now() + 3 * WAIT;
+    let mut left = targets.clone();
+    while !left.is_empty() {
+        left = engine.drain_unclaimed(&left).await.map_err(|e| e.to_string())?;
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{} instance(s) stayed busy: {}", left.len(), left.join(", ")));
+        }
+        if !left.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    wait_settled(engine, &targets).await
+}
+
+/// Everything of this pool, claimed agents too: it lists what it will destroy and asks first
+/// (or needs --yes).
 async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
     let environment = engine.settings().environment.as_str();
     let pool_id = engine.pool_id().await.map_err(|e| e.to_string())?.to_string();
+    let instances = engine.store().instances().await.map_err(|e| e.to_string())?;
+    println!(
+        "drain --all destroys these {} instance(s) of pool {pool_id} in {environment}:",
+        instances.len()
+    );
+    for i in &instances {
+        let agent = i.agent_name.as_deref().map(|name| format!("agent {name:?}")).unwrap_or_default();
+        println!("  {:<14} {:<12} {:<40} {agent}", i.id, i.status, i.sprite_name);
+    }
+    println!("and every Sprite named for pool {pool_id} that no row knows.");
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err("drain --all destroys every agent; pass --yes to run it without a terminal".into());

@@ -43,6 +43,25 @@ impl Engine {
         Ok(Status::Destroying)
     }
 
+    /// `poolctl drain --idle` (the seeds' `npm run drain:all`): destroys each of `ids` that is
+    /// still idle or provisioning, never one that was claimed meanwhile. Returns the ids a
+    /// running step holds right now, to try again: a provisioning instance is taken when its
+    /// step lets go between polls, or once it is idle.
+    pub async fn drain_unclaimed(&self, ids: &[String]) -> Result<Vec<String>, EngineError> {
+        let mut busy = Vec::new();
+        for id in ids {
+            let Some(instance) = self.store.instance(id).await? else { continue };
+            if !matches!(instance.status, Status::Idle | Status::Provisioning) {
+                continue;
+            }
+            let lease = self.leases.at_rest(id, instance.status);
+            if !lease.advance(to_destroying(Reason::Drain, None)).await? {
+                busy.push(id.clone());
+            }
+        }
+        Ok(busy)
+    }
+
     /// Destroys `count` idle instances (all of them when `None`), oldest first. One taken by a
     /// claim meanwhile is skipped.
     pub async fn drain(&self, count: Option<u32>) -> Result<Vec<String>, EngineError> {

@@ -17,7 +17,12 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (Some(Claiming), Some(Claiming), &[StepFailed]),
     (Some(Destroying), Some(Destroying), &[StepFailed, MachineGone]),
     (Some(Provisioning), Some(Idle), &[Provisioned]),
-    (Some(Provisioning), Some(Destroying), &[ProvisioningFailed, Stuck, DeployDead, MachineGone, Destroy]),
+    // Drain: `poolctl drain --idle` rebuilds every unclaimed instance (the seeds' drain:all).
+    (
+        Some(Provisioning),
+        Some(Destroying),
+        &[ProvisioningFailed, Stuck, DeployDead, MachineGone, Destroy, Drain],
+    ),
     (Some(Provisioning), None, &[MachineGone]),
     (Some(Idle), Some(Claiming), &[Claim]),
     // A recycle starts in `recycling` where the provider has checkpoints, else in `destroying`

@@ -14,6 +14,7 @@ const ALLOWED: &[&str] = &[
     "provisioning>destroying:deploy_dead",
     "provisioning>destroying:machine_gone",
     "provisioning>destroying:destroy",
+    "provisioning>destroying:drain",
     "provisioning>gone:machine_gone",
     "idle>claiming:claim",
     "idle>recycling:bound_while_idle",
