@@ -49,6 +49,7 @@ impl From<ClaimError> for Reply {
                     .retry_after(retry_after.as_secs())
             }
             ClaimError::Failed(_) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+            ClaimError::KeyReused => Reply::error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
             ClaimError::Engine(err) => err.into(),
         }
     }

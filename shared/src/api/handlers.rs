@@ -44,8 +44,12 @@ pub async fn counts(engine: &Engine) -> Answer {
     Ok(Reply::ok(Value::Object(map)))
 }
 
-pub async fn claim(engine: &Arc<Engine>, body: &[u8]) -> Answer {
-    let request = ClaimRequest::from_json(body, engine.settings().environment)?;
+pub async fn claim(engine: &Arc<Engine>, headers: &http::HeaderMap, body: &[u8]) -> Answer {
+    let mut request = ClaimRequest::from_json(body, engine.settings().environment)?;
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key.to_str().map_err(|_| Reply::bad_request("Idempotency-Key", "must be visible ASCII"))?;
+        request = request.with_idempotency_key(key)?;
+    }
     let started = Instant::now();
     // A task of its own: a caller that hangs up mid-claim does not cut the claim halfway (its
     // instance would sit in `claiming` until the stale-claim rule); it ends, recorded.

@@ -52,7 +52,14 @@ impl Api {
     }
 
     /// Answers one request the router matched and admitted (key and body size checked).
-    async fn answer(&self, route: Route, id: &str, query: Option<&str>, body: &[u8]) -> Reply {
+    async fn answer(
+        &self,
+        route: Route,
+        id: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Reply {
         let engine = &self.engine;
         let result = match route {
             Route::Dashboard => Ok(Reply::page(DASHBOARD)),
@@ -62,7 +69,7 @@ impl Api {
             Route::Counts => handlers::counts(engine).await,
             Route::Agents => agents::agents(engine, query).await,
             Route::AgentQr => agents::agent_qr(engine, id).await,
-            Route::Claim => handlers::claim(engine, body).await,
+            Route::Claim => handlers::claim(engine, headers, body).await,
             Route::ClaimStatus => handlers::claim_status(engine, id).await,
             Route::ClaimedIds => handlers::claimed_ids(engine).await,
             Route::Instance => handlers::instance(engine, id).await,

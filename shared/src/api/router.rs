@@ -77,7 +77,7 @@ async fn serve(
             return Reply::error(StatusCode::REQUEST_TIMEOUT, message).into_response();
         }
     };
-    api.answer(route, &id, parts.uri.query(), &body).await.into_response()
+    api.answer(route, &id, parts.uri.query(), &parts.headers, &body).await.into_response()
 }
 
 /// A known path with another method: 405 with every method the path answers.

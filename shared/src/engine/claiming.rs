@@ -30,7 +30,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
     Invalid { field, message: message.into() }
 }
 
@@ -40,6 +40,8 @@ pub struct ClaimRequest {
     pub agent_name: String,
     pub instructions: String,
     pub join_url: Option<String>,
+    /// The client's Idempotency-Key and the digest of this request (claim_dedupe.rs).
+    pub idempotency: Option<super::claim_dedupe::Idempotency>,
 }
 
 impl std::fmt::Debug for ClaimRequest {
@@ -102,7 +104,7 @@ impl ClaimRequest {
             None => None,
             Some(raw) => Some(check_join_url(&raw, environment)?),
         };
-        Ok(ClaimRequest { agent_name, instructions, join_url })
+        Ok(ClaimRequest { agent_name, instructions, join_url, idempotency: None })
     }
 }
 
@@ -183,6 +185,9 @@ pub enum ClaimError {
     /// Every attempt failed; the instances involved are being recycled.
     #[error("claim failed: {0}")]
     Failed(String),
+    /// The Idempotency-Key of an earlier claim, with another request (issue 15.5).
+    #[error("Idempotency-Key was already used with a different request")]
+    KeyReused,
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -200,11 +205,28 @@ const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(2);
 
 impl Engine {
     pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        // A repeat (same Idempotency-Key) or a second agent for one invite gets the first claim.
+        if let Some(earlier) = self.earlier_claim(&request).await? {
+            return Ok(earlier);
+        }
         let claim_id = Uuid::new_v4();
         let started = Instant::now();
         let result = match &request.join_url {
             None => self.claim_by_creating(claim_id, &request).await,
             Some(_) => self.claim_by_joining(claim_id, &request).await,
+        };
+        // It raced one and lost: nothing was taken, and the winner's claim is the answer.
+        let result = match result {
+            Err(ClaimError::Engine(EngineError::Store(StoreError::DuplicateClaim(what)))) => {
+                tracing::info!(claim = %claim_id, duplicate_of = what, "claim answered by an earlier one");
+                return match self.earlier_claim(&request).await? {
+                    Some(earlier) => Ok(earlier),
+                    None => Err(ClaimError::Failed(format!(
+                        "a concurrent claim with this {what} ended meanwhile"
+                    ))),
+                };
+            }
+            other => other,
         };
         let (outcome, instance) = match &result {
             Ok(ClaimOutcome::Done(done)) => (done.status.as_str(), done.instance_id.as_deref()),
@@ -420,6 +442,9 @@ impl Engine {
                 agent_name: &claim.agent_name,
                 instructions: &claim.instructions,
                 join_url: claim.join_url.as_deref(),
+                // The claim row exists: the retry updates it and keeps its key.
+                idempotency_key: None,
+                request_digest: None,
             };
             if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? {
                 next.wait_until(Duration::ZERO).await?;
@@ -442,5 +467,7 @@ fn new_claim(id: Uuid, request: &ClaimRequest) -> NewClaim<'_> {
         agent_name: &request.agent_name,
         instructions: &request.instructions,
         join_url: request.join_url.as_deref(),
+        idempotency_key: request.idempotency.as_ref().map(|i| i.key.as_str()),
+        request_digest: request.idempotency.as_ref().map(|i| i.digest.as_str()),
     }
 }

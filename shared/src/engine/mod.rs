@@ -1,6 +1,7 @@
 //! The pool engine: provisioning and recycling as durable steps, claims, and the sweeps
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
+mod claim_dedupe;
 mod claiming;
 mod destroying;
 mod heartbeat;
@@ -32,6 +33,7 @@ use crate::store::{Store, StoreError};
 use lease::Leases;
 use naming::PoolNames;
 
+pub use claim_dedupe::Idempotency;
 pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;

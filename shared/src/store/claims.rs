@@ -48,7 +48,19 @@ pub struct NewClaim<'a> {
     pub agent_name: &'a str,
     pub instructions: &'a str,
     pub join_url: Option<&'a str>,
+    /// The client's Idempotency-Key and the digest of its request (issue 15.5).
+    pub idempotency_key: Option<&'a str>,
+    pub request_digest: Option<&'a str>,
 }
+
+/// A live claim found by its Idempotency-Key.
+pub struct KeyedClaim {
+    pub claim: Claim,
+    pub request_digest: Option<String>,
+}
+
+/// How long an Idempotency-Key answers for its claim.
+const KEY_WINDOW_SECS: f64 = 24.0 * 3600.0;
 
 impl Store {
     pub async fn claim(&self, id: Uuid) -> Result<Option<Claim>, StoreError> {
@@ -58,6 +70,60 @@ impl Store {
                       attempts, conversation_id, invite_url, error, created_at, finished_at
                FROM claims WHERE id = $1"#,
             id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claim)
+    }
+
+    /// The live claim holding `key`, if made within the last 24 hours. An older one lets go of
+    /// its key here, so the key can start a new claim.
+    pub(crate) async fn claim_by_key(&self, key: &str) -> Result<Option<KeyedClaim>, StoreError> {
+        sqlx::query!(
+            "UPDATE claims SET idempotency_key = NULL
+             WHERE idempotency_key = $1 AND created_at < now() - make_interval(secs => $2)",
+            key,
+            KEY_WINDOW_SECS,
+        )
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query!(
+            r#"SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: ClaimStatus",
+                      attempts, conversation_id, invite_url, error, created_at, finished_at, request_digest
+               FROM claims WHERE idempotency_key = $1 AND status <> 'failed'"#,
+            key,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| KeyedClaim {
+            claim: Claim {
+                id: r.id,
+                instance_id: r.instance_id,
+                agent_name: r.agent_name,
+                instructions: r.instructions,
+                join_url: r.join_url,
+                status: r.status,
+                attempts: r.attempts,
+                conversation_id: r.conversation_id,
+                invite_url: r.invite_url,
+                error: r.error,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            },
+            request_digest: r.request_digest,
+        }))
+    }
+
+    /// The claim of the claiming or claimed instance bound to `join_url`.
+    pub(crate) async fn live_claim_for_join_url(&self, join_url: &str) -> Result<Option<Claim>, StoreError> {
+        let claim = sqlx::query_as!(
+            Claim,
+            r#"SELECT c.id, c.instance_id, c.agent_name, c.instructions, c.join_url,
+                      c.status AS "status: _", c.attempts, c.conversation_id, c.invite_url, c.error,
+                      c.created_at, c.finished_at
+               FROM instances i JOIN claims c ON c.id = i.claim_id
+               WHERE i.join_url = $1 AND i.status IN ('claiming', 'claimed')"#,
+            join_url,
         )
         .fetch_optional(&self.pool)
         .await?;

@@ -370,14 +370,17 @@ impl Store {
                    RETURNING *
                ), recorded AS (
                    INSERT INTO claims
-                       (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at)
-                   -- A refused claim keeps no instructions: only what explains the 503.
+                       (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at,
+                        idempotency_key, request_digest)
+                   -- A refused claim keeps no instructions: only what explains the 503. Nor
+                   -- its key: a retry after the 503 may take an instance.
                    SELECT $4, $5, CASE WHEN taken.id IS NULL THEN '' ELSE $6 END, $7,
                           CASE WHEN taken.id IS NULL THEN 'failed' ELSE 'pending' END,
                           CASE WHEN taken.id IS NULL THEN 0 ELSE 1 END,
                           taken.id,
                           CASE WHEN taken.id IS NULL THEN 'no idle instance' END,
-                          CASE WHEN taken.id IS NULL THEN now() END
+                          CASE WHEN taken.id IS NULL THEN now() END,
+                          CASE WHEN taken.id IS NULL THEN NULL ELSE $8 END, $9
                    FROM (VALUES (1)) AS one (x) LEFT JOIN taken ON true
                    ON CONFLICT (id) DO UPDATE
                        SET instance_id = EXCLUDED.instance_id, attempts = claims.attempts + 1
@@ -407,9 +410,12 @@ impl Store {
             claim.agent_name,
             claim.instructions,
             claim.join_url,
+            claim.idempotency_key,
+            claim.request_digest,
         )
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(duplicate_claim)?;
         Ok(instance.map(|i| (Fence::held(i.id.clone(), owner, Status::Claiming), i)))
     }
 
@@ -449,5 +455,16 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(moved)
+    }
+}
+
+/// The statement that takes an instance for a claim fails as a whole on the dedupe indexes
+/// (nothing is taken): which one says what the claim duplicates.
+fn duplicate_claim(err: sqlx::Error) -> StoreError {
+    let index = err.as_database_error().filter(|e| e.is_unique_violation()).and_then(|e| e.constraint());
+    match index {
+        Some("claims_idempotency_key") => StoreError::DuplicateClaim("Idempotency-Key"),
+        Some("instances_live_join_url") => StoreError::DuplicateClaim("joinUrl"),
+        _ => StoreError::Database(err),
     }
 }

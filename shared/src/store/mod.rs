@@ -42,6 +42,10 @@ pub use sweeps::SweepFence;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A claim would duplicate a live one: same Idempotency-Key, or the join URL of an
+    /// instance already claimed (migrations/20261130183100_claim_dedupe.sql).
+    #[error("a live claim already holds this {0}")]
+    DuplicateClaim(&'static str),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
