@@ -15,6 +15,7 @@ mod pool_state;
 mod records;
 mod retention;
 mod sweeps;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub use pool_state::{Breaker, NewInstance, Refill};
 pub(crate) use records::Record;
 pub use retention::Pruned;
 pub use sweeps::SweepFence;
+pub use webhooks::{Delivery, OutboxCounts, OutboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
