@@ -16,6 +16,7 @@ mod recycling;
 mod resources;
 mod steps;
 mod tick;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use pool::{ActionError, PoolStatus, ReplenishReport};
 pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
 pub use tick::{ObserveReport, TickReport};
+pub use webhooks::{WebhookReport, Webhooks};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.
 #[derive(Debug, Clone)]
@@ -163,6 +165,8 @@ pub struct Engine {
     resources: Resources,
     /// Read from the store on first use (naming.rs): the pool id never changes.
     names: tokio::sync::OnceCell<PoolNames>,
+    /// Where events are announced, when `POOL_WEBHOOK_URL` is set (webhooks.rs).
+    webhooks: Option<Webhooks>,
 }
 
 impl Engine {
@@ -182,6 +186,7 @@ impl Engine {
             settings,
             resources: Resources::default(),
             names: tokio::sync::OnceCell::new(),
+            webhooks: None,
         }
     }
 
