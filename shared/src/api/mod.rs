@@ -69,6 +69,7 @@ impl Api {
             Route::Status => handlers::status(engine).await,
             Route::Debug => handlers::debug(engine, id).await,
             Route::Events => handlers::events(engine, query).await,
+            Route::Webhooks => handlers::webhooks(engine, query).await,
         };
         result.unwrap_or_else(|reply| reply)
     }

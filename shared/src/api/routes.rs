@@ -25,6 +25,7 @@ pub enum Route {
     Status,
     Debug,
     Events,
+    Webhooks,
 }
 
 /// `{id}` matches one non-empty path segment (axum's path syntax: the router mounts this table).
@@ -50,6 +51,7 @@ pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/api/pool/status", Route::Status),
     (Method::GET, "/api/pool/debug/{id}", Route::Debug),
     (Method::GET, "/api/pool/events", Route::Events),
+    (Method::GET, "/api/pool/webhooks", Route::Webhooks),
 ];
 
 impl Route {
@@ -73,6 +75,7 @@ impl Route {
         Route::Status,
         Route::Debug,
         Route::Events,
+        Route::Webhooks,
     ];
 
     /// The Lambda function (cargo binary) that serves this route.
@@ -97,6 +100,7 @@ impl Route {
             Route::Status => "status",
             Route::Debug => "debug",
             Route::Events => "events",
+            Route::Webhooks => "webhooks",
         }
     }
 
