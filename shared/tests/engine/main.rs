@@ -21,3 +21,4 @@ mod reconcile;
 mod resources;
 mod retention;
 mod ssm_secrets;
+mod webhooks;
