@@ -18,6 +18,7 @@ pub mod sprites;
 pub mod store;
 pub mod sweep_loop;
 pub mod tls;
+pub mod webhook;
 pub mod wiring;
 
 /// What every client of an outside API (Sprites, Railway, OpenRouter, AgentMail) sends as

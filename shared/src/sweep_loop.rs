@@ -78,8 +78,14 @@ impl Sweep {
         Box::pin(async move {
             let report = match self {
                 Sweep::Tick => {
-                    let report = serde_json::to_value(engine.tick().await?).unwrap_or_default();
+                    let mut report = serde_json::to_value(engine.tick().await?).unwrap_or_default();
                     report_counts(engine).await;
+                    // Webhooks go out from the tick: after its own work, and whether or not
+                    // another process held the tick lease (each outbox row has a lease of its own).
+                    let webhooks = engine.deliver_webhooks().await?;
+                    if let Value::Object(map) = &mut report {
+                        map.insert("webhooks".into(), serde_json::to_value(webhooks).unwrap_or_default());
+                    }
                     report
                 }
                 Sweep::Heartbeat => serde_json::to_value(engine.heartbeat().await?).unwrap_or_default(),

@@ -174,8 +174,8 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
     }
 }
 
-/// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
-pub async fn events(engine: &Engine, query: Option<&str>) -> Answer {
+/// `?limit=N` (1–500, default 50) of a feed.
+fn feed_limit(query: Option<&str>) -> Result<i64, Reply> {
     let mut limit = FEED_EVENTS;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if key == "limit" {
@@ -190,6 +190,28 @@ pub async fn events(engine: &Engine, query: Option<&str>) -> Answer {
             }
         }
     }
-    let events = engine.store().events(None, limit).await?;
+    Ok(limit)
+}
+
+/// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
+pub async fn events(engine: &Engine, query: Option<&str>) -> Answer {
+    let events = engine.store().events(None, feed_limit(query)?).await?;
     Ok(Reply::ok(json!({ "events": events })))
+}
+
+/// Webhook delivery state (issue 16.5): whether webhooks are on, the rows waiting and given up,
+/// and the newest deliveries with their attempts, next attempt and last error, `?limit=N`.
+/// Neither the URL nor the secret is in the answer.
+pub async fn webhooks(engine: &Engine, query: Option<&str>) -> Answer {
+    let limit = feed_limit(query)?;
+    let store = engine.store();
+    let enabled = store.webhooks_enabled().await?;
+    let counts = store.webhook_counts().await?;
+    let deliveries = store.webhook_deliveries(limit).await?;
+    Ok(Reply::ok(json!({
+        "enabled": enabled,
+        "pending": counts.pending,
+        "failed": counts.failed,
+        "deliveries": deliveries,
+    })))
 }

@@ -83,6 +83,7 @@ impl Api {
             Route::Events => handlers::events(engine, query).await,
             Route::Settings => settings::show(engine).await,
             Route::SettingsChange => settings::change(engine, body, &self.actor).await,
+            Route::Webhooks => handlers::webhooks(engine, query).await,
         };
         result.unwrap_or_else(|reply| reply)
     }

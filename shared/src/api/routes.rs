@@ -27,6 +27,7 @@ pub enum Route {
     Events,
     Settings,
     SettingsChange,
+    Webhooks,
 }
 
 /// `{id}` matches one non-empty path segment (axum's path syntax: the router mounts this table).
@@ -54,6 +55,7 @@ pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/api/pool/events", Route::Events),
     (Method::GET, "/api/pool/settings", Route::Settings),
     (Method::PUT, "/api/pool/settings", Route::SettingsChange),
+    (Method::GET, "/api/pool/webhooks", Route::Webhooks),
 ];
 
 impl Route {
@@ -79,6 +81,7 @@ impl Route {
         Route::Events,
         Route::Settings,
         Route::SettingsChange,
+        Route::Webhooks,
     ];
 
     /// The Lambda function (cargo binary) that serves this route.
@@ -105,6 +108,7 @@ impl Route {
             Route::Events => "events",
             Route::Settings => "settings",
             Route::SettingsChange => "settings-change",
+            Route::Webhooks => "webhooks",
         }
     }
 

@@ -130,6 +130,17 @@ pub struct AgentMailConfig {
     pub domain: Option<String>,
 }
 
+/// Signed webhooks (issue 16.5), when `POOL_WEBHOOK_URL` is set: every announced event is
+/// POSTed there, signed with the secret (docs/webhooks.md).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: Url,
+    pub secret: SecretString,
+}
+
+/// A shorter secret is too easy to guess for an HMAC key.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
 pub const RAILWAY_API_URL: &str = "https://backboard.railway.com/graphql/v2";
 pub const OPENROUTER_API_URL: &str = "https://openrouter.ai/api/v1";
 pub const AGENTMAIL_API_URL: &str = "https://api.agentmail.to/v0";
@@ -164,6 +175,7 @@ pub struct Config {
     pub retention: Duration,
     /// The EventBridge bus step events go to (AWS only).
     pub step_event_bus: Option<String>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// Every problem found, one per line.
@@ -352,6 +364,7 @@ impl Config {
         if replenish_batch == 0 || heartbeat_concurrency == 0 {
             r.problems.push("POOL_REPLENISH_BATCH and HEARTBEAT_CONCURRENCY must be greater than 0".into());
         }
+        let webhook = webhook_config(&mut r, environment);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -377,6 +390,7 @@ impl Config {
             heartbeat_concurrency,
             retention,
             step_event_bus,
+            webhook,
         })
     }
 }
@@ -401,8 +415,44 @@ impl Config {
         secrets.extend(self.openrouter.iter().map(|o| o.management_key.clone()));
         secrets.extend(self.agentmail.iter().map(|a| a.api_key.clone()));
         secrets.extend(self.instance_anthropic_api_key.clone());
+        secrets.extend(self.webhook.iter().map(|w| w.secret.clone()));
         secrets
     }
+}
+
+/// The URL must be https in production (the body tells the receiver who claimed what); the
+/// secret is required with it. Neither value is echoed in a problem.
+fn webhook_config<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    environment: PoolEnvironment,
+) -> Option<WebhookConfig> {
+    let raw = r.get("POOL_WEBHOOK_URL")?;
+    let secret = r.optional_secret("POOL_WEBHOOK_SECRET");
+    let url = match Url::parse(&raw) {
+        Ok(url) if url.scheme() == "https" => Some(url),
+        Ok(url) if url.scheme() == "http" && environment != PoolEnvironment::Production => Some(url),
+        Ok(url) if url.scheme() == "http" => {
+            r.problems.push("POOL_WEBHOOK_URL must be an https URL in production".into());
+            None
+        }
+        _ => {
+            r.problems.push("POOL_WEBHOOK_URL must be an http(s) URL (https in production)".into());
+            None
+        }
+    };
+    let secret = match secret {
+        None => {
+            r.problems.push("POOL_WEBHOOK_SECRET is required when POOL_WEBHOOK_URL is set".into());
+            None
+        }
+        Some(secret) if secret.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_LEN => {
+            r.problems
+                .push(format!("POOL_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_LEN} characters"));
+            None
+        }
+        Some(secret) => Some(secret),
+    };
+    Some(WebhookConfig { url: url?, secret: secret? })
 }
 
 fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayConfig {

@@ -38,7 +38,7 @@ enum StandIn {
 }
 
 /// Every secret variable of [`Config`]. One `GetParameters` call takes at most 10 names.
-const SECRETS: [(&str, StandIn); 8] = [
+const SECRETS: [(&str, StandIn); 9] = [
     ("POOL_API_KEY", StandIn::Random),
     ("DATABASE_URL", StandIn::Fixed(NO_DATABASE)),
     ("DATABASE_URL_DIRECT", StandIn::Unset),
@@ -47,6 +47,7 @@ const SECRETS: [(&str, StandIn); 8] = [
     ("OPENROUTER_MANAGEMENT_KEY", StandIn::Unset),
     ("AGENTMAIL_API_KEY", StandIn::Unset),
     ("INSTANCE_ANTHROPIC_API_KEY", StandIn::Unset),
+    ("POOL_WEBHOOK_SECRET", StandIn::Unset),
 ];
 const _: () = assert!(SECRETS.len() <= 10, "GetParameters takes at most 10 names");
 

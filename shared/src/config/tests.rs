@@ -214,3 +214,48 @@ fn secrets_lists_every_secret_held() {
     let secrets: Vec<String> = railway.secrets().iter().map(|s| s.expose_secret().to_string()).collect();
     assert_eq!(secrets, ["key-123", "postgres://h/db", "rw-secret"]);
 }
+
+#[test]
+fn webhooks_need_a_secret_and_https_in_production() {
+    let secret = "whsec-0123456789abcdef";
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = REQUIRED.to_vec();
+        vars.extend_from_slice(extra);
+        load(&vars)
+    };
+    assert!(with(&[]).unwrap().webhook.is_none(), "off without a URL");
+
+    let dev = with(&[("POOL_WEBHOOK_URL", "http://127.0.0.1:43001/hook"), ("POOL_WEBHOOK_SECRET", secret)])
+        .unwrap();
+    let hook = dev.webhook.as_ref().unwrap();
+    assert_eq!(hook.url.as_str(), "http://127.0.0.1:43001/hook");
+    assert!(dev.secrets().iter().any(|s| s.expose_secret() == secret), "masked in logs");
+
+    let prod = with(&[
+        ("POOL_ENVIRONMENT", "production"),
+        ("POOL_WEBHOOK_URL", "http://hooks.example.com/pool"),
+        ("POOL_WEBHOOK_SECRET", secret),
+    ])
+    .unwrap_err();
+    assert_eq!(prod.problems, vec!["POOL_WEBHOOK_URL must be an https URL in production".to_string()]);
+    let prod_https = with(&[
+        ("POOL_ENVIRONMENT", "production"),
+        ("POOL_WEBHOOK_URL", "https://hooks.example.com/pool"),
+        ("POOL_WEBHOOK_SECRET", secret),
+    ])
+    .unwrap();
+    assert_eq!(prod_https.webhook.unwrap().url.scheme(), "https");
+
+    let missing = with(&[("POOL_WEBHOOK_URL", "https://hooks.example.com/pool")]).unwrap_err();
+    assert_eq!(
+        missing.problems,
+        vec!["POOL_WEBHOOK_SECRET is required when POOL_WEBHOOK_URL is set".to_string()]
+    );
+    let short =
+        with(&[("POOL_WEBHOOK_URL", "https://hooks.example.com/pool"), ("POOL_WEBHOOK_SECRET", "short")])
+            .unwrap_err();
+    assert!(!short.to_string().contains("short"), "the secret is not echoed: {short}");
+    let bad = with(&[("POOL_WEBHOOK_URL", "ftp://tok@x/"), ("POOL_WEBHOOK_SECRET", secret)]).unwrap_err();
+    assert!(bad.to_string().contains("POOL_WEBHOOK_URL must be an http(s) URL"), "{bad}");
+    assert!(!bad.to_string().contains("tok@"), "the URL is not echoed: {bad}");
+}

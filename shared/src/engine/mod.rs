@@ -18,6 +18,7 @@ mod resources;
 mod settings;
 mod steps;
 mod tick;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
 pub use settings::SettingsError;
 pub use tick::{ObserveReport, TickReport};
+pub use webhooks::{WebhookReport, Webhooks};
 
 /// Every knob of the engine. `from_config` gives production values; tests shorten them.
 #[derive(Debug, Clone)]
@@ -167,6 +169,8 @@ pub struct Engine {
     resources: Resources,
     /// Read from the store on first use (naming.rs): the pool id never changes.
     names: tokio::sync::OnceCell<PoolNames>,
+    /// Where events are announced, when `POOL_WEBHOOK_URL` is set (webhooks.rs).
+    webhooks: Option<Webhooks>,
 }
 
 impl Engine {
@@ -186,6 +190,7 @@ impl Engine {
             settings,
             resources: Resources::default(),
             names: tokio::sync::OnceCell::new(),
+            webhooks: None,
         }
     }
 

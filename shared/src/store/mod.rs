@@ -16,6 +16,7 @@ mod records;
 mod retention;
 mod settings;
 mod sweeps;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub(crate) use records::Record;
 pub use retention::Pruned;
 pub use settings::{PoolEvent, SEEDED_BY, StoredSettings};
 pub use sweeps::SweepFence;
+pub use webhooks::{Delivery, OutboxCounts, OutboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

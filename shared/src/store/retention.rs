@@ -1,4 +1,4 @@
-//! Growth kept bounded: finished claims and history lines past the retention period go, a
+//! Growth kept bounded: finished claims, history lines and finished webhook deliveries past the retention period go, a
 //! batch at a time, so a backlog (a first run on an old database) never holds one long
 //! statement or lock.
 
@@ -11,10 +11,12 @@ use super::{Store, StoreError, secs};
 pub struct Pruned {
     pub claims: u64,
     pub events: u64,
+    /// Webhook deliveries delivered or given up.
+    pub webhooks: u64,
 }
 
 impl Store {
-    /// Deletes up to `batch` finished claims and `batch` history lines older than `older_than`.
+    /// Deletes up to `batch` finished claims, history lines and finished deliveries older than `older_than`.
     pub(crate) async fn prune(&self, older_than: Duration, batch: i64) -> Result<Pruned, StoreError> {
         let claims = sqlx::query!(
             "DELETE FROM claims WHERE id IN (
@@ -36,6 +38,20 @@ impl Store {
         )
         .execute(&self.pool)
         .await?;
-        Ok(Pruned { claims: claims.rows_affected(), events: events.rows_affected() })
+        let webhooks = sqlx::query!(
+            "DELETE FROM webhook_outbox WHERE id IN (
+                 SELECT id FROM webhook_outbox
+                 WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1)
+                 ORDER BY id LIMIT $2)",
+            secs(older_than),
+            batch,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(Pruned {
+            claims: claims.rows_affected(),
+            events: events.rows_affected(),
+            webhooks: webhooks.rows_affected(),
+        })
     }
 }

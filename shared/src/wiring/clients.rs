@@ -37,6 +37,19 @@ pub fn http(timeout: Duration) -> Result<reqwest::Client, ClientError> {
         .map_err(|e| ClientError::Http(e.without_url().to_string()))
 }
 
+/// The webhook client: `timeout` per request, and no redirects followed (a receiver that
+/// moved is a failed delivery the operator sees, never a silent hop to another URL, or from
+/// https to http).
+pub fn webhook_http(timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    crate::tls::http_client_builder()
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ClientError::Http(e.without_url().to_string()))
+}
+
 /// The configured compute provider.
 pub fn provider(config: &Config, http: &reqwest::Client) -> Result<Arc<dyn Provider>, ClientError> {
     Ok(match &config.provider {

@@ -15,10 +15,11 @@ use crate::api::Api;
 use crate::chain::{Chain, EventBridgeChain, InProcessChain, sdk_config};
 use crate::config::parameter_store::ParameterStore;
 use crate::config::{Config, ConfigError, ssm};
-use crate::engine::{Engine, EngineSettings, Resources, run_in_process};
+use crate::engine::{Engine, EngineSettings, Resources, Webhooks, run_in_process};
 use crate::gateway::{GatewayClient, GatewayTimeouts};
 use crate::provider::Provider;
 use crate::store::{Store, StoreError};
+use crate::webhook::WebhookSender;
 pub use clients::ClientError;
 
 /// What a process builds once at start-up and hands by reference to every request.
@@ -48,6 +49,9 @@ pub const LOCAL_DB_CONNECTIONS: u32 = 10;
 /// The most one request of the Railway, OpenRouter or AgentMail clients may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most one webhook request may take (the receiver should answer at once and work later).
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The most the migration function's answer to CloudFormation may take.
 const MIGRATION_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,6 +79,7 @@ pub struct Wiring {
     resources: Option<Resources>,
     gateway_timeouts: GatewayTimeouts,
     settings: Option<EngineSettings>,
+    webhooks: Option<Webhooks>,
 }
 
 impl Wiring {
@@ -91,6 +96,7 @@ impl Wiring {
             resources: None,
             gateway_timeouts: GatewayTimeouts::default(),
             settings: None,
+            webhooks: None,
         }
     }
 
@@ -143,11 +149,27 @@ impl Wiring {
         self
     }
 
+    /// Webhook delivery with the caller's schedule (a test's short backoff) instead of the one
+    /// built from `POOL_WEBHOOK_URL`.
+    pub fn webhooks(mut self, webhooks: Webhooks) -> Wiring {
+        self.webhooks = Some(webhooks);
+        self
+    }
+
     /// The process: the parts built, the engine assembled, and for in-process steps their
     /// runner started (it needs a tokio runtime).
     pub fn build(self) -> Result<Process, StartError> {
-        let Wiring { config, connections, store, steps, provider, resources, gateway_timeouts, settings } =
-            self;
+        let Wiring {
+            config,
+            connections,
+            store,
+            steps,
+            provider,
+            resources,
+            gateway_timeouts,
+            settings,
+            webhooks,
+        } = self;
         let store = match store {
             Some(store) => store,
             None => Store::connect_lazy(config.database_url.expose_secret(), connections)?,
@@ -176,8 +198,19 @@ impl Wiring {
                 (wrap(Arc::new(chain)), Some(rx))
             }
         };
-        let engine =
-            Arc::new(Engine::new(store, provider, gateway, chain, settings).with_resources(resources));
+        let webhooks = match (webhooks, &config.webhook) {
+            (Some(webhooks), _) => Some(webhooks),
+            (None, Some(hook)) => {
+                let http = clients::webhook_http(WEBHOOK_TIMEOUT)?;
+                Some(Webhooks::new(WebhookSender::new(http, hook.url.clone(), hook.secret.clone())))
+            }
+            (None, None) => None,
+        };
+        let mut engine = Engine::new(store, provider, gateway, chain, settings).with_resources(resources);
+        if let Some(webhooks) = webhooks {
+            engine = engine.with_webhooks(webhooks);
+        }
+        let engine = Arc::new(engine);
         if let Some(rx) = runner {
             run_in_process(Arc::downgrade(&engine), rx);
         }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use shared::api::Api;
 use shared::chain::Chain;
 use shared::config::{Config, PoolEnvironment};
-use shared::engine::{Engine, EngineSettings, Resources};
+use shared::engine::{Engine, EngineSettings, Resources, Webhooks};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
 use shared::provider::{
     Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
@@ -100,6 +100,8 @@ pub struct Options {
     pub backend: Backend,
     /// An OpenRouter key and an AgentMail inbox per instance (both on the emulator).
     pub resources: bool,
+    /// Webhook delivery (a test's receiver and schedule); `None`: no URL configured.
+    pub webhooks: Option<Webhooks>,
 }
 
 impl Default for Options {
@@ -111,6 +113,7 @@ impl Default for Options {
             chain: None,
             backend: Backend::Sprites,
             resources: false,
+            webhooks: None,
         }
     }
 }
@@ -127,12 +130,14 @@ pub async fn pool_with(db: PgPool, options: Options) -> Pool {
 /// own connection pool.
 pub async fn pool_on(store: Store, options: Options) -> Pool {
     let emulator = common::start_with(options.emulator, |_| {}).await;
-    let process = wiring(&emulator, options.backend, options.resources, &options.timeouts)
+    let mut wired = wiring(&emulator, options.backend, options.resources, &options.timeouts)
         .store(store.clone())
         .settings(options.settings)
-        .steps(steps(options.chain))
-        .build()
-        .expect("the process wires");
+        .steps(steps(options.chain));
+    if let Some(webhooks) = options.webhooks {
+        wired = wired.webhooks(webhooks);
+    }
+    let process = wired.build().expect("the process wires");
     Pool {
         emulator,
         engine: process.engine,

@@ -24,3 +24,4 @@ mod resources;
 mod retention;
 mod settings;
 mod ssm_secrets;
+mod webhooks;
