@@ -175,9 +175,34 @@ pub async fn run_forever(sweep: Sweep, interval: Duration, engine: std::sync::Ar
     loop {
         ticker.tick().await;
         match sweep.run_once(&engine).await {
-            Ok(report) => tracing::debug!(sweep = sweep.name(), report = %report, "sweep pass"),
+            Ok(report) => tracing::info!(sweep = sweep.name(), did = %summary(&report), "sweep pass"),
             Err(err) => tracing::warn!(sweep = sweep.name(), error = %err, "sweep pass failed"),
         }
+    }
+}
+
+/// A pass report with what it did only: zeros, empty lists, `false` and nulls left out, so the
+/// one line per pass reads as a sentence of what happened (`{}`: nothing to do).
+pub fn summary(report: &Value) -> Value {
+    match report {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), summary(value)))
+                .filter(|(_, value)| !quiet(value))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn quiet(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        _ => false,
     }
 }
 
@@ -259,12 +284,24 @@ mod tests {
     #[test]
     fn plans_follow_the_configured_intervals() {
         let config = Config::from_lookup(|name| match name {
-            "POOL_API_KEY" | "DATABASE_URL" | "SPRITE_TOKEN" => Some("x".into()),
+            "POOL_API_KEY" | "SPRITE_TOKEN" => Some("x".into()),
+            "DATABASE_URL" => Some("postgres://127.0.0.1/unused".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(Sweep::Tick.plan(&config).passes, 2);
         assert_eq!(Sweep::Heartbeat.plan(&config).passes, 3);
         assert_eq!(Sweep::Reconcile.plan(&config).passes, 1);
+    }
+
+    #[test]
+    fn a_pass_summary_keeps_what_happened() {
+        let report = serde_json::json!({
+            "redriven": 0, "created": ["a1"], "skipped": false, "stuck": [],
+            "replenish": { "warm": 3, "total": null, "breaker_open": false, "created": [] },
+            "pruned": { "claims": 0, "events": 0 },
+        });
+        assert_eq!(summary(&report), serde_json::json!({ "created": ["a1"], "replenish": { "warm": 3 } }));
+        assert_eq!(summary(&serde_json::json!({ "pinged": 0 })), serde_json::json!({}));
     }
 }

@@ -62,7 +62,8 @@ async fn run() -> Result<(), String> {
     let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
         .map_err(|err| err.to_string())?;
     let migrations = wiring::migration_store(&config).map_err(|e| e.to_string())?;
-    migrations.migrate().await.map_err(|e| format!("migrations: {e}"))?;
+    let through = wiring::migration_url_variable(&config);
+    migrations.migrate().await.map_err(|e| format!("migrations (through {through}): {e}"))?;
     let process = Arc::new(Wiring::new(config).build().map_err(|e| e.to_string())?);
     process.engine.report_ignored_environment().await.map_err(|e| format!("settings: {e}"))?;
 

@@ -88,7 +88,8 @@ async fn run(command: Command) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     if let Command::Migrate = command {
         let store = wiring::migration_store(&config).map_err(|e| e.to_string())?;
-        store.migrate().await.map_err(|e| e.to_string())?;
+        let through = wiring::migration_url_variable(&config);
+        store.migrate().await.map_err(|e| format!("migrations (through {through}): {e}"))?;
         println!("migrations applied");
         return Ok(());
     }

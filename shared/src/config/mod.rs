@@ -279,6 +279,13 @@ impl Config {
         let api_key = r.required_secret("POOL_API_KEY");
         let database_url = r.required_secret("DATABASE_URL");
         let database_url_direct = r.optional_secret("DATABASE_URL_DIRECT");
+        for (name, url) in
+            [("DATABASE_URL", Some(&database_url)), ("DATABASE_URL_DIRECT", database_url_direct.as_ref())]
+        {
+            if let Some(problem) = url.and_then(|url| database_url_problem(url.expose_secret())) {
+                r.problems.push(format!("{name} {problem}"));
+            }
+        }
         let provider = match r.get("POOL_PROVIDER").as_deref() {
             None | Some("sprites") => ProviderConfig::Sprites {
                 token: r.required_secret("SPRITE_TOKEN"),
@@ -392,6 +399,24 @@ impl Config {
             step_event_bus,
             webhook,
         })
+    }
+}
+
+/// What is wrong with a database URL, without repeating it (it holds a password).
+fn database_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None; // reported as missing
+    }
+    const SHAPE: &str = "postgres://user:password@host:port/database";
+    match Url::parse(url) {
+        Err(err) => Some(format!("is not a URL ({err}); expected {SHAPE}")),
+        Ok(parsed) if !matches!(parsed.scheme(), "postgres" | "postgresql") => {
+            Some(format!("must start with postgres:// (or postgresql://); expected {SHAPE}"))
+        }
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
+            Some(format!("names no host; expected {SHAPE}"))
+        }
+        Ok(_) => None,
     }
 }
 

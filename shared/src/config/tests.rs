@@ -259,3 +259,29 @@ fn webhooks_need_a_secret_and_https_in_production() {
     assert!(bad.to_string().contains("POOL_WEBHOOK_URL must be an http(s) URL"), "{bad}");
     assert!(!bad.to_string().contains("tok@"), "the URL is not echoed: {bad}");
 }
+
+/// Issue 16.7: a database URL that cannot work names its variable and the expected shape,
+/// never its value (it holds a password).
+#[test]
+fn a_bad_database_url_names_its_variable() {
+    let with = |url: &'static str, direct: &'static str| {
+        let mut vars: Vec<(&str, &str)> =
+            REQUIRED.iter().filter(|(k, _)| *k != "DATABASE_URL").copied().collect();
+        vars.push(("DATABASE_URL", url));
+        if !direct.is_empty() {
+            vars.push(("DATABASE_URL_DIRECT", direct));
+        }
+        load(&vars).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let text = with("pw-s3cret-not-a-url", "");
+    assert!(
+        text.contains("DATABASE_URL is not a URL") && text.contains("postgres://user:password@host"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-s3cret"), "{text}");
+    let text = with("mysql://u:pw-s3cret@h/db", "");
+    assert!(text.contains("DATABASE_URL must start with postgres://"), "{text}");
+    let text = with("postgres://u:pw@h/db", "postgres:///no-host");
+    assert!(text.contains("DATABASE_URL_DIRECT names no host"), "{text}");
+    assert!(with("postgresql://u:pw@h:5432/db?sslmode=require", "").is_empty());
+}

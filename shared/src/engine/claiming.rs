@@ -235,7 +235,8 @@ impl Engine {
             Err(_) => ("failed", None),
         };
         let ms = started.elapsed().as_millis() as u64;
-        tracing::info!(claim = %claim_id, outcome, instance, ms, "claim");
+        let mode = if request.join_url.is_some() { "join" } else { "create" };
+        tracing::info!(claim = %claim_id, mode, outcome, instance, ms, "claim");
         // Refill at once; the tick is only the safety net.
         if let Err(err) = self.replenish().await {
             tracing::warn!(error = %err, "replenish after claim failed");

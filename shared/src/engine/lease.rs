@@ -34,6 +34,8 @@ pub(crate) struct Lease<'a> {
     /// The hop the next delivery carries: one more than the run that holds this lease, or 0
     /// where a chain begins (claims, sweeps, operators).
     next_hop: i32,
+    /// When this process took the lease: the status line says how long the step ran.
+    taken: std::time::Instant,
 }
 
 impl Leases {
@@ -86,7 +88,7 @@ impl Leases {
     }
 
     fn lease(&self, fence: Fence, next_hop: i32) -> Lease<'_> {
-        Lease { leases: self, fence, next_hop }
+        Lease { leases: self, fence, next_hop, taken: std::time::Instant::now() }
     }
 
     /// Hands steps that are already due to the chain: new rows of a refill, steps the tick
@@ -161,11 +163,12 @@ impl Lease<'_> {
         let Transition { from, to, step, reason } = transition;
         let (from, to) = (from.map_or("new", Status::as_str), to.map_or("destroyed", Status::as_str));
         let step_name = step.map_or("", Step::as_str);
+        let ms = self.taken.elapsed().as_millis() as u64;
         match &change {
             Change::Retry { error, .. } => {
-                tracing::info!(instance = self.id(), status = from, step = step_name, %reason, error, "step retry")
+                tracing::info!(instance = self.id(), status = from, step = step_name, %reason, ms, error, "step retry")
             }
-            _ => tracing::info!(instance = self.id(), from, to, step = step_name, %reason, "status"),
+            _ => tracing::info!(instance = self.id(), from, to, step = step_name, %reason, ms, "status"),
         }
         if step.is_some() {
             let delay = match change {

@@ -99,7 +99,10 @@ impl Engine {
                 continue;
             }
             match self.provider.destroy(&machine.name).await {
-                Ok(()) => report.orphans_deleted.push(machine.name.clone()),
+                Ok(()) => {
+                    tracing::info!(sprite = %machine.name, "orphan deleted: a machine of this pool that no row knows");
+                    report.orphans_deleted.push(machine.name.clone());
+                }
                 Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
             }
         }

@@ -47,6 +47,8 @@ impl Engine {
 
     async fn tick_pass(&self) -> Result<TickReport, EngineError> {
         let mut report = TickReport::default();
+        // The first tick of a new pool stores the environment's settings (engine/settings.rs).
+        self.pool_settings().await?;
         for id in self.store.lingering(Status::Provisioning, self.settings.stuck_timeout).await? {
             let detail = format!("provisioning longer than {} s", self.settings.stuck_timeout.as_secs());
             let lease = self.leases.at_rest(&id, Status::Provisioning);

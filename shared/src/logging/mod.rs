@@ -14,6 +14,8 @@
 
 mod redact;
 
+use std::io::IsTerminal;
+
 use tracing::Subscriber;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -52,8 +54,12 @@ const CAPPED: &[&str] = &[
 
 /// What `RUST_LOG` asks for; `info` without it (or when it does not parse).
 pub fn env_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
+
+/// What every process logs without `RUST_LOG`: info, without the server's notices (a migration run that changes nothing makes Postgres say
+/// "relation ... already exists, skipping", which sqlx logs at info).
+pub const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
 /// Everything at the level `filter` allows, except the [`CAPPED`] targets below debug.
 fn capped<S: Subscriber>(filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S> {
@@ -88,6 +94,8 @@ where
 {
     tracing_subscriber::fmt::layer()
         .with_target(false)
+        // Colours for a person at a terminal; plain text into a file or a pipe.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_writer(Redacting::new(writer))
         .with_filter(capped(filter))
 }

@@ -197,7 +197,7 @@ impl Store {
         reason: Reason,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let moved = sqlx::query_scalar!(
+        let moved = sqlx::query!(
             r#"WITH moved AS (
                    UPDATE instances SET
                        status = $4, step = $5, attempts = 0, last_error = NULL,
@@ -224,7 +224,9 @@ impl Store {
                    WHERE id AND $3 = 'provisioning' AND $4 = 'idle' AND EXISTS (SELECT 1 FROM moved)
                      AND (consecutive_failures <> 0 OR breaker_open_until IS NOT NULL)
                )
-               SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
+               SELECT EXISTS (SELECT 1 FROM moved) AS "moved!",
+                      -- The statement's snapshot: the breaker as it was before this move.
+                      (SELECT breaker_open_until IS NOT NULL FROM pool_state WHERE id) AS "was_open!""#,
             fence.id,
             fence.owner,
             fence.status.as_str(),
@@ -236,7 +238,10 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(moved)
+        if moved.moved && moved.was_open && fence.status == Status::Provisioning && to == Status::Idle {
+            tracing::info!(instance = %fence.id, "circuit breaker closed: an instance became idle");
+        }
+        Ok(moved.moved)
     }
 
     async fn begin_recycle(

@@ -50,6 +50,9 @@ pub enum StoreError {
     DuplicateClaim(&'static str),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The server could not be reached or refused us: where it was tried, and why.
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
 }
 
 /// A handle on the database; cheap to clone.
@@ -98,8 +101,30 @@ impl Store {
         &self.pool
     }
 
+    /// Applies the migrations on a connection of its own, opened first so a server that is
+    /// down or refuses us is reported as such (host, port, database and the driver's reason),
+    /// not as the pool's "timed out waiting for an open connection".
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../migrations").run(&self.pool).await?;
+        use sqlx::Connection as _;
+        const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+        let options = self.pool.connect_options();
+        let target = format!(
+            "{}:{} (database {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("named after the user")
+        );
+        let connect = sqlx::PgConnection::connect_with(&options);
+        let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => return Err(StoreError::Unreachable { target, cause: err.to_string() }),
+            Err(_) => {
+                let cause = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+                return Err(StoreError::Unreachable { target, cause });
+            }
+        };
+        sqlx::migrate!("../migrations").run(&mut connection).await?;
+        let _ = connection.close().await;
         Ok(())
     }
 }

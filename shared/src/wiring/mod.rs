@@ -271,6 +271,11 @@ pub fn migration_store(config: &Config) -> Result<Store, StoreError> {
     Store::connect_lazy(url.expose_secret(), 1)
 }
 
+/// Which variable the migrations connect through, for an operator reading an error.
+pub fn migration_url_variable(config: &Config) -> &'static str {
+    if config.database_url_direct.is_some() { "DATABASE_URL_DIRECT" } else { "DATABASE_URL" }
+}
+
 /// What the migration function holds: the migration store, and the HTTP client that answers
 /// CloudFormation.
 pub struct Migrations {

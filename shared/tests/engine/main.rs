@@ -24,4 +24,5 @@ mod resources;
 mod retention;
 mod settings;
 mod ssm_secrets;
+mod startup_errors;
 mod webhooks;

@@ -1,0 +1,149 @@
+//! Issue 16.1: the logs tell the story. A lifecycle on the emulator, logged through the layer
+//! the local processes use with the default filter (what an operator sees without RUST_LOG),
+//! every line captured: a settings change, a fill, a claim, a recycle, an agent that crashed
+//! because its machine vanished, a breaker that opened and closed, an orphan deleted, and a
+//! sweep pass each say so in one line; none carries a terminal colour code.
+//!
+//! Its own test binary: the subscriber is global, so it sees every thread of the process.
+
+#[allow(dead_code, unused_imports)]
+#[path = "engine/harness.rs"]
+mod harness;
+
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use shared::config::PoolEnvironment;
+use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::logging::{DEFAULT_FILTER, readable_layer};
+use shared::provider::Provider;
+use shared::store::Status;
+use shared::sweep_loop::{Sweep, run_forever};
+use sqlx::PgPool;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use harness::{Options, eventually, pool_with};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The one line that has every one of `parts`.
+    fn line_with(&self, parts: &[&str]) -> String {
+        let text = self.text();
+        text.lines()
+            .find(|line| parts.iter().all(|part| line.contains(part)))
+            .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{text}"))
+            .to_string()
+    }
+}
+
+static CAPTURE: LazyLock<Capture> = LazyLock::new(|| {
+    let capture = Capture::default();
+    let buffer = capture.0.clone();
+    tracing_subscriber::registry()
+        .with(readable_layer(EnvFilter::new(DEFAULT_FILTER), move || CaptureWriter(buffer.clone())))
+        .try_init()
+        .expect("the only subscriber of this binary");
+    capture
+});
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
+    let log = &*CAPTURE;
+    // Reconcile deletes an unknown machine of this pool at once (the grace is for a machine
+    // whose row is still being written).
+    let settings =
+        shared::engine::EngineSettings { reconcile_grace: Duration::ZERO, ..harness::test_settings() };
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+
+    pool.engine.change_pool_settings(&json!({ "maxTotal": 8 }), "poolctl:ops").await.unwrap();
+    log.line_with(&["settings changed", "poolctl:ops", "maxTotal", "\"old\":10", "\"new\":8"]);
+
+    pool.provision(2).await;
+    log.line_with(&["replenish", "created=2"]);
+    let idle =
+        log.line_with(&["status", "from=\"provisioning\"", "to=\"idle\"", "reason=provisioned", "ms="]);
+    assert!(idle.contains("instance="), "{idle}");
+
+    let request = ClaimRequest::new("Ada".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
+    let ClaimOutcome::Done(claimed) = pool.engine.claim(request).await.unwrap() else { panic!("created") };
+    let claim = claimed.claim_id.to_string();
+    let instance = claimed.instance_id.clone().unwrap();
+    log.line_with(&["claim", &claim, "mode=\"create\"", "outcome=\"created\"", &instance, "ms="]);
+    log.line_with(&["status", &instance, "from=\"claiming\"", "to=\"claimed\"", "reason=created"]);
+
+    pool.engine.recycle(&instance).await.unwrap();
+    pool.settled_idle(2).await;
+    log.line_with(&["status", &instance, "from=\"claimed\"", "to=\"recycling\"", "reason=recycle"]);
+    log.line_with(&["status", &instance, "from=\"recycling\"", "to=\"idle\"", "reason=recycled"]);
+
+    // An agent whose machine vanished is marked crashed by reconcile: one line says so.
+    let request = ClaimRequest::new("Bo".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
+    let ClaimOutcome::Done(lost) = pool.engine.claim(request).await.unwrap() else { panic!("created") };
+    let lost = pool.instance(lost.instance_id.as_deref().unwrap()).await.unwrap();
+    pool.kill_sprite(&lost.sprite_name).await;
+    pool.engine.reconcile().await.unwrap();
+    log.line_with(&["status", &lost.id, "to=\"crashed\"", "reason=machine_gone"]);
+
+    // Creation refused three times opens the breaker; the next instance that gets to idle
+    // closes it. Each is one line.
+    let fault = json!({ "route": "sprites.create", "count": 3, "kind": { "type": "status", "status": 400 } });
+    pool.emulator.fault(fault).await;
+    pool.engine.add_instances(3).await.unwrap();
+    eventually("the breaker to open", Duration::from_secs(20), || async {
+        log.text().contains("circuit breaker open").then_some(())
+    })
+    .await;
+    sqlx::query("UPDATE pool_state SET breaker_open_until = now() + interval '1 second'")
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pool.engine.add_instances(1).await.unwrap();
+    eventually("the breaker to close", Duration::from_secs(20), || async {
+        log.text().contains("circuit breaker closed").then_some(())
+    })
+    .await;
+
+    // A machine named for this pool that no row knows is deleted by reconcile, in one line.
+    let prefix = PoolEnvironment::Dev.sprite_prefix();
+    let orphan = format!("{prefix}{}-orphan000001", pool.engine.pool_id().await.unwrap());
+    pool.sprites_provider().create(&orphan).await.unwrap();
+    pool.engine.reconcile().await.unwrap();
+    log.line_with(&["orphan deleted", &orphan]);
+
+    // The main job's loops: one summary line per pass, saying what it did.
+    let loop_task = tokio::spawn(run_forever(Sweep::Tick, Duration::from_millis(100), pool.engine.clone()));
+    eventually("a tick pass line", Duration::from_secs(10), || async {
+        log.text().lines().any(|l| l.contains("sweep pass") && l.contains("sweep=\"tick\"")).then_some(())
+    })
+    .await;
+    loop_task.abort();
+
+    let text = log.text();
+    assert!(!text.contains('\u{1b}'), "no terminal colour codes outside a terminal");
+    assert!(!text.contains("already exists, skipping"), "the migrations say nothing when nothing changed");
+    assert!(pool.count(Status::Idle).await >= 2);
+}
