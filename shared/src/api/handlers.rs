@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::Reply;
 use super::errors::Answer;
 use super::views::{InstanceDetail, InstanceView};
-use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine};
+use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine, EngineSettings, ReplenishReport};
 use crate::metrics;
 use crate::store::Status;
 
@@ -63,6 +63,7 @@ pub async fn claim(engine: &Arc<Engine>, body: &[u8]) -> Answer {
                     "claimId": claim_id,
                     "instanceId": instance_id,
                     "status": "pending",
+                    "waitingForAcceptance": false,
                     "statusUrl": url,
                 }),
                 &url,
@@ -105,20 +106,59 @@ fn action(id: &str, status: Status) -> Answer {
     Ok(Reply::accepted(json!({ "instanceId": id, "status": status, "statusUrl": url }), &url))
 }
 
-/// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more.
+/// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more. `reason` says why
+/// fewer were created than asked (null when nothing is missing).
 pub async fn replenish(engine: &Engine, body: &[u8]) -> Answer {
-    let refill = match count_field(body, false)? {
+    let count = count_field(body, false)?;
+    let refill = match count {
         None => engine.replenish().await?,
         Some(n) => engine.add_instances(n).await?,
     };
+    let reason = short_refill_reason(&refill, count, engine.settings());
     Ok(Reply::ok(json!({
-            "ok": true,
-            "created": refill.created.len(),
-            "ids": refill.created,
-            "warm": refill.warm,
-            "total": refill.total,
+        "ok": true,
+        "created": refill.created.len(),
+        "ids": refill.created,
+        "warm": refill.warm,
+        "total": refill.total,
         "breakerOpen": refill.breaker_open,
+        "reason": reason,
     })))
+}
+
+/// Why a refill created fewer instances than it was asked for, from what it counted.
+fn short_refill_reason(
+    refill: &ReplenishReport,
+    count: Option<u32>,
+    settings: &EngineSettings,
+) -> Option<String> {
+    let created = refill.created.len() as i64;
+    let min_idle = i64::from(settings.min_idle);
+    let max_total = i64::from(settings.max_total);
+    let asked = match count {
+        Some(n) => i64::from(n),
+        // A top-up asks for the warm instances missing (`warm` and `total` were counted before
+        // this refill created any).
+        None => (min_idle - refill.warm).max(0),
+    };
+    if created >= asked {
+        return match count {
+            None if created == 0 => Some(format!(
+                "at least POOL_MIN_IDLE ({min_idle}) instances are idle or on their way: none needed"
+            )),
+            _ => None,
+        };
+    }
+    if refill.breaker_open {
+        return Some("the circuit breaker is open after repeated creation failures: none created".into());
+    }
+    match refill.total {
+        Some(total) if total + created >= max_total => Some(format!(
+            "at POOL_MAX_TOTAL ({max_total}): {total} instances existed, so {created} of {asked} were created"
+        )),
+        // A top-up creates at most POOL_REPLENISH_BATCH at once; the next tick goes on.
+        _ => Some(format!("{created} of {asked} created in this batch; the tick creates the rest")),
+    }
 }
 
 /// `{"count": N}`: destroy up to N idle instances, oldest first.

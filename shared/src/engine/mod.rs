@@ -1,6 +1,7 @@
 //! The pool engine: provisioning and recycling as durable steps, claims, and the sweeps
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
+mod claim_result;
 mod claiming;
 mod destroying;
 mod heartbeat;
