@@ -124,6 +124,13 @@ async fn public_routes_answer_without_a_key(db: PgPool) {
     let commit = version.body["commit"].as_str().unwrap();
     assert!(!commit.is_empty() && version.body["version"].as_str().unwrap().ends_with(commit));
 
+    // The OpenAPI document, through its own function as API Gateway routes it (issue 16.4).
+    let openapi = send(&api, "GET", "/openapi.json", None, None).await;
+    assert_eq!(openapi.status, StatusCode::OK, "{}", openapi.text);
+    assert_eq!(openapi.headers["content-type"], "application/json");
+    assert_eq!(openapi.body["openapi"], "3.1.0");
+    assert!(openapi.body["paths"]["/api/pool/claim"]["post"]["responses"]["200"].is_object());
+
     let counts = send(&api, "GET", "/api/pool/counts", None, None).await;
     assert_eq!(counts.status, StatusCode::OK);
     for status in Status::ALL {
