@@ -203,11 +203,19 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
     match object.get("count") {
         None | Some(Value::Null) if !required => Ok(None),
         None | Some(Value::Null) => Err(Reply::bad_request("count", "is required")),
-        Some(count) => match count.as_u64() {
+        Some(count) => match whole_number(count) {
             Some(n @ 1..=MAX_COUNT) => Ok(Some(n as u32)),
             _ => Err(Reply::bad_request("count", format!("must be a whole number from 1 to {MAX_COUNT}"))),
         },
     }
+}
+
+/// JSON has one number type: `2.0` is the whole number 2 (JSON Schema's `integer` says so too,
+/// and a client's serializer may write it that way).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64).map(|f| f as u64)
+    })
 }
 
 /// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
