@@ -499,3 +499,36 @@ async fn the_user_agent_is_sent_and_rate_limit_headers_are_honoured() {
     assert!(gap(1) >= Duration::from_millis(900), "the 429's reset was waited for: {:?}", gap(1));
     assert!(gap(2) >= Duration::from_millis(900), "the spent window was waited for: {:?}", gap(2));
 }
+
+/// `RAILWAY_ENVIRONMENT_NAME`, as the Railway pool allowed: the id is read from the project's
+/// environments once, then every call uses it; a name the project lacks fails before any write.
+#[tokio::test]
+async fn an_environment_given_by_name_is_looked_up_once() {
+    let h = start().await;
+    let by_name = |name: &str| {
+        let mut s = settings(&h.emu, TOKEN);
+        s.environment_id = String::new();
+        s.environment_name = Some(name.into());
+        RailwayClient::new(s, h.control.clone())
+    };
+    // The emulated project's one environment is called "production".
+    let client = by_name("production");
+    assert_eq!(client.environment_id().await.unwrap(), "emulator-environment");
+    let lookups = h.count("railway.project").await;
+    assert_eq!(lookups, 1);
+    let id = client.create_service("convos-agent-byname").await.unwrap();
+    client.deploy(&id, &spec(&[])).await.unwrap();
+    let services = client.services().await.unwrap();
+    let service = services.iter().find(|s| s.id == id).expect("the service is listed in its environment");
+    assert_eq!(service.image.as_deref(), Some("ghcr.io/xmtplabs/convos-runtime@sha256:1234"));
+    // The listing reads the project too; no further environment lookup happened.
+    assert_eq!(client.environment_id().await.unwrap(), "emulator-environment");
+    assert_eq!(h.count("railway.project").await, lookups + 1);
+
+    let unknown = by_name("staging");
+    let err = unknown.create_service("convos-agent-nowhere").await.unwrap_err();
+    assert_eq!(err.kind, RailwayErrorKind::NotFound, "{err}");
+    assert_eq!(err.missing, Some(Missing::Environment));
+    assert!(err.to_string().contains("\"staging\""), "{err}");
+    assert_eq!(h.count("railway.serviceCreate").await, 1, "nothing is created in an unknown environment");
+}

@@ -58,6 +58,10 @@ async fn run() -> Result<(), String> {
     let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", DEV_API_KEY.to_string())]);
     if let Some(emulator) = &emulator {
         defaults.extend(emulator_defaults(emulator));
+        // An environment given by name is looked up in the emulator instead.
+        if env("RAILWAY_ENVIRONMENT_NAME").is_some() {
+            defaults.remove("RAILWAY_ENVIRONMENT_ID");
+        }
     }
     let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
         .map_err(|err| err.to_string())?;

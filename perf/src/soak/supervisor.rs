@@ -75,9 +75,9 @@ impl WorkerStats {
                 }
                 "reconcile" => {
                     add(&self.reconciles, 1);
-                    add(&self.reconcile_rows_removed, len(&report["rows_removed"]));
-                    add(&self.reconcile_marked_crashed, len(&report["marked_crashed"]));
-                    add(&self.reconcile_orphans_deleted, len(&report["orphans_deleted"]));
+                    add(&self.reconcile_rows_removed, len(&report["rowsRemoved"]));
+                    add(&self.reconcile_marked_crashed, len(&report["markedCrashed"]));
+                    add(&self.reconcile_orphans_deleted, len(&report["orphansDeleted"]));
                 }
                 _ => {}
             }

@@ -676,7 +676,9 @@
     api("POST", "/api/pool/replenish", { count: n }).then(function (r) {
       var text = r.breakerOpen ? "Creation is paused (circuit breaker); started " + r.created + "."
         : "Started " + r.created + " instance" + (r.created === 1 ? "" : "s") + (r.ids && r.ids.length ? ": " + r.ids.join(", ") : "") + ".";
-      controlsMessage(text + " " + r.warm + " warm, " + r.total + " in all.", !!r.breakerOpen);
+      // `reason` says why fewer were started than asked (the cap, the breaker).
+      var why = r.reason ? " " + r.reason + "." : "";
+      controlsMessage(text + why + " " + r.warm + " warm, " + r.total + " in all.", !!r.breakerOpen || !!r.reason);
       refresh();
     }).catch(function (err) {
       if (!(err instanceof AuthError)) controlsMessage("Replenish failed: " + err.message, true);

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::Reply;
 use super::errors::Answer;
 use super::views::{InstanceDetail, InstanceView};
-use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine};
+use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine, EngineSettings, ReplenishReport};
 use crate::metrics;
 use crate::store::Status;
 
@@ -67,6 +67,7 @@ pub async fn claim(engine: &Arc<Engine>, headers: &http::HeaderMap, body: &[u8])
                     "claimId": claim_id,
                     "instanceId": instance_id,
                     "status": "pending",
+                    "waitingForAcceptance": false,
                     "statusUrl": url,
                 }),
                 &url,
@@ -109,20 +110,59 @@ fn action(id: &str, status: Status) -> Answer {
     Ok(Reply::accepted(json!({ "instanceId": id, "status": status, "statusUrl": url }), &url))
 }
 
-/// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more.
+/// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more. `reason` says why
+/// fewer were created than asked (null when nothing is missing).
 pub async fn replenish(engine: &Engine, body: &[u8]) -> Answer {
-    let refill = match count_field(body, false)? {
+    let count = count_field(body, false)?;
+    let refill = match count {
         None => engine.replenish().await?,
         Some(n) => engine.add_instances(n).await?,
     };
+    let reason = short_refill_reason(&refill, count, engine.settings());
     Ok(Reply::ok(json!({
-            "ok": true,
-            "created": refill.created.len(),
-            "ids": refill.created,
-            "warm": refill.warm,
-            "total": refill.total,
+        "ok": true,
+        "created": refill.created.len(),
+        "ids": refill.created,
+        "warm": refill.warm,
+        "total": refill.total,
         "breakerOpen": refill.breaker_open,
+        "reason": reason,
     })))
+}
+
+/// Why a refill created fewer instances than it was asked for, from what it counted.
+fn short_refill_reason(
+    refill: &ReplenishReport,
+    count: Option<u32>,
+    settings: &EngineSettings,
+) -> Option<String> {
+    let created = refill.created.len() as i64;
+    let min_idle = i64::from(settings.min_idle);
+    let max_total = i64::from(settings.max_total);
+    let asked = match count {
+        Some(n) => i64::from(n),
+        // A top-up asks for the warm instances missing (`warm` and `total` were counted before
+        // this refill created any).
+        None => (min_idle - refill.warm).max(0),
+    };
+    if created >= asked {
+        return match count {
+            None if created == 0 => Some(format!(
+                "at least POOL_MIN_IDLE ({min_idle}) instances are idle or on their way: none needed"
+            )),
+            _ => None,
+        };
+    }
+    if refill.breaker_open {
+        return Some("the circuit breaker is open after repeated creation failures: none created".into());
+    }
+    match refill.total {
+        Some(total) if total + created >= max_total => Some(format!(
+            "at POOL_MAX_TOTAL ({max_total}): {total} instances existed, so {created} of {asked} were created"
+        )),
+        // A top-up creates at most POOL_REPLENISH_BATCH at once; the next tick goes on.
+        _ => Some(format!("{created} of {asked} created in this batch; the tick creates the rest")),
+    }
 }
 
 /// `{"count": N}`: destroy up to N idle instances, oldest first.
@@ -147,6 +187,7 @@ pub async fn status(engine: &Engine) -> Answer {
         "total": pool.total,
         "minIdle": pool.min_idle,
         "maxTotal": pool.max_total,
+        "settings": pool.settings,
         "breaker": pool.breaker,
         "instances": views,
     })))
@@ -167,11 +208,19 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
     match object.get("count") {
         None | Some(Value::Null) if !required => Ok(None),
         None | Some(Value::Null) => Err(Reply::bad_request("count", "is required")),
-        Some(count) => match count.as_u64() {
+        Some(count) => match whole_number(count) {
             Some(n @ 1..=MAX_COUNT) => Ok(Some(n as u32)),
             _ => Err(Reply::bad_request("count", format!("must be a whole number from 1 to {MAX_COUNT}"))),
         },
     }
+}
+
+/// JSON has one number type: `2.0` is the whole number 2 (JSON Schema's `integer` says so too,
+/// and a client's serializer may write it that way).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64).map(|f| f as u64)
+    })
 }
 
 /// `?limit=N` (1–500, default 50) of a feed.

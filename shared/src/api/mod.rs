@@ -5,6 +5,7 @@
 mod agents;
 mod errors;
 mod handlers;
+mod openapi;
 mod reply;
 mod router;
 mod routes;
@@ -66,6 +67,7 @@ impl Api {
             Route::DashboardScript => Ok(Reply::script(DASHBOARD_SCRIPT)),
             Route::Healthz => Ok(handlers::healthz()),
             Route::Version => Ok(handlers::version(engine)),
+            Route::OpenApi => Ok(openapi::openapi()),
             Route::Counts => handlers::counts(engine).await,
             Route::Agents => agents::agents(engine, query).await,
             Route::AgentQr => agents::agent_qr(engine, id).await,

@@ -16,6 +16,8 @@ pub struct Reply {
 #[derive(Debug)]
 pub enum Payload {
     Json(serde_json::Value),
+    /// A JSON document built into the binary, served as written.
+    StaticJson(&'static str),
     /// A page built into the binary.
     Html(&'static str),
     /// The page's script, built into the binary.
@@ -43,6 +45,10 @@ impl Reply {
             serde_json::json!({ "error": "internal error" })
         });
         Reply { status, body: Payload::Json(body), headers: Vec::new() }
+    }
+
+    pub fn static_json(document: &'static str) -> Reply {
+        Reply { status: StatusCode::OK, body: Payload::StaticJson(document), headers: Vec::new() }
     }
 
     pub fn page(html: &'static str) -> Reply {
@@ -126,6 +132,7 @@ impl Reply {
             Payload::Json(value) => {
                 (Bytes::from(serde_json::to_vec(&value).unwrap_or_default()), "application/json")
             }
+            Payload::StaticJson(document) => (Bytes::from_static(document.as_bytes()), "application/json"),
             Payload::Html(page) => (Bytes::from_static(page.as_bytes()), "text/html; charset=utf-8"),
             Payload::Script(script) => {
                 (Bytes::from_static(script.as_bytes()), "text/javascript; charset=utf-8")

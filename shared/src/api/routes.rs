@@ -10,6 +10,7 @@ pub enum Route {
     DashboardScript,
     Healthz,
     Version,
+    OpenApi,
     Counts,
     Agents,
     AgentQr,
@@ -36,6 +37,7 @@ pub(super) const TABLE: &[(Method, &str, Route)] = &[
     (Method::GET, "/dashboard.js", Route::DashboardScript),
     (Method::GET, "/healthz", Route::Healthz),
     (Method::GET, "/version", Route::Version),
+    (Method::GET, "/openapi.json", Route::OpenApi),
     (Method::GET, "/api/pool/counts", Route::Counts),
     (Method::GET, "/api/pool/agents", Route::Agents),
     (Method::GET, "/api/pool/agents/{id}/qr", Route::AgentQr),
@@ -64,6 +66,7 @@ impl Route {
         Route::DashboardScript,
         Route::Healthz,
         Route::Version,
+        Route::OpenApi,
         Route::Counts,
         Route::Agents,
         Route::AgentQr,
@@ -91,6 +94,7 @@ impl Route {
             Route::DashboardScript => "dashboard-script",
             Route::Healthz => "healthz",
             Route::Version => "version",
+            Route::OpenApi => "openapi",
             Route::Counts => "counts",
             Route::Agents => "agents",
             Route::AgentQr => "agent-qr",
@@ -113,12 +117,17 @@ impl Route {
     }
 
     /// The page and its script, health, version and counts are public, as in the Node pool (the
-    /// page holds no key: the operator types it in). Everything else, the agent list and the QR
+    /// page holds no key: the operator types it in), and so is the API's own description. Everything else, the agent list and the QR
     /// codes included (they hold invite URLs and instructions), needs the key.
     pub fn needs_key(self) -> bool {
         !matches!(
             self,
-            Route::Dashboard | Route::DashboardScript | Route::Healthz | Route::Version | Route::Counts
+            Route::Dashboard
+                | Route::DashboardScript
+                | Route::Healthz
+                | Route::Version
+                | Route::OpenApi
+                | Route::Counts
         )
     }
 

@@ -99,8 +99,12 @@ pub struct RailwayConfig {
     pub api_url: Url,
     pub token: SecretString,
     pub project_id: String,
+    /// `RAILWAY_ENVIRONMENT_ID`, or empty when the environment is given by name.
     pub environment_id: String,
-    /// The runtime image every instance runs; pin it by digest in production.
+    /// `RAILWAY_ENVIRONMENT_NAME` (e.g. `production`): the client looks its id up once.
+    pub environment_name: Option<String>,
+    /// `RAILWAY_RUNTIME_IMAGE`, by default [`DEFAULT_RAILWAY_RUNTIME_IMAGE`] as in the Railway
+    /// pool; pin it by digest in production.
     pub image: String,
     /// `RAILWAY_START_COMMAND`, by default the pool server's (the image's own command runs
     /// the gateway without it, and nothing would answer `/pool/health`).
@@ -142,6 +146,9 @@ pub struct WebhookConfig {
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 pub const RAILWAY_API_URL: &str = "https://backboard.railway.com/graphql/v2";
+/// The Railway pool's default runtime image (its docs: "defaults to
+/// ghcr.io/xmtplabs/convos-runtime:latest").
+pub const DEFAULT_RAILWAY_RUNTIME_IMAGE: &str = "ghcr.io/xmtplabs/convos-runtime:latest";
 pub const OPENROUTER_API_URL: &str = "https://openrouter.ai/api/v1";
 pub const AGENTMAIL_API_URL: &str = "https://api.agentmail.to/v0";
 
@@ -494,7 +501,23 @@ fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayCo
     if memory_mb == 0 {
         r.problems.push("RAILWAY_MEMORY_MB must be greater than 0".into());
     }
-    let image = r.required("RAILWAY_RUNTIME_IMAGE", why);
+    let image = r.get("RAILWAY_RUNTIME_IMAGE").unwrap_or_else(|| DEFAULT_RAILWAY_RUNTIME_IMAGE.to_string());
+    // The environment by id, or by name as the Railway pool also allowed; never both (which
+    // one would win is a guess an operator should not have to make).
+    let environment_name = r.get("RAILWAY_ENVIRONMENT_NAME");
+    let environment_id = match (r.get("RAILWAY_ENVIRONMENT_ID"), &environment_name) {
+        (Some(id), None) => id,
+        (None, Some(_)) => String::new(),
+        (Some(_), Some(_)) => {
+            r.problems.push("set RAILWAY_ENVIRONMENT_ID or RAILWAY_ENVIRONMENT_NAME, not both".into());
+            String::new()
+        }
+        (None, None) => {
+            r.problems
+                .push(format!("RAILWAY_ENVIRONMENT_ID (or RAILWAY_ENVIRONMENT_NAME) is required {why}"));
+            String::new()
+        }
+    };
     let runtime_type = r
         .get("RAILWAY_RUNTIME_TYPE")
         .unwrap_or_else(|| crate::provider::runtime_type_of_image(&image).to_string());
@@ -505,7 +528,8 @@ fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> RailwayCo
         api_url: r.url("RAILWAY_API_URL", RAILWAY_API_URL),
         token,
         project_id: r.required("RAILWAY_PROJECT_ID", why),
-        environment_id: r.required("RAILWAY_ENVIRONMENT_ID", why),
+        environment_id,
+        environment_name,
         image,
         start_command: r
             .get("RAILWAY_START_COMMAND")

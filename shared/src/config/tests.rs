@@ -77,9 +77,9 @@ fn railway_needs_its_own_settings_and_not_a_sprite_token() {
     let base =
         [("POOL_API_KEY", "key-123"), ("DATABASE_URL", "postgres://u:pw@h/db"), ("POOL_PROVIDER", "railway")];
     let err = load(&base).unwrap_err();
-    assert_eq!(err.problems.len(), 4, "{err}");
+    assert_eq!(err.problems.len(), 3, "{err}");
     for expected in
-        ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID", "RAILWAY_RUNTIME_IMAGE"]
+        ["RAILWAY_API_TOKEN", "RAILWAY_PROJECT_ID", "RAILWAY_ENVIRONMENT_ID (or RAILWAY_ENVIRONMENT_NAME)"]
     {
         assert!(err.to_string().contains(expected), "{expected} missing from {err}");
     }
@@ -106,6 +106,34 @@ fn railway_needs_its_own_settings_and_not_a_sprite_token() {
     for secret in ["rw-secret", "or-secret", "am-secret"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
+}
+
+/// As the Railway pool read them: the environment by name instead of id, and the runtime image
+/// its docs give when none is set.
+#[test]
+fn railway_takes_the_environment_by_name_and_defaults_the_image() {
+    let base = [
+        ("POOL_API_KEY", "key-123"),
+        ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ("POOL_PROVIDER", "railway"),
+        ("RAILWAY_API_TOKEN", "rw-secret"),
+        ("RAILWAY_PROJECT_ID", "p1"),
+    ];
+    let mut vars = base.to_vec();
+    vars.push(("RAILWAY_ENVIRONMENT_NAME", "scaling"));
+    let config = load(&vars).unwrap();
+    let ProviderConfig::Railway(railway) = &config.provider else { panic!("railway") };
+    assert_eq!(railway.environment_name.as_deref(), Some("scaling"));
+    assert_eq!(railway.environment_id, "");
+    assert_eq!(railway.image, "ghcr.io/xmtplabs/convos-runtime:latest");
+    assert_eq!(railway.runtime_type, "openclaw");
+
+    vars.push(("RAILWAY_ENVIRONMENT_ID", "e1"));
+    let err = load(&vars).unwrap_err();
+    assert_eq!(
+        err.problems,
+        vec!["set RAILWAY_ENVIRONMENT_ID or RAILWAY_ENVIRONMENT_NAME, not both".to_string()]
+    );
 }
 
 #[test]

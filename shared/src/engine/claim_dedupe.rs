@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Engine;
 use super::claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid, invalid};
-use crate::store::{Claim, ClaimStatus};
+use crate::store::{Claim, ClaimStatus, Status};
 
 /// Longest Idempotency-Key accepted.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
@@ -61,6 +61,22 @@ impl Engine {
         Ok(None)
     }
 
+    /// After a 503: a concurrent request with the same key (or invite) locks the idle
+    /// instances it skips while its statement runs, so the others may find none free for a
+    /// moment. Its claim is committed within that statement; look for it a few times.
+    pub(super) async fn earlier_claim_after_refusal(
+        &self,
+        request: &ClaimRequest,
+    ) -> Result<Option<ClaimOutcome>, ClaimError> {
+        for _ in 0..REFUSAL_LOOKS {
+            if let Some(earlier) = self.earlier_claim(request).await? {
+                return Ok(Some(earlier));
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        Ok(None)
+    }
+
     /// A repeat that arrives while the first claim is still running waits for its end as the
     /// first caller does (at most `claim_wait`), so both get the same answer.
     async fn settled(&self, mut claim: Claim) -> Result<ClaimOutcome, ClaimError> {
@@ -72,9 +88,22 @@ impl Engine {
                 None => break,
             }
         }
-        Ok(outcome_of(&claim))
+        let outcome = outcome_of(&claim);
+        let ClaimOutcome::Done(result) = outcome else { return Ok(outcome) };
+        // The repeat is the claim's own answer: it carries the gateway while the claim holds it.
+        if let Some(id) = &claim.instance_id
+            && let Some(instance) = self.store.instance(id).await?
+            && instance.claim_id == Some(claim.id)
+            && instance.status == Status::Claimed
+        {
+            return Ok(ClaimOutcome::Done(result.with_gateway(&instance)));
+        }
+        Ok(ClaimOutcome::Done(result))
     }
 }
+
+/// How many times a refused request looks for a racing repeat's claim (a second in all).
+const REFUSAL_LOOKS: usize = 20;
 
 /// How often a repeat looks at the first claim while it runs.
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);

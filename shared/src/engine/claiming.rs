@@ -10,13 +10,14 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use url::Url;
 use uuid::Uuid;
 
+pub use super::claim_result::ClaimResult;
 use super::lease::Lease;
 use super::outcome::{JoinAnswer, Outcome};
 use super::{Engine, EngineError};
 use crate::config::PoolEnvironment;
 use crate::gateway::{CreateConversation, GatewayError, JoinConversation, JoinOutcome};
 use crate::lifecycle::Reason;
-use crate::store::{Answered, Change, Claim, ClaimStatus, Instance, NewClaim, Step, StoreError};
+use crate::store::{Answered, Change, ClaimStatus, Instance, NewClaim, Step, StoreError};
 
 pub const MAX_AGENT_NAME_CHARS: usize = 100;
 pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
@@ -139,35 +140,6 @@ fn check_join_url(raw: &str, environment: PoolEnvironment) -> Result<String, Inv
     Ok(url.into())
 }
 
-/// How a finished claim ended.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimResult {
-    pub claim_id: Uuid,
-    pub instance_id: Option<String>,
-    pub status: ClaimStatus,
-    pub joined: bool,
-    pub conversation_id: Option<String>,
-    pub invite_url: Option<String>,
-    pub agent_name: String,
-    pub error: Option<String>,
-}
-
-impl From<&Claim> for ClaimResult {
-    fn from(claim: &Claim) -> Self {
-        ClaimResult {
-            claim_id: claim.id,
-            instance_id: claim.instance_id.clone(),
-            status: claim.status,
-            joined: claim.status == ClaimStatus::Joined,
-            conversation_id: claim.conversation_id.clone(),
-            invite_url: claim.invite_url.clone(),
-            agent_name: claim.agent_name.clone(),
-            error: claim.error.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub enum ClaimOutcome {
     /// Created, joined, or waiting for the invite's creator to accept.
@@ -180,7 +152,8 @@ pub enum ClaimOutcome {
 pub enum ClaimError {
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    #[error("No idle instances available. Try again in a few minutes.")]
+    /// The message names the same wait as the answer's `Retry-After`.
+    #[error("No idle instances available. Try again in {} seconds.", retry_after.as_secs())]
     NoIdle { retry_after: Duration },
     /// Every attempt failed; the instances involved are being recycled.
     #[error("claim failed: {0}")]
@@ -225,6 +198,16 @@ impl Engine {
                         "a concurrent claim with this {what} ended meanwhile"
                     ))),
                 };
+            }
+            // Refused while a racing repeat held the idle instances it was about to give back:
+            // the repeat's claim, once recorded, is this request's answer too.
+            Err(ClaimError::NoIdle { retry_after })
+                if request.idempotency.is_some() || request.join_url.is_some() =>
+            {
+                match self.earlier_claim_after_refusal(&request).await? {
+                    Some(earlier) => return Ok(earlier),
+                    None => Err(ClaimError::NoIdle { retry_after }),
+                }
             }
             other => other,
         };
@@ -293,16 +276,16 @@ impl Engine {
                         reason: Reason::Created,
                     };
                     if lease.advance(Change::Claimed(answered)).await? {
-                        return Ok(ClaimOutcome::Done(ClaimResult {
+                        let result = ClaimResult::new(
                             claim_id,
-                            instance_id: Some(instance.id),
-                            status: ClaimStatus::Created,
-                            joined: false,
-                            conversation_id: Some(created.conversation_id),
-                            invite_url: Some(created.invite_url),
-                            agent_name: request.agent_name.clone(),
-                            error: None,
-                        }));
+                            Some(instance.id.clone()),
+                            ClaimStatus::Created,
+                            request.agent_name.clone(),
+                        );
+                        let result = result
+                            .with_invite(Some(created.conversation_id), Some(created.invite_url))
+                            .with_gateway(&instance);
+                        return Ok(ClaimOutcome::Done(result));
                     }
                     last_error =
                         "the instance was taken away while the conversation was being created".into();
@@ -343,7 +326,7 @@ impl Engine {
             match claim.status {
                 ClaimStatus::Pending => {}
                 ClaimStatus::Failed => return Err(ClaimError::Failed(claim.error.unwrap_or_default())),
-                _ => return Ok(ClaimOutcome::Done(ClaimResult::from(&claim))),
+                _ => return Ok(ClaimOutcome::Done(ClaimResult::from(&claim).with_gateway(&instance))),
             }
             if Instant::now() >= deadline {
                 let instance_id = claim.instance_id.unwrap_or(instance.id);

@@ -9,6 +9,7 @@ use super::{ActionError, Engine, EngineError, Unrecognised};
 
 /// What `drain_all` did in one pass.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DrainAllReport {
     /// Rows now being destroyed by their steps.
     pub destroying: Vec<String>,

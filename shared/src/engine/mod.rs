@@ -2,6 +2,7 @@
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
 mod claim_dedupe;
+mod claim_result;
 mod claiming;
 mod destroying;
 mod heartbeat;

@@ -47,6 +47,7 @@ impl PoolNames {
 /// Names of this environment that this pool did not make and so never deletes: how many, and
 /// the first few (another pool's whole fleet would otherwise fill every report).
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Unrecognised {
     pub count: usize,
     pub names: Vec<String>,

@@ -8,6 +8,7 @@ pub type ReplenishReport = Refill;
 
 /// Counts per status and the breaker, for the status route and the dashboard.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     pub environment: String,
     /// Part of every name this pool gives (naming.rs).

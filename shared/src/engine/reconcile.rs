@@ -14,6 +14,7 @@ use crate::lifecycle::Reason;
 use crate::store::{Change, Status};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReconcileReport {
     pub skipped: bool,
     pub listed: usize,

@@ -31,6 +31,7 @@ impl Resources {
 /// What reconcile deleted because no row owns it any more, and what it left alone because
 /// another pool (or this one before pool ids) named it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceSweep {
     pub keys_deleted: Vec<String>,
     pub inboxes_deleted: Vec<String>,

@@ -80,12 +80,13 @@ impl RailwayClient {
     pub async fn services(&self) -> Result<Vec<ServiceSnapshot>, RailwayError> {
         let op = "services";
         let s = &self.inner.settings;
+        let environment_id = self.environment_id().await?;
         let (mut services, mut instances, mut volumes) =
             (Paging::default(), Paging::default(), Paging::default());
         for _ in 0..MAX_PAGES {
             let variables = json!({
                 "projectId": s.project_id,
-                "environmentId": s.environment_id,
+                "environmentId": environment_id,
                 "first": PAGE,
                 "servicesAfter": services.after,
                 "instancesAfter": instances.after,

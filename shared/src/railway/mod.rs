@@ -41,7 +41,11 @@ pub struct RailwaySettings {
     /// A workspace or account token (sent as `Authorization: Bearer`).
     pub token: SecretString,
     pub project_id: String,
+    /// Empty when [`Self::environment_name`] names the environment instead.
     pub environment_id: String,
+    /// The environment by name (`RAILWAY_ENVIRONMENT_NAME`): its id is looked up in the
+    /// project on the first call that needs it, once per client.
+    pub environment_name: Option<String>,
     /// Dev only: when set, domain `d` is served at `{base}/{d}` (the emulator's `/_railway`);
     /// otherwise at `https://{d}`.
     pub public_url_base: Option<Url>,
@@ -59,6 +63,7 @@ impl RailwaySettings {
             token,
             project_id,
             environment_id,
+            environment_name: None,
             public_url_base: None,
             retry: retry::patient(),
             throttle_wait: DEFAULT_THROTTLE_WAIT,
@@ -74,6 +79,7 @@ impl std::fmt::Debug for RailwaySettings {
             .field("token", &"[redacted]")
             .field("project_id", &self.project_id)
             .field("environment_id", &self.environment_id)
+            .field("environment_name", &self.environment_name)
             .field("public_url_base", &self.public_url_base.as_ref().map(Url::as_str))
             .field("retry", &self.retry)
             .field("throttle_wait", &self.throttle_wait)
@@ -156,6 +162,8 @@ struct Inner {
     http: reqwest::Client,
     /// When an answer said the rate-limit window is spent: calls wait until then.
     window_opens: Mutex<Option<Instant>>,
+    /// The environment's id, looked up by name once.
+    environment: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for RailwayClient {
@@ -166,11 +174,65 @@ impl std::fmt::Debug for RailwayClient {
 
 impl RailwayClient {
     pub fn new(settings: RailwaySettings, http: reqwest::Client) -> Self {
-        RailwayClient { inner: Arc::new(Inner { settings, http, window_opens: Mutex::new(None) }) }
+        let environment = tokio::sync::OnceCell::new();
+        RailwayClient {
+            inner: Arc::new(Inner { settings, http, window_opens: Mutex::new(None), environment }),
+        }
     }
 
     pub fn settings(&self) -> &RailwaySettings {
         &self.inner.settings
+    }
+
+    /// The environment's id: the configured one, or the one named, looked up on first use.
+    pub async fn environment_id(&self) -> Result<String, RailwayError> {
+        let s = &self.inner.settings;
+        let Some(name) = s.environment_name.as_deref() else {
+            return Ok(s.environment_id.clone());
+        };
+        self.inner.environment.get_or_try_init(|| self.environment_named(name)).await.cloned()
+    }
+
+    /// `project(id){environments{edges{node{id name}}}}`, as the Railway pool resolved
+    /// `RAILWAY_ENVIRONMENT_NAME` (convos-contracts §3).
+    async fn environment_named(&self, name: &str) -> Result<String, RailwayError> {
+        let op = "environment_by_name";
+        let data = self
+            .call(
+                op,
+                "query environments($projectId: String!) { project(id: $projectId) { environments { edges { node { id name } } } } }",
+                json!({"projectId": self.inner.settings.project_id}),
+                &[],
+                Resend::Safe,
+            )
+            .await?;
+        let project = data.get("project").filter(|p| !p.is_null()).ok_or_else(|| RailwayError {
+            missing: Some(Missing::Project),
+            ..RailwayError::new(RailwayErrorKind::NotFound, op, "the project was not found")
+        })?;
+        let found = project
+            .get("environments")
+            .and_then(|c| c.get("edges"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|edge| edge.get("node"))
+            .find(|node| node.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|node| node.get("id").and_then(Value::as_str));
+        match found {
+            Some(id) => {
+                tracing::info!(environment = name, id, "railway environment resolved by name");
+                Ok(id.to_string())
+            }
+            None => Err(RailwayError {
+                missing: Some(Missing::Environment),
+                ..RailwayError::new(
+                    RailwayErrorKind::NotFound,
+                    op,
+                    format!("the project has no environment named {name:?}"),
+                )
+            }),
+        }
     }
 
     /// Creates an empty service (no source: nothing deploys yet) and returns its id. Railway
@@ -179,11 +241,12 @@ impl RailwayClient {
     pub async fn create_service(&self, name: &str) -> Result<String, RailwayError> {
         let op = "create_service";
         let s = &self.inner.settings;
+        let environment_id = self.environment_id().await?;
         let data = self
             .call(
                 op,
                 "mutation serviceCreate($input: ServiceCreateInput!) { serviceCreate(input: $input) { id name } }",
-                json!({"input": {"projectId": s.project_id, "environmentId": s.environment_id, "name": name}}),
+                json!({"input": {"projectId": s.project_id, "environmentId": environment_id, "name": name}}),
                 &[],
                 Resend::LookUpFirst,
             )
@@ -196,13 +259,14 @@ impl RailwayClient {
     pub async fn create_volume(&self, service_id: &str, mount_path: &str) -> Result<String, RailwayError> {
         let op = "create_volume";
         let s = &self.inner.settings;
+        let environment_id = self.environment_id().await?;
         let data = self
             .call(
                 op,
                 "mutation volumeCreate($input: VolumeCreateInput!) { volumeCreate(input: $input) { id name } }",
                 json!({"input": {
                     "projectId": s.project_id,
-                    "environmentId": s.environment_id,
+                    "environmentId": environment_id,
                     "serviceId": service_id,
                     "mountPath": mount_path,
                 }}),
@@ -217,11 +281,12 @@ impl RailwayClient {
     /// its outcome is unknown: look for the domain in [`Self::services`] first.
     pub async fn create_domain(&self, service_id: &str) -> Result<String, RailwayError> {
         let op = "create_domain";
+        let environment_id = self.environment_id().await?;
         let data = self
             .call(
                 op,
                 "mutation serviceDomainCreate($input: ServiceDomainCreateInput!) { serviceDomainCreate(input: $input) { domain } }",
-                json!({"input": {"serviceId": service_id, "environmentId": self.inner.settings.environment_id}}),
+                json!({"input": {"serviceId": service_id, "environmentId": environment_id}}),
                 &[],
                 Resend::LookUpFirst,
             )
@@ -245,11 +310,12 @@ impl RailwayClient {
             "variables": variables,
         }}});
         let secrets: Vec<&str> = spec.variables.values().map(|v| v.expose_secret()).collect();
+        let environment_id = self.environment_id().await?;
         self.call(
             op,
             "mutation environmentPatchCommit($environmentId: String!, $patch: EnvironmentConfig, $commitMessage: String) { environmentPatchCommit(environmentId: $environmentId, patch: $patch, commitMessage: $commitMessage) }",
             json!({
-                "environmentId": self.inner.settings.environment_id,
+                "environmentId": environment_id,
                 "patch": patch,
                 "commitMessage": "convos pool: deploy",
             }),
@@ -262,10 +328,11 @@ impl RailwayClient {
 
     /// A new deployment of the service's current configuration.
     pub async fn redeploy(&self, service_id: &str) -> Result<(), RailwayError> {
+        let environment_id = self.environment_id().await?;
         self.call(
             "redeploy",
             "mutation serviceInstanceRedeploy($serviceId: String!, $environmentId: String!) { serviceInstanceRedeploy(serviceId: $serviceId, environmentId: $environmentId) }",
-            json!({"serviceId": service_id, "environmentId": self.inner.settings.environment_id}),
+            json!({"serviceId": service_id, "environmentId": environment_id}),
             &[],
             Resend::Safe,
         )

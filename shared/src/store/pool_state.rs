@@ -71,6 +71,7 @@ impl Store {
 
 /// What one replenish pass found and did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Refill {
     /// Idle, provisioning and recycling instances: those that are or will soon be claimable.
     /// A top-up that finds `min_idle` of them stops counting there (the pool is full enough,

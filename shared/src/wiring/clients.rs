@@ -75,6 +75,7 @@ fn railway_provider(config: &Config, railway: &RailwayConfig, http: &reqwest::Cl
         railway.project_id.clone(),
         railway.environment_id.clone(),
     );
+    settings.environment_name = railway.environment_name.clone();
     settings.public_url_base = railway.public_url_base.clone();
     // A step gives a rate limit a few short waits; longer ones are the engine's
     // backoff between attempts, which holds no Lambda open. A volume throttle is

@@ -124,6 +124,13 @@ async fn public_routes_answer_without_a_key(db: PgPool) {
     let commit = version.body["commit"].as_str().unwrap();
     assert!(!commit.is_empty() && version.body["version"].as_str().unwrap().ends_with(commit));
 
+    // The OpenAPI document, through its own function as API Gateway routes it (issue 16.4).
+    let openapi = send(&api, "GET", "/openapi.json", None, None).await;
+    assert_eq!(openapi.status, StatusCode::OK, "{}", openapi.text);
+    assert_eq!(openapi.headers["content-type"], "application/json");
+    assert_eq!(openapi.body["openapi"], "3.1.0");
+    assert!(openapi.body["paths"]["/api/pool/claim"]["post"]["responses"]["200"].is_object());
+
     let counts = send(&api, "GET", "/api/pool/counts", None, None).await;
     assert_eq!(counts.status, StatusCode::OK);
     for status in Status::ALL {
@@ -225,6 +232,7 @@ async fn bad_fields_are_named_in_a_400(db: PgPool) {
         ("/api/pool/replenish", r#"{"count": 0}"#, "count"),
         ("/api/pool/replenish", r#"{"count": 21}"#, "count"),
         ("/api/pool/replenish", r#"{"count": "3"}"#, "count"),
+        ("/api/pool/replenish", r#"{"count": 2.5}"#, "count"),
         ("/api/pool/drain", "", "count"),
         ("/api/pool/drain", r#"{"count": -1}"#, "count"),
     ];
@@ -297,7 +305,8 @@ async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
     let empty = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(claim_body)).await;
     assert_eq!(empty.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(empty.headers["retry-after"], "30");
-    assert_eq!(empty.body["error"], "No idle instances available. Try again in a few minutes.");
+    // The message and the header name the same wait (issue 16.6).
+    assert_eq!(empty.body["error"], "No idle instances available. Try again in 30 seconds.");
 
     let started = send(&api, "POST", "/api/pool/replenish", Some(KEY), Some(r#"{"count": 2}"#)).await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.text);
@@ -312,6 +321,20 @@ async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
     assert_eq!(claimed.body["joined"], false);
     assert_eq!(claimed.body["status"], "created");
     assert_eq!(claimed.body["agentName"], "tokyo-trip-planner");
+    // What the Railway pool's claim answered too (issue 16.6): the invite's slug, the
+    // instance's gateway URL and token, and the waiting flag beside `status`.
+    let instance = pool.instance(&id).await.unwrap();
+    let token = instance.gateway_token.expose_secret().to_string();
+    assert_eq!(claimed.body["gatewayToken"], token.as_str());
+    assert_eq!(claimed.body["gatewayUrl"], instance.url.as_deref().unwrap());
+    let invite = claimed.body["inviteUrl"].as_str().unwrap();
+    let slug = claimed.body["inviteSlug"].as_str().unwrap();
+    assert!(!slug.is_empty() && invite.ends_with(&format!("?i={slug}")), "{invite} / {slug}");
+    assert_eq!(claimed.body["waitingForAcceptance"], false);
+    let claim_status =
+        get(&api, &format!("/api/pool/claims/{}", claimed.body["claimId"].as_str().unwrap())).await;
+    assert_eq!(claim_status.body["inviteSlug"], slug);
+    assert!(claim_status.body.get("gatewayToken").is_none(), "{}", claim_status.text);
 
     let agents = get(&api, "/api/pool/agents").await;
     assert_eq!(agents.body["agents"][0]["instanceId"], id.as_str());
@@ -335,11 +358,79 @@ async fn claim_hands_out_an_invite_and_no_answer_carries_a_secret(db: PgPool) {
     assert!(debug.body["machine"]["services"].is_array(), "{}", debug.text);
     let counts = send(&api, "GET", "/api/pool/counts", None, None).await;
 
-    let token = pool.instance(&id).await.unwrap().gateway_token.expose_secret().to_string();
-    for answer in [&claimed, &agents, &ids, &status, &detail, &debug, &counts] {
+    // The claim's own answer is the one that carries the token.
+    for answer in [&claim_status, &agents, &ids, &status, &detail, &debug, &counts] {
         assert!(!answer.text.contains(&token), "a gateway token leaked: {}", answer.text);
         assert!(!answer.text.contains(KEY), "the API key leaked");
         assert!(!answer.text.contains(crate::harness::ANTHROPIC_KEY), "the Anthropic key leaked");
+    }
+    assert!(!claimed.text.contains(KEY) && !claimed.text.contains(crate::harness::ANTHROPIC_KEY));
+}
+
+/// Every key of every object in `value`, nested ones included, is camelCase (issue 16.6).
+fn assert_camel_case(route: &str, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                assert!(!key.contains('_') && !key.contains('-'), "{route}: key {key:?} is not camelCase");
+                assert_camel_case(route, inner);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| assert_camel_case(route, item)),
+        _ => {}
+    }
+}
+
+/// A replenish that creates fewer than asked says why (issue 16.6), and the reports the
+/// operator routes answer are camelCase through and through.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_replenish_says_why_it_created_nothing_and_every_answer_is_camel_case(db: PgPool) {
+    let mut settings = test_settings();
+    settings.min_idle = 1;
+    settings.max_total = 2;
+    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
+    let api = api(&pool);
+    let replenish = |body: Option<&'static str>| {
+        let api = api.clone();
+        async move { send(&api, "POST", "/api/pool/replenish", Some(KEY), body).await }
+    };
+
+    // `2.0` is the number 2 in JSON (schemathesis sends it as a valid integer).
+    let two = replenish(Some(r#"{"count": 2.0}"#)).await;
+    assert_eq!(
+        (two.status, two.body["created"].clone(), two.body["reason"].clone()),
+        (StatusCode::OK, json!(2), Value::Null)
+    );
+    let capped = replenish(Some(r#"{"count": 1}"#)).await;
+    assert_eq!(capped.body["created"], 0, "{}", capped.text);
+    let why = capped.body["reason"].as_str().unwrap_or_else(|| panic!("no reason: {}", capped.text));
+    assert!(why.contains("POOL_MAX_TOTAL (2)") && why.contains("0 of 1"), "{why}");
+    let topped = replenish(None).await;
+    assert_eq!(topped.body["created"], 0, "{}", topped.text);
+    let why = topped.body["reason"].as_str().unwrap_or_else(|| panic!("no reason: {}", topped.text));
+    assert!(why.contains("POOL_MIN_IDLE (1)"), "{why}");
+
+    pool.settled_idle(2).await;
+    let reconcile = send(&api, "POST", "/api/pool/reconcile", Some(KEY), None).await;
+    assert_eq!(reconcile.status, StatusCode::OK, "{}", reconcile.text);
+    let report = &reconcile.body["report"];
+    for key in ["rowsRemoved", "markedCrashed", "sentToDestroy", "orphansDeleted", "orphansWaiting"] {
+        assert!(report[key].is_array(), "{key}: {}", reconcile.text);
+    }
+    assert!(report["resources"]["keysUnrecognised"]["count"].is_u64(), "{}", reconcile.text);
+    let id = pool.store.instances().await.unwrap()[0].id.clone();
+    let answers = [
+        ("replenish", two.body),
+        ("reconcile", reconcile.body),
+        ("status", get(&api, "/api/pool/status").await.body),
+        ("instance", get(&api, &format!("/api/pool/instances/{id}")).await.body),
+        ("events", get(&api, "/api/pool/events").await.body),
+        ("agents", get(&api, "/api/pool/agents").await.body),
+        ("version", get(&api, "/version").await.body),
+    ];
+    for (route, body) in &answers {
+        assert!(body.is_object(), "{route}: {body}");
+        assert_camel_case(route, body);
     }
 }
 
@@ -361,6 +452,7 @@ async fn a_slow_join_answers_202_and_its_status_url_reports_the_end(db: PgPool) 
     let accepted = send(&api, "POST", "/api/pool/claim", Some(KEY), Some(&body)).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
     assert_eq!(accepted.body["status"], "pending");
+    assert_eq!(accepted.body["waitingForAcceptance"], false);
     let url = accepted.body["statusUrl"].as_str().unwrap().to_string();
     assert_eq!(accepted.headers["location"], url.as_str());
     assert!(url.starts_with("/api/pool/claims/"));

@@ -159,7 +159,8 @@ async fn no_idle_instance_is_refused_with_retry_after(db: PgPool) {
     let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
     let ClaimError::NoIdle { retry_after } = err else { panic!("{err}") };
     assert_eq!(retry_after, Duration::from_secs(30));
-    assert_eq!(err_message(&pool).await, "No idle instances available. Try again in a few minutes.");
+    // The message names the wait the Retry-After header gives (issue 16.6).
+    assert_eq!(err_message(&pool).await, "No idle instances available. Try again in 30 seconds.");
 }
 
 async fn err_message(pool: &Pool) -> String {
@@ -228,6 +229,13 @@ async fn join_reports_waiting_for_acceptance(db: PgPool) {
     let result = done(pool.engine.claim(join("Ada", "hi")).await.unwrap());
     assert_eq!(result.status, ClaimStatus::WaitingForAcceptance);
     assert!(!result.joined && result.conversation_id.is_none());
+    // The flag the Railway pool's clients read beside `status` (issue 16.6).
+    assert!(result.waiting_for_acceptance);
+    let answer = serde_json::to_value(&result).unwrap();
+    assert_eq!(
+        (answer["status"].clone(), answer["waitingForAcceptance"].clone()),
+        (json!("waiting_for_acceptance"), json!(true))
+    );
     // Held for this claim, not silently handed to the next one.
     let instance = pool.instance(result.instance_id.as_deref().unwrap()).await.unwrap();
     assert_eq!(instance.status, Status::Claimed);

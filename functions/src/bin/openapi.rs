@@ -1,0 +1,6 @@
+//! `openapi`: serves Route::OpenApi behind API Gateway.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::serve_route(shared::api::Route::OpenApi).await
+}
