@@ -67,6 +67,7 @@ pub fn start(app: &App, sprite_name: &str, params: ExecParams, stdin: StdinSpec)
                 created: now,
                 tty: params.tty,
                 last_activity: now,
+                attached: true,
                 kill: kill_tx,
             },
         );
@@ -139,6 +140,7 @@ async fn supervise(
                 }
                 _ = out_tx.closed(), if !detached => {
                     detached = true;
+                    detach(&app, &sprite, &sprite_id, session_id);
                     if let Some(d) = max_run {
                         deadline = Some(Instant::now() + d);
                     }
@@ -160,6 +162,18 @@ async fn supervise(
         Outcome::Killed(KillReason::Restart) => out_tx.send(Event::Ended),
         Outcome::Abandoned => Ok(()),
     };
+}
+
+/// The client went away: the session no longer keeps the Sprite running, and the idle pause
+/// counts from this last activity (reference §3.7).
+fn detach(app: &App, sprite: &str, sprite_id: &str, session_id: u64) {
+    let mut world = app.world();
+    if let Some(s) = world.sprite_if(sprite, sprite_id) {
+        s.touch();
+        if let Some(session) = s.sessions.get_mut(&session_id) {
+            session.attached = false;
+        }
+    }
 }
 
 impl Ctx {
