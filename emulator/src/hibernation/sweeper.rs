@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::sprites::lifecycle::Power;
 use crate::state::{App, World};
 
 /// How often it looks. Timers are exact (they are timestamps); only the side effects — a
@@ -35,7 +36,10 @@ pub async fn run(app: App) {
 /// A cold-woken Sprite comes up: its wanted services start again from their definitions
 /// (reference §5: "Services start at boot in `needs` order"), so the gateway boots again.
 pub fn boot(app: &App, world: &mut World, name: &str) {
-    let Some(sprite) = world.sprites.get(name).filter(|s| s.lifecycle.boot_pending) else {
+    // Paused again before its boot: the boot waits for the next wake.
+    let Some(sprite) =
+        world.sprites.get(name).filter(|s| s.lifecycle.boot_pending && s.lifecycle.power() == Power::Running)
+    else {
         return;
     };
     let wanted = sprite.services.values().filter(|s| s.running).count();
