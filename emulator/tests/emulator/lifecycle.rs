@@ -203,6 +203,24 @@ async fn an_attached_session_keeps_it_running_and_a_pause_drops_open_and_detache
     assert_eq!(sessions().await, 1, "detached, still running");
     assert!(eventually(Duration::from_secs(2), || async { status(&env, "ss").await == "warm" }).await);
     assert_eq!(sessions().await, 0, "dropped on the pause");
+
+    // A detached session's output is activity: the Sprite goes warm only after its last output.
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i; sleep 0.1; done; sleep 100";
+    let mut ws = env
+        .ws("ss", &[("cmd", "bash"), ("cmd", "-c"), ("cmd", script), ("max_run_after_disconnect", "0")])
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    drop(ws);
+    let detached = Instant::now();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(status(&env, "ss").await, "running", "still printing, 900 ms after the client left");
+    assert!(eventually(Duration::from_secs(2), || async { status(&env, "ss").await == "warm" }).await);
+    assert!(
+        detached.elapsed() >= Duration::from_millis(1300),
+        "warm {:?} after detaching",
+        detached.elapsed()
+    );
 }
 
 #[tokio::test]
