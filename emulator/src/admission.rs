@@ -1,9 +1,11 @@
-//! What every counted request goes through first: count, auth, fault, latency.
+//! What every counted request goes through first: count, auth, fault, latency, and the wake
+//! of a paused Sprite the request reaches.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use crate::faults::{self, FaultKind};
+use crate::hibernation::wake;
 use crate::latency;
 use crate::respond;
 use crate::state::App;
@@ -66,5 +68,8 @@ pub async fn admit(
         }
     }
     latency::simulate(latency_ms, speed).await;
+    if let Some(name) = sprite {
+        wake::wake(app, route, name).await?;
+    }
     Ok(quirk)
 }

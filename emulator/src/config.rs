@@ -50,7 +50,23 @@ pub struct EmulatorConfig {
     /// Per-route latency overrides in ms (route names as in the README); missing routes keep
     /// their defaults.
     pub latency_ms: BTreeMap<String, u64>,
+    /// Wall-clock seconds without activity before a running Sprite pauses (goes `warm`);
+    /// not scaled by `speed`.
+    pub idle_pause_secs: f64,
+    /// Wall-clock seconds a `warm` Sprite stays warm before it goes `cold`.
+    pub cold_after_secs: f64,
+    /// The account's limit of concurrently running Sprites; None = unlimited.
+    pub running_limit: Option<u32>,
 }
+
+/// The idle pause the reference gives (§8: "about 30 s with no activity").
+pub const IDLE_PAUSE_SECS: f64 = 30.0;
+/// How long a Sprite stays warm. The reference gives no figure (§8 only says a Sprite goes
+/// warm first and falls to cold "if it stays idle long enough", and that the org has a
+/// `warm_limit` quota besides `running_limit`, §2.3); five minutes is an assumption, ten idle
+/// pauses, so that a Sprite checked on only rarely is found cold, the slow case a client
+/// must handle.
+pub const COLD_AFTER_SECS: f64 = 300.0;
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -65,6 +81,9 @@ impl Default for EmulatorConfig {
             join_delay_ms: 5000,
             join_outcome: JoinOutcome::Joined,
             latency_ms: BTreeMap::new(),
+            idle_pause_secs: IDLE_PAUSE_SECS,
+            cold_after_secs: COLD_AFTER_SECS,
+            running_limit: None,
         }
     }
 }
@@ -79,6 +98,13 @@ pub struct RuntimeConfig {
     pub join_outcome: JoinOutcome,
     pub join_delay_ms: u64,
     pub xmtp_network: XmtpNetwork,
+    pub idle_pause_ms: u64,
+    pub cold_after_ms: u64,
+    pub running_limit: Option<u32>,
+}
+
+fn secs_to_ms(secs: f64) -> u64 {
+    if secs.is_finite() { (secs.max(0.0) * 1000.0).round() as u64 } else { 0 }
 }
 
 impl RuntimeConfig {
@@ -88,11 +114,14 @@ impl RuntimeConfig {
         Self {
             speed: sanitize_speed(config.speed),
             latency_ms,
-            setup_ms: (config.setup_secs.max(0.0) * 1000.0).round() as u64,
+            setup_ms: secs_to_ms(config.setup_secs),
             gateway_boot_ms: config.gateway_boot_ms,
             join_outcome: config.join_outcome,
             join_delay_ms: config.join_delay_ms,
             xmtp_network: XmtpNetwork::Up,
+            idle_pause_ms: secs_to_ms(config.idle_pause_secs),
+            cold_after_ms: secs_to_ms(config.cold_after_secs),
+            running_limit: config.running_limit,
         }
     }
 
@@ -122,6 +151,15 @@ impl RuntimeConfig {
         if let Some(v) = patch.xmtp_network {
             self.xmtp_network = v;
         }
+        if let Some(v) = patch.idle_pause_ms {
+            self.idle_pause_ms = v;
+        }
+        if let Some(v) = patch.cold_after_ms {
+            self.cold_after_ms = v;
+        }
+        if let Some(v) = patch.running_limit {
+            self.running_limit = v;
+        }
         Ok(())
     }
 
@@ -142,6 +180,15 @@ pub struct ConfigPatch {
     pub join_outcome: Option<JoinOutcome>,
     pub join_delay_ms: Option<u64>,
     pub xmtp_network: Option<XmtpNetwork>,
+    pub idle_pause_ms: Option<u64>,
+    pub cold_after_ms: Option<u64>,
+    /// `null` lifts the limit, so a present field is `Some` even when it is `null`.
+    #[serde(default, deserialize_with = "present")]
+    pub running_limit: Option<Option<u32>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn sanitize_speed(speed: f64) -> f64 {

@@ -1,6 +1,8 @@
 //! `/_emulator/*`: the control API for tests, benchmarks and the soak. No auth (loopback only)
 //! and not counted.
 
+use std::time::{Duration, Instant};
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,7 +21,8 @@ fn bad_request(msg: &str) -> Response {
 }
 
 pub async fn state(State(app): State<App>) -> Response {
-    let world = app.world();
+    let mut world = app.world();
+    world.settle_lifecycle(Instant::now());
     let sprites: serde_json::Map<String, Value> =
         world.sprites.iter().map(|(name, s)| (name.clone(), s.dump(app.base_url()))).collect();
     respond::json(
@@ -43,6 +46,7 @@ pub async fn reset(State(app): State<App>) -> Response {
         sprite.end_sessions();
     }
     world.sprites.clear();
+    world.retired_running = Default::default();
     world.faults.clear();
     world.counters.clear();
     world.railway = Default::default();
@@ -106,13 +110,61 @@ pub async fn fault_delete(State(app): State<App>, Path(id): Path<String>) -> Res
 
 /// The Sprite dies: it vanishes from the API and its URL, sessions end.
 pub async fn kill_sprite(State(app): State<App>, Path(name): Path<String>) -> Response {
-    match app.world().sprites.remove(&name) {
-        Some(mut sprite) => {
-            sprite.end_sessions();
-            respond::no_content()
-        }
+    match app.world().remove_sprite(&name) {
+        Some(_) => respond::no_content(),
         None => respond::sprite_not_found(),
     }
+}
+
+/// Every Sprite's power state and running time (the billing proxy), and the account's totals.
+pub async fn lifecycle(State(app): State<App>) -> Response {
+    let mut world = app.world();
+    let now = Instant::now();
+    world.settle_lifecycle(now);
+    let sprites: serde_json::Map<String, Value> =
+        world.sprites.iter().map(|(name, s)| (name.clone(), s.lifecycle.to_json(now))).collect();
+    let live: Duration = world.sprites.values().map(|s| s.lifecycle.running_time(now)).sum();
+    respond::json(
+        StatusCode::OK,
+        json!({
+            "sprites": sprites,
+            "running_count": world.running_count(),
+            "running_limit": world.config.running_limit,
+            "idle_pause_ms": world.config.idle_pause_ms,
+            "cold_after_ms": world.config.cold_after_ms,
+            "retired_running_ms": world.retired_running.as_millis() as u64,
+            "total_running_ms": (live + world.retired_running).as_millis() as u64,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseRequest {
+    #[serde(default)]
+    cold: bool,
+}
+
+/// Pauses a Sprite now, as its idle pause would (and stops it with `{"cold":true}`): every exec
+/// session drops, an attached one included.
+pub async fn pause(State(app): State<App>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req = if body.is_empty() {
+        PauseRequest { cold: false }
+    } else {
+        match serde_json::from_slice::<PauseRequest>(&body) {
+            Ok(r) => r,
+            Err(e) => return bad_request(&format!("invalid body: {e}")),
+        }
+    };
+    let mut world = app.world();
+    let now = Instant::now();
+    world.settle_lifecycle(now);
+    let Some(sprite) = world.sprites.get_mut(&name) else {
+        return respond::sprite_not_found();
+    };
+    let settled = sprite.lifecycle.pause(now, req.cold);
+    sprite.apply_pause(settled);
+    respond::json(StatusCode::OK, sprite.lifecycle.to_json(now))
 }
 
 #[derive(Deserialize)]

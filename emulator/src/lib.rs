@@ -24,6 +24,7 @@ mod faults;
 mod fs;
 mod fs_routes;
 mod gateway;
+mod hibernation;
 mod latency;
 mod openrouter;
 mod railway;
@@ -45,7 +46,7 @@ use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{EmulatorConfig, JoinOutcome};
+pub use config::{COLD_AFTER_SECS, EmulatorConfig, IDLE_PAUSE_SECS, JoinOutcome};
 // What a test (or a client) needs to build what the simulated gateway accepts: an invite its
 // CLI decodes, and the Control UI files a `pnpm ui:build` leaves.
 pub use gateway::control_ui::{CONTROL_UI_BUILD_OUTPUT, CONTROL_UI_INDEX, OPENCLAW_DIR, control_ui_index};
@@ -116,6 +117,8 @@ fn router(app: App) -> Router {
         .route("/_emulator/faults/{id}", axum::routing::delete(control::fault_delete))
         .route("/_emulator/sprites/{name}/kill", post(control::kill_sprite))
         .route("/_emulator/sprites/{name}/gateway", post(control::gateway))
+        .route("/_emulator/sprites/{name}/pause", post(control::pause))
+        .route("/_emulator/lifecycle", get(control::lifecycle))
         .merge(railway::routes())
         .merge(openrouter::routes())
         .merge(agentmail::routes())
@@ -163,7 +166,9 @@ impl Emulator {
             base_url: base_url.clone(),
             start_config: config,
             shutdown: shutdown_rx.clone(),
+            boot: hibernation::sweeper::boot,
         }));
+        tokio::spawn(hibernation::sweeper::run(app.clone()));
         let service = router(app.clone());
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {

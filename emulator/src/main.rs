@@ -23,6 +23,15 @@ struct Args {
     /// How long the setup script runs, before --speed.
     #[arg(long, env = "EMULATOR_SETUP_SECS", default_value_t = 240.0)]
     setup_secs: f64,
+    /// Wall-clock seconds without activity before a running Sprite pauses (goes warm).
+    #[arg(long, env = "EMULATOR_IDLE_PAUSE_SECS", default_value_t = sprites_emulator::IDLE_PAUSE_SECS)]
+    idle_pause_secs: f64,
+    /// Wall-clock seconds a warm Sprite stays warm before it goes cold.
+    #[arg(long, env = "EMULATOR_COLD_AFTER_SECS", default_value_t = sprites_emulator::COLD_AFTER_SECS)]
+    cold_after_secs: f64,
+    /// The account's limit of concurrently running Sprites (default: none).
+    #[arg(long, env = "EMULATOR_RUNNING_LIMIT")]
+    running_limit: Option<u32>,
 }
 
 #[tokio::main]
@@ -38,6 +47,9 @@ async fn main() -> std::io::Result<()> {
         token: args.token,
         speed: args.speed,
         setup_secs: args.setup_secs,
+        idle_pause_secs: args.idle_pause_secs,
+        cold_after_secs: args.cold_after_secs,
+        running_limit: args.running_limit,
         ..Default::default()
     };
     let emulator = Emulator::start_on(SocketAddr::new(args.host, args.port), config).await?;

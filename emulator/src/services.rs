@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::admission::{admit, bearer_ok};
 use crate::clock::unix_ms;
 use crate::respond;
-use crate::state::{App, Service, ServiceDef, Sprite, World};
+use crate::state::{App, Service, ServiceDef, Sprite, World, needs_order};
 
 #[derive(Deserialize, Default)]
 pub struct ServiceRequest {
@@ -396,19 +396,7 @@ pub async fn logs(
 
 /// After a restore: the saved definitions come back and all start, in `needs` order.
 pub fn boot_services(world: &mut World, name: &str, defs: Vec<ServiceDef>) {
-    let mut order: Vec<ServiceDef> = Vec::new();
-    let mut pending = defs;
-    while !pending.is_empty() {
-        let before = pending.len();
-        let (ready, rest): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|d| d.needs.iter().all(|n| order.iter().any(|o| &o.name == n)));
-        order.extend(ready);
-        pending = rest;
-        if pending.len() == before {
-            // Unsatisfiable needs: start the rest anyway rather than never.
-            order.append(&mut pending);
-        }
-    }
+    let order = needs_order(defs);
     let pids: Vec<u32> = order.iter().map(|_| world.pid()).collect();
     let Some(sprite) = world.sprites.get_mut(name) else {
         return;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -15,7 +16,8 @@ use crate::faults::state::{self as faults, Fault, FaultKind, NewFault};
 use crate::openrouter::state::OpenRouterWorld;
 use crate::railway::state::RailwayWorld;
 // The Sprite's parts, where handlers have always named them.
-pub use crate::sprites::state::{Checkpoint, KillReason, Service, ServiceDef, Session, Sprite};
+use crate::sprites::lifecycle::{Power, Timers};
+pub use crate::sprites::state::{Checkpoint, KillReason, Service, ServiceDef, Session, Sprite, needs_order};
 
 pub struct World {
     pub sprites: BTreeMap<String, Sprite>,
@@ -29,6 +31,8 @@ pub struct World {
     pub openrouter: OpenRouterWorld,
     pub agentmail: AgentMailWorld,
     pub agentmail_keys: InboxKeysWorld,
+    /// Running time of Sprites that no longer exist, so the account's total stays whole.
+    pub retired_running: Duration,
 }
 
 impl World {
@@ -44,6 +48,7 @@ impl World {
             openrouter: Default::default(),
             agentmail: Default::default(),
             agentmail_keys: Default::default(),
+            retired_running: Duration::ZERO,
         }
     }
 
@@ -64,6 +69,32 @@ impl World {
         faults::take(&mut self.faults, route, sprite)
     }
 
+    /// Applies every lifecycle transition due by `now` (pauses, going cold) to every Sprite.
+    pub fn settle_lifecycle(&mut self, now: Instant) {
+        let timers = Timers {
+            idle_pause: Duration::from_millis(self.config.idle_pause_ms),
+            cold_after: Duration::from_millis(self.config.cold_after_ms),
+        };
+        for sprite in self.sprites.values_mut() {
+            let held = sprite.held();
+            let settled = sprite.lifecycle.settle(now, timers, held);
+            sprite.apply_pause(settled);
+        }
+    }
+
+    /// How many Sprites run (waking ones included), as the account's running limit counts.
+    pub fn running_count(&self) -> u32 {
+        self.sprites.values().filter(|s| s.lifecycle.power() == Power::Running).count() as u32
+    }
+
+    /// Deletes a Sprite (its sessions end as on a VM restart), keeping its running time.
+    pub fn remove_sprite(&mut self, name: &str) -> Option<Sprite> {
+        let mut sprite = self.sprites.remove(name)?;
+        sprite.end_sessions();
+        self.retired_running += sprite.lifecycle.running_time(Instant::now());
+        Some(sprite)
+    }
+
     /// The Sprite by name, but only if it is still the same incarnation (`id`).
     pub fn sprite_if(&mut self, name: &str, id: &str) -> Option<&mut Sprite> {
         self.sprites.get_mut(name).filter(|s| s.id == id)
@@ -77,6 +108,10 @@ pub struct Shared {
     pub base_url: String,
     pub start_config: EmulatorConfig,
     pub shutdown: watch::Receiver<bool>,
+    /// Starts a cold-woken Sprite's services (`hibernation::sweeper::boot`). Passed in rather
+    /// than named, because the request path that wakes a Sprite (`admission`) sits below the
+    /// service processes in the module graph.
+    pub boot: fn(&App, &mut World, &str),
 }
 
 #[derive(Clone)]

@@ -67,12 +67,16 @@ pub fn start(app: &App, sprite_name: &str, params: ExecParams, stdin: StdinSpec)
                 created: now,
                 tty: params.tty,
                 last_activity: now,
+                attached: true,
                 kill: kill_tx,
             },
         );
         (sprite.id.clone(), sid)
     };
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    // The command writes to `cmd_tx`; `relay` passes everything on to the client in order.
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    tokio::spawn(relay(app.clone(), sprite_name.to_string(), sprite_id.clone(), cmd_rx, out_tx.clone()));
     let (input, stdin_tx) = match stdin {
         StdinSpec::Live => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -87,14 +91,42 @@ pub fn start(app: &App, sprite_name: &str, params: ExecParams, stdin: StdinSpec)
         sprite_id,
         env: params.env.clone(),
         cwd: params.dir.clone(),
-        stdout: Sink::stdout(out_tx.clone()),
-        stderr: Sink::stderr(out_tx.clone()),
+        stdout: Sink::stdout(cmd_tx.clone()),
+        stderr: Sink::stderr(cmd_tx.clone()),
         stdin: input,
         last_status: 0,
         shell: Default::default(),
     };
-    tokio::spawn(supervise(ctx, params.argv, session_id, kill_rx, out_tx, params.max_run_after_disconnect));
+    let channels = Channels { cmd: cmd_tx, client: out_tx };
+    tokio::spawn(supervise(ctx, params.argv, session_id, kill_rx, channels, params.max_run_after_disconnect));
     Some(Running { session_id, command, created: now.unix_timestamp(), events: out_rx, stdin: stdin_tx })
+}
+
+/// Where a command's events go: `cmd` through the relay (so the exit follows the last output),
+/// `client` only to notice the client going away.
+struct Channels {
+    cmd: mpsc::UnboundedSender<Event>,
+    client: mpsc::UnboundedSender<Event>,
+}
+
+/// Passes the command's events on to the client. Once the client has gone, output is still
+/// activity: a detached session goes warm about 30 s after its last output (reference §3.7).
+async fn relay(
+    app: App,
+    sprite: String,
+    sprite_id: String,
+    mut from: mpsc::UnboundedReceiver<Event>,
+    to: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(event) = from.recv().await {
+        if to.is_closed()
+            && matches!(event, Event::Stdout(_) | Event::Stderr(_))
+            && let Some(s) = app.world().sprite_if(&sprite, &sprite_id)
+        {
+            s.touch();
+        }
+        let _ = to.send(event);
+    }
 }
 
 enum Outcome {
@@ -108,9 +140,10 @@ async fn supervise(
     argv: Vec<String>,
     session_id: u64,
     mut kill_rx: watch::Receiver<Option<KillReason>>,
-    out_tx: mpsc::UnboundedSender<Event>,
+    channels: Channels,
     max_run: Option<Duration>,
 ) {
+    let Channels { cmd: out_tx, client } = channels;
     let app = ctx.app.clone();
     let (sprite, sprite_id) = (ctx.sprite.clone(), ctx.sprite_id.clone());
     let dir_ok = ctx.fs_is_dir(&ctx.cwd.clone());
@@ -137,8 +170,9 @@ async fn supervise(
                         (Ok(()), None) => {}
                     }
                 }
-                _ = out_tx.closed(), if !detached => {
+                _ = client.closed(), if !detached => {
                     detached = true;
+                    detach(&app, &sprite, &sprite_id, session_id);
                     if let Some(d) = max_run {
                         deadline = Some(Instant::now() + d);
                     }
@@ -160,6 +194,18 @@ async fn supervise(
         Outcome::Killed(KillReason::Restart) => out_tx.send(Event::Ended),
         Outcome::Abandoned => Ok(()),
     };
+}
+
+/// The client went away: the session no longer keeps the Sprite running, and the idle pause
+/// counts from this last activity (reference §3.7).
+fn detach(app: &App, sprite: &str, sprite_id: &str, session_id: u64) {
+    let mut world = app.world();
+    if let Some(s) = world.sprite_if(sprite, sprite_id) {
+        s.touch();
+        if let Some(session) = s.sessions.get_mut(&session_id) {
+            session.attached = false;
+        }
+    }
 }
 
 impl Ctx {

@@ -1,6 +1,9 @@
 //! `/v1/sprites` management routes, plus the network policy of a Sprite.
 
+pub mod lifecycle;
 pub mod state;
+
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admission::{admit, bearer_ok};
+use crate::hibernation::wake::limit_exceeded;
 use crate::respond;
 use crate::state::{App, Sprite};
 
@@ -69,6 +73,10 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     if world.sprites.contains_key(&name) {
         return respond::error(StatusCode::CONFLICT, "sprite already exists");
     }
+    world.settle_lifecycle(Instant::now());
+    if let Some(refusal) = limit_exceeded(&world) {
+        return refusal;
+    }
     let settings = req.url_settings.unwrap_or_default();
     let mut sprite = Sprite::new(
         name.clone(),
@@ -105,7 +113,8 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(query): R
             _ => {}
         }
     }
-    let world = app.world();
+    let mut world = app.world();
+    world.settle_lifecycle(Instant::now());
     let mut matching = world
         .sprites
         .range::<String, _>((
@@ -123,10 +132,24 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(query): R
         _ => Value::Null,
     };
     let sprites: Vec<Value> = page.iter().map(|s| s.to_json(app.base_url())).collect();
+    let org = org_stats(&world);
     respond::json(
         StatusCode::OK,
-        json!({"sprites": sprites, "has_more": has_more, "next_continuation_token": next}),
+        json!({"sprites": sprites, "has_more": has_more, "next_continuation_token": next, "org": org}),
     )
+}
+
+/// The account's counts and quotas in the Go SDK's list shape (reference §2.3 `org`).
+fn org_stats(world: &crate::state::World) -> Value {
+    let count = |status: &str| world.sprites.values().filter(|s| s.status() == status).count();
+    json!({
+        "name": "emulator",
+        "running": count("running"),
+        "warm": count("warm"),
+        "cold": count("cold"),
+        "running_limit": world.config.running_limit,
+        "warm_limit": null,
+    })
 }
 
 pub async fn get(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Response {
@@ -134,7 +157,8 @@ pub async fn get(State(app): State<App>, Path(name): Path<String>, headers: Head
     if let Err(resp) = admit(&app, "sprites.get", Some(&name), authorized).await {
         return resp;
     }
-    let world = app.world();
+    let mut world = app.world();
+    world.settle_lifecycle(Instant::now());
     match world.sprites.get(&name) {
         Some(s) => respond::json(StatusCode::OK, s.to_json(app.base_url())),
         None => respond::sprite_not_found(),
@@ -194,11 +218,8 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>, headers: H
     if let Err(resp) = admit(&app, "sprites.delete", Some(&name), authorized).await {
         return resp;
     }
-    match app.world().sprites.remove(&name) {
-        Some(mut sprite) => {
-            sprite.end_sessions();
-            respond::no_content()
-        }
+    match app.world().remove_sprite(&name) {
+        Some(_) => respond::no_content(),
         None => respond::sprite_not_found(),
     }
 }

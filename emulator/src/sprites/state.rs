@@ -3,7 +3,7 @@
 //! Sprites API handlers are `sprites`, `exec`, `services`, `checkpoints` and `fs_routes`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use crate::clock::{rfc3339, unix_ms};
 use crate::fs::Fs;
 use crate::gateway::files::binding;
 use crate::gateway::state::GatewayChaos;
+use crate::sprites::lifecycle::{Lifecycle, Power, Settled};
 use crate::vm::table::{Listener, VmState};
 
 /// Why a running exec session is being ended from the outside.
@@ -33,6 +34,9 @@ pub struct Session {
     pub created: OffsetDateTime,
     pub tty: bool,
     pub last_activity: OffsetDateTime,
+    /// Its client is still connected: an open session keeps the Sprite running; a detached
+    /// one does not (reference §3.7).
+    pub attached: bool,
     pub kill: watch::Sender<Option<KillReason>>,
 }
 
@@ -137,6 +141,24 @@ impl Checkpoint {
     }
 }
 
+/// Definitions in the order a boot starts them: each after the ones it `needs`; unsatisfiable
+/// needs start last rather than never.
+pub fn needs_order(defs: Vec<ServiceDef>) -> Vec<ServiceDef> {
+    let mut order: Vec<ServiceDef> = Vec::new();
+    let mut pending = defs;
+    while !pending.is_empty() {
+        let before = pending.len();
+        let (ready, rest): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|d| d.needs.iter().all(|n| order.iter().any(|o| &o.name == n)));
+        order.extend(ready);
+        pending = rest;
+        if pending.len() == before {
+            order.append(&mut pending);
+        }
+    }
+    order
+}
+
 pub struct Sprite {
     pub id: String,
     pub name: String,
@@ -145,7 +167,7 @@ pub struct Sprite {
     pub labels: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
-    pub last_active: Option<Instant>,
+    pub lifecycle: Lifecycle,
     pub last_active_at: Option<OffsetDateTime>,
     pub fs: Fs,
     pub services: BTreeMap<String, Service>,
@@ -164,9 +186,6 @@ pub struct Sprite {
     pub policy: Value,
 }
 
-/// How long a Sprite reports `running` after its last activity (the real idle pause).
-const IDLE_AFTER: Duration = Duration::from_secs(30);
-
 impl Sprite {
     pub fn new(name: String, url_auth: String, labels: Vec<String>) -> Self {
         let now = OffsetDateTime::now_utc();
@@ -178,7 +197,7 @@ impl Sprite {
             labels,
             created_at: now,
             updated_at: now,
-            last_active: None,
+            lifecycle: Lifecycle::new(Instant::now()),
             last_active_at: None,
             fs: Fs::new(),
             services: BTreeMap::new(),
@@ -195,16 +214,50 @@ impl Sprite {
     }
 
     pub fn status(&self) -> &'static str {
-        match self.last_active {
-            None => "cold",
-            Some(t) if t.elapsed() < IDLE_AFTER => "running",
-            Some(_) => "warm",
+        self.lifecycle.power().as_str()
+    }
+
+    /// Activity: it postpones the idle pause of a running Sprite.
+    pub fn touch(&mut self) {
+        if self.lifecycle.power() == Power::Running {
+            self.lifecycle.touch(Instant::now());
+            self.last_active_at = Some(OffsetDateTime::now_utc());
         }
     }
 
-    pub fn touch(&mut self) {
-        self.last_active = Some(Instant::now());
-        self.last_active_at = Some(OffsetDateTime::now_utc());
+    /// Whether something keeps it from pausing: a session whose client is attached.
+    pub fn held(&self) -> bool {
+        self.sessions.values().any(|s| s.attached)
+    }
+
+    /// What a pause means inside: every exec session drops, its socket closing as on a
+    /// restart (reference §8: open WebSockets drop on pause; detached sessions do not survive
+    /// it). Going cold stops the VM: every process and listener is gone, and in-flight gateway
+    /// work of the old boot must not land (`boot_epoch`). The services' definitions, and
+    /// whether each is wanted (a stop is sticky), stay for the next boot.
+    pub fn apply_pause(&mut self, settled: Settled) {
+        if settled.paused || settled.went_cold {
+            self.end_sessions();
+        }
+        if settled.went_cold {
+            self.vm = Default::default();
+            self.boot_epoch += 1;
+            for svc in self.services.values_mut() {
+                svc.pid = None;
+                svc.started = None;
+                svc.next_restart_at = None;
+            }
+        }
+    }
+
+    /// After a cold wake: the services that were wanted start again in `needs` order, as at
+    /// boot (`pids` hands one fresh pid to each).
+    pub fn boot_services(&mut self, mut pids: impl FnMut() -> u32) {
+        let wanted: Vec<ServiceDef> =
+            self.services.values().filter(|s| s.running).map(|s| s.def.clone()).collect();
+        for def in needs_order(wanted) {
+            self.start_service(&def.name, pids());
+        }
     }
 
     pub fn to_json(&self, base_url: &str) -> Value {
@@ -303,6 +356,7 @@ impl Sprite {
         });
         v["listening"] = json!(self.vm.listeners.keys().collect::<Vec<_>>());
         v["policy"] = self.policy.clone();
+        v["lifecycle"] = self.lifecycle.to_json(Instant::now());
         v
     }
 }

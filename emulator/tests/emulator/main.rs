@@ -8,6 +8,7 @@ mod exec;
 mod fs;
 mod gateway;
 mod installs;
+mod lifecycle;
 mod railway;
 mod resources;
 mod runtime;
