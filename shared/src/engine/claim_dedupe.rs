@@ -7,19 +7,11 @@
 use sha2::{Digest, Sha256};
 
 use super::Engine;
-use super::claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid, invalid};
+use super::claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Idempotency, Invalid, invalid};
 use crate::store::{Claim, ClaimStatus, Status};
 
 /// Longest Idempotency-Key accepted.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
-
-/// The client's key and what it was sent with: the same key with another request is refused.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub key: String,
-    /// SHA-256 (hex) of the validated request's fields.
-    pub digest: String,
-}
 
 impl ClaimRequest {
     /// This request under the client's `Idempotency-Key` header value.

@@ -35,6 +35,15 @@ pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Invali
     Invalid { field, message: message.into() }
 }
 
+/// The client's Idempotency-Key and what it was sent with (claim_dedupe.rs): the same key with
+/// another request is refused.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    /// SHA-256 (hex) of the validated request's fields.
+    pub digest: String,
+}
+
 /// A validated claim request.
 #[derive(Clone)]
 pub struct ClaimRequest {
@@ -42,7 +51,7 @@ pub struct ClaimRequest {
     pub instructions: String,
     pub join_url: Option<String>,
     /// The client's Idempotency-Key and the digest of this request (claim_dedupe.rs).
-    pub idempotency: Option<super::claim_dedupe::Idempotency>,
+    pub idempotency: Option<Idempotency>,
 }
 
 impl std::fmt::Debug for ClaimRequest {

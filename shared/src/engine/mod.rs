@@ -35,8 +35,7 @@ use crate::store::{Store, StoreError};
 use lease::Leases;
 use naming::PoolNames;
 
-pub use claim_dedupe::Idempotency;
-pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Invalid};
+pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Idempotency, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;
 pub use inspect::DrainAllReport;
