@@ -81,6 +81,20 @@ pub async fn claim_status(engine: &Engine, id: &str) -> Answer {
     Ok(Reply::ok(result))
 }
 
+/// `PATCH /api/pool/claims/{id}` `{"ttlSeconds": N}`: a live claim now expires N seconds from
+/// now (issue 15.4). Any other field is refused by name.
+pub async fn claim_update(engine: &Engine, id: &str, body: &[u8]) -> Answer {
+    let claim_id = Uuid::parse_str(id).map_err(|_| Reply::not_found("claim"))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Reply::bad_request("body", format!("not valid JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| Reply::bad_request("body", "must be a JSON object"))?;
+    if let Some(unknown) = object.keys().find(|k| *k != "ttlSeconds") {
+        return Err(Reply::bad_request(unknown, "is not a field of a claim update (only ttlSeconds)"));
+    }
+    let ttl = object.get("ttlSeconds").ok_or_else(|| Reply::bad_request("ttlSeconds", "is required"))?;
+    Ok(Reply::ok(engine.extend_claim(claim_id, ttl).await?))
+}
+
 /// The Node pool's `DELETE /api/pool/instances`: the ids of claimed instances, which its
 /// dashboard then recycled one by one.
 pub async fn claimed_ids(engine: &Engine) -> Answer {
