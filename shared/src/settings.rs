@@ -15,6 +15,12 @@ use serde_json::{Map, Value};
 pub const MAX_MIN_IDLE: u32 = 1_000;
 pub const MAX_MAX_TOTAL: u32 = 10_000;
 const MAX_REF_LEN: usize = 200;
+/// A claim's lifetime, its own `ttlSeconds` or the pool's `claimTtlSeconds` (issue 15.4), and
+/// the wait for an invite's acceptance: a minute to 30 days.
+pub const MIN_LIFETIME_SECS: u32 = 60;
+pub const MAX_LIFETIME_SECS: u32 = 30 * 24 * 3600;
+/// How long a join may wait for the invite's creator before its instance is recycled.
+pub const DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS: u32 = 3600;
 
 /// The settings document, as stored and as answered (camelCase, like every answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +32,17 @@ pub struct PoolSettings {
     pub max_total: u32,
     /// The OpenClaw git ref new instances are built from.
     pub openclaw_ref: String,
+    /// The lifetime of a claim that names none itself; `None` (the default): claims do not
+    /// expire. Absent from a document stored before it existed, which reads as `None`.
+    #[serde(default)]
+    pub claim_ttl_seconds: Option<u32>,
+    /// A claimed instance still waiting for its invite's acceptance this long is recycled.
+    #[serde(default = "default_join_accept_timeout")]
+    pub join_accept_timeout_seconds: u32,
+}
+
+fn default_join_accept_timeout() -> u32 {
+    DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS
 }
 
 /// One field a change was refused for, and why.
@@ -85,6 +102,13 @@ impl PoolSettings {
                 let text = value.as_str().ok_or("must be a string")?;
                 self.openclaw_ref = git_ref(text)?;
             }
+            "claimTtlSeconds" => {
+                self.claim_ttl_seconds = match value {
+                    Value::Null => None,
+                    _ => Some(lifetime(value).map_err(|m| format!("{m}, or null for no expiry"))?),
+                }
+            }
+            "joinAcceptTimeoutSeconds" => self.join_accept_timeout_seconds = lifetime(value)?,
             _ => return Err("is not a setting".into()),
         }
         Ok(())
@@ -101,6 +125,15 @@ impl PoolSettings {
         }
         if let Err(message) = git_ref(&self.openclaw_ref) {
             problems.push(FieldProblem { field: "openclawRef".into(), message });
+        }
+        let lifetimes = [
+            ("claimTtlSeconds", self.claim_ttl_seconds),
+            ("joinAcceptTimeoutSeconds", Some(self.join_accept_timeout_seconds)),
+        ];
+        for (field, secs) in lifetimes {
+            if let Some(Err(message)) = secs.map(|s| lifetime(&Value::from(s))) {
+                problems.push(FieldProblem { field: field.into(), message });
+            }
         }
         problems
     }
@@ -127,12 +160,24 @@ fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Changes {
         .collect()
 }
 
+/// JSON has one number type: `2.0` is the whole number 2 (JSON Schema's `integer` says so too,
+/// and a client's serializer may write it that way).
+pub fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64).map(|f| f as u64)
+    })
+}
+
 fn whole(value: &Value, low: u32, high: u32) -> Result<u32, String> {
-    value
-        .as_u64()
+    whole_number(value)
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| (low..=high).contains(n))
         .ok_or_else(|| format!("must be a whole number from {low} to {high}"))
+}
+
+/// Seconds within the bounds of a claim's lifetime.
+pub fn lifetime(value: &Value) -> Result<u32, String> {
+    whole(value, MIN_LIFETIME_SECS, MAX_LIFETIME_SECS)
 }
 
 /// A branch, tag or commit name as git accepts it, and nothing a shell or a URL could read
@@ -161,7 +206,39 @@ mod tests {
     use super::*;
 
     fn current() -> PoolSettings {
-        PoolSettings { min_idle: 3, max_total: 10, openclaw_ref: "v2026.2.1".into() }
+        PoolSettings {
+            min_idle: 3,
+            max_total: 10,
+            openclaw_ref: "v2026.2.1".into(),
+            claim_ttl_seconds: None,
+            join_accept_timeout_seconds: DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
+        }
+    }
+
+    #[test]
+    fn claim_lifetimes_are_bounded_and_null_turns_the_default_off() {
+        let on =
+            current().patched(&json!({ "claimTtlSeconds": 3600, "joinAcceptTimeoutSeconds": 60 })).unwrap();
+        assert_eq!((on.claim_ttl_seconds, on.join_accept_timeout_seconds), (Some(3600), 60));
+        let changes = on.changes_from(&current());
+        assert_eq!(changes["claimTtlSeconds"], FieldChange { old: Value::Null, new: json!(3600) });
+        let off = on.patched(&json!({ "claimTtlSeconds": null })).unwrap();
+        assert_eq!(off.claim_ttl_seconds, None);
+        for bad in [json!(59), json!(MAX_LIFETIME_SECS + 1), json!("1h"), json!(90.5)] {
+            let err = current().patched(&json!({ "claimTtlSeconds": bad })).unwrap_err();
+            assert_eq!(err.problems[0].field, "claimTtlSeconds", "{bad}");
+            let err = current().patched(&json!({ "joinAcceptTimeoutSeconds": bad })).unwrap_err();
+            assert_eq!(err.problems[0].field, "joinAcceptTimeoutSeconds", "{bad}");
+        }
+        assert!(current().patched(&json!({ "joinAcceptTimeoutSeconds": null })).is_err());
+    }
+
+    #[test]
+    fn a_document_stored_before_the_lifetimes_reads_with_their_defaults() {
+        let old: PoolSettings =
+            serde_json::from_value(json!({ "minIdle": 3, "maxTotal": 10, "openclawRef": "v2026.2.1" }))
+                .unwrap();
+        assert_eq!(old, current());
     }
 
     #[test]

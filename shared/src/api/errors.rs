@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 use super::Reply;
-use crate::engine::{ActionError, ClaimError, EngineError, Invalid};
+use crate::engine::{ActionError, ClaimError, EngineError, ExtendError, Invalid};
 use crate::store::StoreError;
 
 /// What a handler returns: the answer, or the error answer `?` turned a failure into.
@@ -51,6 +51,17 @@ impl From<ClaimError> for Reply {
             ClaimError::Failed(_) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
             ClaimError::KeyReused => Reply::error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
             ClaimError::Engine(err) => err.into(),
+        }
+    }
+}
+
+impl From<ExtendError> for Reply {
+    fn from(err: ExtendError) -> Reply {
+        match err {
+            ExtendError::Invalid(invalid) => invalid.into(),
+            ExtendError::NotFound => Reply::not_found("claim"),
+            ExtendError::NotLive => Reply::error(StatusCode::CONFLICT, err.to_string()),
+            ExtendError::Engine(err) => err.into(),
         }
     }
 }

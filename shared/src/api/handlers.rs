@@ -82,6 +82,20 @@ pub async fn claim_status(engine: &Engine, id: &str) -> Answer {
     Ok(Reply::ok(result))
 }
 
+/// `PATCH /api/pool/claims/{id}` `{"ttlSeconds": N}`: a live claim now expires N seconds from
+/// now (issue 15.4). Any other field is refused by name.
+pub async fn claim_update(engine: &Engine, id: &str, body: &[u8]) -> Answer {
+    let claim_id = Uuid::parse_str(id).map_err(|_| Reply::not_found("claim"))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Reply::bad_request("body", format!("not valid JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| Reply::bad_request("body", "must be a JSON object"))?;
+    if let Some(unknown) = object.keys().find(|k| *k != "ttlSeconds") {
+        return Err(Reply::bad_request(unknown, "is not a field of a claim update (only ttlSeconds)"));
+    }
+    let ttl = object.get("ttlSeconds").ok_or_else(|| Reply::bad_request("ttlSeconds", "is required"))?;
+    Ok(Reply::ok(engine.extend_claim(claim_id, ttl).await?))
+}
+
 /// The Node pool's `DELETE /api/pool/instances`: the ids of claimed instances, which its
 /// dashboard then recycled one by one.
 pub async fn claimed_ids(engine: &Engine) -> Answer {
@@ -208,19 +222,11 @@ fn count_field(body: &[u8], required: bool) -> Result<Option<u32>, Reply> {
     match object.get("count") {
         None | Some(Value::Null) if !required => Ok(None),
         None | Some(Value::Null) => Err(Reply::bad_request("count", "is required")),
-        Some(count) => match whole_number(count) {
+        Some(count) => match crate::settings::whole_number(count) {
             Some(n @ 1..=MAX_COUNT) => Ok(Some(n as u32)),
             _ => Err(Reply::bad_request("count", format!("must be a whole number from 1 to {MAX_COUNT}"))),
         },
     }
-}
-
-/// JSON has one number type: `2.0` is the whole number 2 (JSON Schema's `integer` says so too,
-/// and a client's serializer may write it that way).
-fn whole_number(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64).map(|f| f as u64)
-    })
 }
 
 /// `?limit=N` (1–500, default 50) of a feed.

@@ -73,6 +73,7 @@ impl Api {
             Route::AgentQr => agents::agent_qr(engine, id).await,
             Route::Claim => handlers::claim(engine, headers, body).await,
             Route::ClaimStatus => handlers::claim_status(engine, id).await,
+            Route::ClaimUpdate => handlers::claim_update(engine, id, body).await,
             Route::ClaimedIds => handlers::claimed_ids(engine).await,
             Route::Instance => handlers::instance(engine, id).await,
             Route::Recycle => handlers::recycle(engine, id).await,

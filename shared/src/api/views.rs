@@ -29,6 +29,9 @@ pub struct InstanceView<'a> {
     pub claimed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub status_changed_at: OffsetDateTime,
+    /// When the claim the instance serves expires; `None`: it does not (or no claim).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl<'a> From<&'a Instance> for InstanceView<'a> {
@@ -51,6 +54,7 @@ impl<'a> From<&'a Instance> for InstanceView<'a> {
             ready_at: i.ready_at,
             claimed_at: i.claimed_at,
             status_changed_at: i.status_changed_at,
+            expires_at: i.claim_expires_at,
         }
     }
 }

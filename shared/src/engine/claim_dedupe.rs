@@ -23,7 +23,12 @@ impl ClaimRequest {
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
             ));
         }
-        let fields = serde_json::json!([self.agent_name, self.instructions, self.join_url]);
+        // A lifetime joins the digest only when given, so a key's digest from before
+        // ttlSeconds existed still matches the same request.
+        let mut fields = serde_json::json!([self.agent_name, self.instructions, self.join_url]);
+        if let (Some(ttl), Some(fields)) = (self.ttl_seconds, fields.as_array_mut()) {
+            fields.push(ttl.into());
+        }
         let digest = Sha256::digest(fields.to_string().as_bytes());
         let digest = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.idempotency = Some(Idempotency { key: key.to_string(), digest });

@@ -22,6 +22,9 @@ pub struct ClaimResult {
     pub invite_slug: Option<String>,
     pub agent_name: String,
     pub error: Option<String>,
+    /// When the claim expires (or expired); `None`: never (issue 15.4).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
     /// The instance's public URL and its gateway token: only in the answer of the claim
     /// itself (a claim's status later carries neither). A recycle rotates the token, so it
     /// dies with the claim. Debug shows it redacted, so no log line carries it.
@@ -50,6 +53,7 @@ impl ClaimResult {
             invite_slug: None,
             agent_name,
             error: None,
+            expires_at: None,
             gateway_url: None,
             gateway_token: None,
         }
@@ -59,6 +63,11 @@ impl ClaimResult {
         self.invite_slug = invite_url.as_deref().and_then(invite_slug);
         self.conversation_id = conversation_id;
         self.invite_url = invite_url;
+        self
+    }
+
+    pub(super) fn with_expiry(mut self, expires_at: Option<time::OffsetDateTime>) -> Self {
+        self.expires_at = expires_at;
         self
     }
 
@@ -93,6 +102,7 @@ impl From<&Claim> for ClaimResult {
             ClaimResult::new(claim.id, claim.instance_id.clone(), claim.status, claim.agent_name.clone())
                 .with_invite(claim.conversation_id.clone(), claim.invite_url.clone());
         result.error = claim.error.clone();
+        result.expires_at = claim.expires_at;
         result
     }
 }

@@ -52,6 +52,8 @@ pub struct ClaimRequest {
     pub join_url: Option<String>,
     /// The client's Idempotency-Key and the digest of this request (claim_dedupe.rs).
     pub idempotency: Option<Idempotency>,
+    /// How long the claim lives (`ttlSeconds`); `None`: the pool's `claimTtlSeconds`, if set.
+    pub ttl_seconds: Option<u32>,
 }
 
 impl std::fmt::Debug for ClaimRequest {
@@ -60,12 +62,13 @@ impl std::fmt::Debug for ClaimRequest {
             .field("agent_name", &self.agent_name)
             .field("instructions_bytes", &self.instructions.len())
             .field("join_url", &self.join_url)
+            .field("ttl_seconds", &self.ttl_seconds)
             .finish()
     }
 }
 
 impl ClaimRequest {
-    /// Parses `{agentName, instructions, joinUrl?}`; every rule names its field.
+    /// Parses `{agentName, instructions, joinUrl?, ttlSeconds?}`; every rule names its field.
     pub fn from_json(body: &[u8], environment: PoolEnvironment) -> Result<Self, Invalid> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
@@ -80,7 +83,17 @@ impl ClaimRequest {
         let agent_name = string("agentName")?.ok_or_else(|| invalid("agentName", "is required"))?;
         let instructions = string("instructions")?.ok_or_else(|| invalid("instructions", "is required"))?;
         let join_url = string("joinUrl")?;
-        ClaimRequest::new(agent_name, instructions, join_url, environment)
+        let request = ClaimRequest::new(agent_name, instructions, join_url, environment)?;
+        match object.get("ttlSeconds") {
+            None | Some(serde_json::Value::Null) => Ok(request),
+            Some(ttl) => request.with_ttl(ttl),
+        }
+    }
+
+    /// This request expiring `ttl` seconds (60 s to 30 days) after it takes an instance.
+    pub fn with_ttl(mut self, ttl: &serde_json::Value) -> Result<Self, Invalid> {
+        self.ttl_seconds = Some(crate::settings::lifetime(ttl).map_err(|m| invalid("ttlSeconds", m))?);
+        Ok(self)
     }
 
     pub fn new(
@@ -114,7 +127,7 @@ impl ClaimRequest {
             None => None,
             Some(raw) => Some(check_join_url(&raw, environment)?),
         };
-        Ok(ClaimRequest { agent_name, instructions, join_url, idempotency: None })
+        Ok(ClaimRequest { agent_name, instructions, join_url, idempotency: None, ttl_seconds: None })
     }
 }
 
@@ -293,7 +306,8 @@ impl Engine {
                         );
                         let result = result
                             .with_invite(Some(created.conversation_id), Some(created.invite_url))
-                            .with_gateway(&instance);
+                            .with_gateway(&instance)
+                            .with_expiry(instance.claim_expires_at);
                         return Ok(ClaimOutcome::Done(result));
                     }
                     last_error =
@@ -438,6 +452,8 @@ impl Engine {
                 // The claim row exists: the retry updates it and keeps its key.
                 idempotency_key: None,
                 request_digest: None,
+                // ... and its expiry.
+                ttl: None,
             };
             if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? {
                 next.wait_until(Duration::ZERO).await?;
@@ -462,5 +478,6 @@ fn new_claim(id: Uuid, request: &ClaimRequest) -> NewClaim<'_> {
         join_url: request.join_url.as_deref(),
         idempotency_key: request.idempotency.as_ref().map(|i| i.key.as_str()),
         request_digest: request.idempotency.as_ref().map(|i| i.digest.as_str()),
+        ttl: request.ttl_seconds.map(|s| Duration::from_secs(s.into())),
     }
 }

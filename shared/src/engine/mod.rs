@@ -2,6 +2,7 @@
 //! (ARCHITECTURE §3–§6). It never builds HTTP responses; the api maps its results.
 
 mod claim_dedupe;
+mod claim_lifetime;
 mod claim_result;
 mod claiming;
 mod destroying;
@@ -35,6 +36,7 @@ use crate::store::{Store, StoreError};
 use lease::Leases;
 use naming::PoolNames;
 
+pub use claim_lifetime::{ExtendError, LifetimeReport};
 pub use claiming::{ClaimError, ClaimOutcome, ClaimRequest, ClaimResult, Idempotency, Invalid};
 pub use heartbeat::HeartbeatReport;
 pub use in_process::run_in_process;

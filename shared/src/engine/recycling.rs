@@ -9,7 +9,7 @@ use super::provisioning::secrets;
 use super::{Engine, EngineError, new_gateway_token};
 use crate::lifecycle::Reason;
 use crate::provider::{InstanceSecrets, ProviderError};
-use crate::store::{Change, Instance, Status, Step};
+use crate::store::{Change, ClaimEnd, Instance, Status, Step};
 
 impl Engine {
     /// Starts a recycle of the instance `lease` holds (or finds at rest): `false` when someone
@@ -21,13 +21,25 @@ impl Engine {
         reason: Reason,
         detail: Option<&str>,
     ) -> Result<bool, EngineError> {
+        self.begin_recycle_ending(lease, reason, detail, None).await
+    }
+
+    /// [`Engine::begin_recycle`] that also ends the claim the instance served, in the same
+    /// write (claim_lifetime.rs).
+    pub(super) async fn begin_recycle_ending(
+        &self,
+        lease: Lease<'_>,
+        reason: Reason,
+        detail: Option<&str>,
+        ends: Option<ClaimEnd>,
+    ) -> Result<bool, EngineError> {
         let first = if self.provider.capabilities().checkpoints {
             (Status::Recycling, Step::Restore)
         } else {
             (Status::Destroying, Step::Destroy)
         };
         let token = new_gateway_token();
-        lease.advance(Change::Recycle { first, token: &token, reason, detail }).await
+        lease.advance(Change::Recycle { first, token: &token, reason, detail, ends }).await
     }
 
     /// Restores an instance to its golden state and returns it to idle; one without a golden

@@ -6,6 +6,9 @@ use super::{Engine, EngineError};
 use crate::settings::{PoolSettings, SettingsInvalid};
 use crate::store::StoredSettings;
 
+/// The settings the environment seeds (`POOL_MIN_IDLE`, `POOL_MAX_TOTAL`, `OPENCLAW_GIT_REF`).
+const SEEDED_FIELDS: &[&str] = &["minIdle", "maxTotal", "openclawRef"];
+
 /// Attempts at a change that keeps losing the compare-and-set to other writers.
 const CHANGE_ATTEMPTS: usize = 5;
 
@@ -26,6 +29,8 @@ impl Engine {
             min_idle: self.settings.min_idle,
             max_total: self.settings.max_total,
             openclaw_ref: self.settings.openclaw_git_ref.clone(),
+            claim_ttl_seconds: None,
+            join_accept_timeout_seconds: crate::settings::DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
         }
     }
 
@@ -38,7 +43,10 @@ impl Engine {
     /// restart changes nothing, and the operator should hear why.
     pub async fn report_ignored_environment(&self) -> Result<(), EngineError> {
         let stored = self.pool_settings().await?;
-        for (field, change) in self.seed_settings().changes_from(&stored.settings) {
+        let changes = self.seed_settings().changes_from(&stored.settings);
+        // Only these come from the environment; the others have no variable to differ from.
+        let seeded = changes.iter().filter(|(field, _)| SEEDED_FIELDS.contains(&field.as_str()));
+        for (field, change) in seeded {
             tracing::warn!(
                 setting = %field,
                 stored = %change.old,

@@ -1,6 +1,7 @@
 //! The tick (ARCHITECTURE §6): re-drives due steps, destroys stuck provisioning, releases
-//! stale claims, acts on what a whole-pool listing shows (Railway), and refills. One tick at a
-//! time across every process, under its sweep lease.
+//! stale claims, ends expired claims and joins never accepted, acts on what a whole-pool
+//! listing shows (Railway), and refills. One tick at a time across every process, under its
+//! sweep lease.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct TickReport {
     pub stuck_destroyed: Vec<String>,
     pub stale_claims_released: Vec<String>,
     pub orphaned_claims_failed: usize,
+    /// Claims whose lifetime ran out and joins never accepted (claim_lifetime.rs).
+    pub lifetimes: super::LifetimeReport,
     /// What the provider's listing showed, where one call lists the whole pool (Railway).
     pub observed: Option<ObserveReport>,
     pub replenish: Option<Refill>,
@@ -71,6 +74,7 @@ impl Engine {
         }
         report.orphaned_claims_failed =
             self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
+        report.lifetimes = self.claim_lifetimes().await?;
         report.pruned = self.store.prune(self.settings.retention, self.settings.prune_batch).await?;
         if self.provider.capabilities().observing_list {
             report.observed = self.observe().await?;

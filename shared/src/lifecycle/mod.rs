@@ -85,6 +85,11 @@ text_enum! {
         BoundWhileIdle = "bound_while_idle",
         /// An operator asked for a recycle.
         Recycle = "recycle",
+        /// The claim's lifetime (its `ttlSeconds`, or the pool's `claimTtlSeconds`) ran out.
+        ClaimExpired = "claim_expired",
+        /// A join left waiting for the invite's creator longer than `joinAcceptTimeoutSeconds`,
+        /// and the gateway still reports no conversation.
+        JoinNotAccepted = "join_not_accepted",
         /// An operator asked for a destroy.
         Destroy = "destroy",
         /// An operator drained idle instances.

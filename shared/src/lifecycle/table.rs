@@ -37,8 +37,9 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (Some(Claiming), Some(Claimed), &[Created, Joined, WaitingForAcceptance]),
     (Some(Claiming), Some(Recycling), &[ClaimFailed, StaleClaim]),
     (Some(Claiming), Some(Destroying), &[ClaimFailed, StaleClaim, StepFailed, Destroy]),
-    (Some(Claimed), Some(Recycling), &[Recycle]),
-    (Some(Claimed), Some(Destroying), &[Recycle, Destroy]),
+    // The tick ends a claim whose lifetime ran out, or whose invite was never accepted.
+    (Some(Claimed), Some(Recycling), &[Recycle, ClaimExpired, JoinNotAccepted]),
+    (Some(Claimed), Some(Destroying), &[Recycle, Destroy, ClaimExpired, JoinNotAccepted]),
     (Some(Claimed), Some(Crashed), &[MachineGone, DeployDead, HeartbeatFailed]),
     (Some(Recycling), Some(Idle), &[Recycled]),
     (Some(Recycling), Some(Destroying), &[RecycleFailed, MachineGone, Destroy]),

@@ -12,6 +12,9 @@ crate::lifecycle::text_enum! {
         Joined = "joined",
         WaitingForAcceptance = "waiting_for_acceptance",
         Failed = "failed",
+        /// Its lifetime ran out, or its invite was never accepted: the tick recycled its
+        /// instance (issue 15.4).
+        Expired = "expired",
     }
 }
 
@@ -29,6 +32,8 @@ pub struct Claim {
     pub error: Option<String>,
     pub created_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// When the claim expires, or expired (issue 15.4); `None`: it never does.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Leaves out the instructions (user text).
@@ -51,6 +56,8 @@ pub struct NewClaim<'a> {
     /// The client's Idempotency-Key and the digest of its request (issue 15.5).
     pub idempotency_key: Option<&'a str>,
     pub request_digest: Option<&'a str>,
+    /// The request's own lifetime; `None`: the pool's `claimTtlSeconds`, if set.
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// A live claim found by its Idempotency-Key.
@@ -67,7 +74,7 @@ impl Store {
         let claim = sqlx::query_as!(
             Claim,
             r#"SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: _",
-                      attempts, conversation_id, invite_url, error, created_at, finished_at
+                      attempts, conversation_id, invite_url, error, created_at, finished_at, expires_at
                FROM claims WHERE id = $1"#,
             id,
         )
@@ -89,7 +96,8 @@ impl Store {
         .await?;
         let row = sqlx::query!(
             r#"SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: ClaimStatus",
-                      attempts, conversation_id, invite_url, error, created_at, finished_at, request_digest
+                      attempts, conversation_id, invite_url, error, created_at, finished_at, request_digest,
+                      expires_at
                FROM claims WHERE idempotency_key = $1 AND status <> 'failed'"#,
             key,
         )
@@ -109,6 +117,7 @@ impl Store {
                 error: r.error,
                 created_at: r.created_at,
                 finished_at: r.finished_at,
+                expires_at: r.expires_at,
             },
             request_digest: r.request_digest,
         }))
@@ -120,7 +129,7 @@ impl Store {
             Claim,
             r#"SELECT c.id, c.instance_id, c.agent_name, c.instructions, c.join_url,
                       c.status AS "status: _", c.attempts, c.conversation_id, c.invite_url, c.error,
-                      c.created_at, c.finished_at
+                      c.created_at, c.finished_at, c.expires_at
                FROM instances i JOIN claims c ON c.id = i.claim_id
                WHERE i.join_url = $1 AND i.status IN ('claiming', 'claimed')"#,
             join_url,
@@ -172,5 +181,16 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids)
+    }
+}
+
+/// The statement that takes an instance for a claim fails as a whole on the dedupe indexes
+/// (nothing is taken): which one says what the claim duplicates.
+pub(super) fn duplicate_claim(err: sqlx::Error) -> StoreError {
+    let index = err.as_database_error().filter(|e| e.is_unique_violation()).and_then(|e| e.constraint());
+    match index {
+        Some("claims_idempotency_key") => StoreError::DuplicateClaim("Idempotency-Key"),
+        Some("instances_live_join_url") => StoreError::DuplicateClaim("joinUrl"),
+        _ => StoreError::Database(err),
     }
 }

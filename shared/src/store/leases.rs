@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use uuid::Uuid;
 
+use super::claim_lifetime::ClaimEnd;
 use super::claims::{ClaimStatus, NewClaim};
 use super::{Instance, Reason, Status, Step, Store, StoreError, secs};
 
@@ -60,7 +61,14 @@ pub(crate) enum Change<'a> {
     Move { to: Status, step: Option<Step>, delay: Duration, reason: Reason, detail: Option<&'a str> },
     /// Forgets the tenant and starts a recycle at `first` with a new gateway token; the
     /// tenant's OpenRouter key and inbox become retired handles (issue 14.3).
-    Recycle { first: (Status, Step), token: &'a SecretString, reason: Reason, detail: Option<&'a str> },
+    /// `ends`: the claim the instance served ends too, in the same statement.
+    Recycle {
+        first: (Status, Step),
+        token: &'a SecretString,
+        reason: Reason,
+        detail: Option<&'a str>,
+        ends: Option<ClaimEnd>,
+    },
     /// A failed attempt: counted, kept for the dashboard, the same step retried after `delay`.
     Retry { step: Step, error: &'a str, delay: Duration },
     /// The row is deleted; its history stays.
@@ -129,7 +137,7 @@ impl Store {
                    last_heartbeat_at, sprite_created_at, created_at, ready_at, claimed_at,
                    status_changed_at, updated_at, openrouter_key_hash, openrouter_key AS "openrouter_key: _",
                    agentmail_inbox_id, openrouter_key_requested_at, agentmail_client_id,
-                   retired_openrouter_key_hash, retired_agentmail_inbox_id"#,
+                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at"#,
             id,
             owner,
             secs(ttl),
@@ -177,8 +185,8 @@ impl Store {
             Change::Move { to, step, delay, reason, detail } => {
                 self.move_to(fence, *to, *step, *delay, *reason, *detail).await
             }
-            Change::Recycle { first, token, reason, detail } => {
-                self.begin_recycle(fence, *first, token, *reason, *detail).await
+            Change::Recycle { first, token, reason, detail, ends } => {
+                self.begin_recycle(fence, *first, token, (*reason, *detail), *ends).await
             }
             Change::Retry { step, error, delay } => self.retry(fence, *step, error, *delay).await,
             Change::Remove { reason, detail } => self.remove(fence, *reason, *detail).await,
@@ -249,8 +257,8 @@ impl Store {
         fence: &Fence,
         (to, step): (Status, Step),
         token: &SecretString,
-        reason: Reason,
-        detail: Option<&str>,
+        (reason, detail): (Reason, Option<&str>),
+        ends: Option<ClaimEnd>,
     ) -> Result<bool, StoreError> {
         let moved = sqlx::query_scalar!(
             r#"WITH moved AS (
@@ -264,15 +272,20 @@ impl Store {
                        retired_openrouter_key_hash = COALESCE(openrouter_key_hash, retired_openrouter_key_hash),
                        openrouter_key_hash = NULL, openrouter_key = NULL,
                        retired_agentmail_inbox_id = COALESCE(agentmail_inbox_id, retired_agentmail_inbox_id),
-                       agentmail_inbox_id = NULL, agentmail_client_id = NULL
+                       agentmail_inbox_id = NULL, agentmail_client_id = NULL, claim_expires_at = NULL
                    WHERE id = $1 AND status = $3
                      AND CASE WHEN $2::text IS NULL
                               THEN lease_expires_at IS NULL OR lease_expires_at < now()
                               ELSE lease_owner = $2 END
+                     AND ($9::uuid IS NULL OR claim_id = $9)
+                     AND (NOT $11 OR claim_expires_at <= now())
                    RETURNING id
                ), logged AS (
                    INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
                    SELECT id, $3, $5, $6, $7, $8 FROM moved
+               ), ended AS (
+                   UPDATE claims SET status = $10, error = $8, finished_at = COALESCE(finished_at, now())
+                   WHERE id = $9 AND EXISTS (SELECT 1 FROM moved)
                )
                SELECT EXISTS (SELECT 1 FROM moved) AS "moved!""#,
             fence.id,
@@ -283,6 +296,9 @@ impl Store {
             step.as_str(),
             reason.as_str(),
             detail,
+            ends.map(|e| e.claim_id),
+            ends.map(|e| e.status.as_str()),
+            ends.is_some_and(|e| e.only_if_expired),
         )
         .fetch_one(&self.pool)
         .await?;
@@ -360,13 +376,22 @@ impl Store {
     ) -> Result<Option<(Fence, Instance)>, StoreError> {
         let instance = sqlx::query_as!(
             Instance,
-            r#"WITH taken AS (
+            r#"WITH lifetime AS (
+                   -- A later attempt keeps the claim's expiry; a first one takes the request's
+                   -- ttlSeconds, else the pool's claimTtlSeconds, else none.
+                   SELECT CASE WHEN EXISTS (SELECT 1 FROM claims WHERE id = $4)
+                               THEN (SELECT expires_at FROM claims WHERE id = $4)
+                               ELSE now() + make_interval(secs => COALESCE($10::float8,
+                                   (SELECT (document->>'claimTtlSeconds')::float8
+                                    FROM pool_settings WHERE id)))
+                          END AS expires_at
+               ), taken AS (
                    UPDATE instances SET
                        status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
                        lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
                        next_run_at = now(), step_started_at = now(), status_changed_at = now(),
                        updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
-                       join_url = $7
+                       join_url = $7, claim_expires_at = (SELECT expires_at FROM lifetime)
                    WHERE id = COALESCE(
                        (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
                         ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
@@ -376,7 +401,7 @@ impl Store {
                ), recorded AS (
                    INSERT INTO claims
                        (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at,
-                        idempotency_key, request_digest)
+                        idempotency_key, request_digest, expires_at)
                    -- A refused claim keeps no instructions: only what explains the 503. Nor
                    -- its key: a retry after the 503 may take an instance.
                    SELECT $4, $5, CASE WHEN taken.id IS NULL THEN '' ELSE $6 END, $7,
@@ -385,7 +410,7 @@ impl Store {
                           taken.id,
                           CASE WHEN taken.id IS NULL THEN 'no idle instance' END,
                           CASE WHEN taken.id IS NULL THEN now() END,
-                          CASE WHEN taken.id IS NULL THEN NULL ELSE $8 END, $9
+                          CASE WHEN taken.id IS NULL THEN NULL ELSE $8 END, $9, taken.claim_expires_at
                    FROM (VALUES (1)) AS one (x) LEFT JOIN taken ON true
                    ON CONFLICT (id) DO UPDATE
                        SET instance_id = EXCLUDED.instance_id, attempts = claims.attempts + 1
@@ -406,7 +431,7 @@ impl Store {
                       status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
                       openrouter_key_hash, openrouter_key AS "openrouter_key: _", agentmail_inbox_id,
                       openrouter_key_requested_at, agentmail_client_id,
-                      retired_openrouter_key_hash, retired_agentmail_inbox_id
+                      retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at
                FROM taken"#,
             owner,
             secs(ttl),
@@ -417,10 +442,11 @@ impl Store {
             claim.join_url,
             claim.idempotency_key,
             claim.request_digest,
+            claim.ttl.map(secs),
         )
         .fetch_optional(&self.pool)
         .await
-        .map_err(duplicate_claim)?;
+        .map_err(super::claims::duplicate_claim)?;
         Ok(instance.map(|i| (Fence::held(i.id.clone(), owner, Status::Claiming), i)))
     }
 
@@ -460,16 +486,5 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(moved)
-    }
-}
-
-/// The statement that takes an instance for a claim fails as a whole on the dedupe indexes
-/// (nothing is taken): which one says what the claim duplicates.
-fn duplicate_claim(err: sqlx::Error) -> StoreError {
-    let index = err.as_database_error().filter(|e| e.is_unique_violation()).and_then(|e| e.constraint());
-    match index {
-        Some("claims_idempotency_key") => StoreError::DuplicateClaim("Idempotency-Key"),
-        Some("instances_live_join_url") => StoreError::DuplicateClaim("joinUrl"),
-        _ => StoreError::Database(err),
     }
 }

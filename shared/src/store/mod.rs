@@ -6,6 +6,7 @@
 //! zero rows touched means someone else moved the row first: the caller drops its result.
 
 mod agents;
+mod claim_lifetime;
 mod claims;
 mod events;
 mod heartbeats;
@@ -26,6 +27,8 @@ use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
 pub use agents::{Agent, AgentsAfter};
+pub(crate) use claim_lifetime::ClaimEnd;
+pub use claim_lifetime::{Extended, LifetimeTarget};
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::Event;
 pub use heartbeats::HeartbeatTarget;
@@ -213,6 +216,8 @@ pub struct Instance {
     /// The previous tenant's key and inbox, until a recycle's rotation deleted them.
     pub retired_openrouter_key_hash: Option<String>,
     pub retired_agentmail_inbox_id: Option<String>,
+    /// When the claim this instance serves expires (issue 15.4); `None`: it does not.
+    pub claim_expires_at: Option<OffsetDateTime>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.

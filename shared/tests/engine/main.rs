@@ -9,6 +9,7 @@ mod breaker;
 mod claim;
 mod claim_dedupe;
 mod claim_failover;
+mod claim_lifetime;
 mod drain;
 mod durability;
 mod eventbridge;

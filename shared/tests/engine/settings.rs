@@ -15,7 +15,16 @@ async fn the_environment_seeds_the_settings_once(db: PgPool) {
     let pool = pool(db).await;
     let shown = get(&pool.api, "/api/pool/settings").await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
-    assert_eq!(shown.body["settings"], json!({ "minIdle": 0, "maxTotal": 10, "openclawRef": "staging" }));
+    assert_eq!(
+        shown.body["settings"],
+        json!({
+            "minIdle": 0,
+            "maxTotal": 10,
+            "openclawRef": "staging",
+            "claimTtlSeconds": null,
+            "joinAcceptTimeoutSeconds": 3600,
+        })
+    );
     assert_eq!(shown.body["updatedBy"], "environment");
     assert_eq!(shown.body["history"][0]["kind"], "settings");
     assert_eq!(shown.body["history"][0]["detail"]["seeded"]["maxTotal"], 10);
