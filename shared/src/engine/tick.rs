@@ -22,6 +22,8 @@ pub struct TickReport {
     pub orphaned_claims_failed: usize,
     /// What the provider's listing showed, where one call lists the whole pool (Railway).
     pub observed: Option<ObserveReport>,
+    /// The version rollout's pass (engine/rollout.rs).
+    pub rollout: Option<super::RolloutReport>,
     pub replenish: Option<Refill>,
     /// Finished claims and history lines past the retention period, deleted this tick.
     pub pruned: Pruned,
@@ -79,6 +81,7 @@ impl Engine {
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
         self.leases.hand_on(&due).await;
+        report.rollout = Some(self.roll_out().await?);
         report.replenish = Some(self.replenish().await?);
         Ok(report)
     }

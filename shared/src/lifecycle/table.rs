@@ -31,20 +31,21 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (
         Some(Idle),
         Some(Destroying),
-        &[BoundWhileIdle, Recycle, Destroy, Drain, DeployDead, MachineGone, HeartbeatFailed],
+        &[BoundWhileIdle, Recycle, Destroy, Drain, DeployDead, MachineGone, HeartbeatFailed, Rollout],
     ),
     (Some(Idle), None, &[MachineGone]),
     (Some(Claiming), Some(Claimed), &[Created, Joined, WaitingForAcceptance]),
     (Some(Claiming), Some(Recycling), &[ClaimFailed, StaleClaim]),
     (Some(Claiming), Some(Destroying), &[ClaimFailed, StaleClaim, StepFailed, Destroy]),
     (Some(Claimed), Some(Recycling), &[Recycle]),
-    (Some(Claimed), Some(Destroying), &[Recycle, Destroy]),
+    // A stale instance released is rebuilt, not restored (engine/rollout.rs).
+    (Some(Claimed), Some(Destroying), &[Recycle, Destroy, Rollout]),
     (Some(Claimed), Some(Crashed), &[MachineGone, DeployDead, HeartbeatFailed]),
     (Some(Recycling), Some(Idle), &[Recycled]),
     (Some(Recycling), Some(Destroying), &[RecycleFailed, MachineGone, Destroy]),
     (Some(Recycling), None, &[MachineGone]),
     (Some(Crashed), Some(Recycling), &[Recycle]),
-    (Some(Crashed), Some(Destroying), &[Recycle, Destroy]),
+    (Some(Crashed), Some(Destroying), &[Recycle, Destroy, Rollout]),
     (Some(Destroying), None, &[Destroyed, MachineGone]),
 ];
 
