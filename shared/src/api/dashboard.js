@@ -256,6 +256,16 @@
   }
 
   // ---- Breaker -----------------------------------------------------------------------------
+  // Version rollout (issue 15.3): "7 of 10 current", and what is still to do.
+  function renderRollout(rollout) {
+    if (!rollout) { setText($("rollout"), ""); return; }
+    var text = "Version " + rollout.desired + ": " + rollout.current + " of " + rollout.total + " current";
+    if (rollout.stale > 0) {
+      text += " · rolling out (" + rollout.staleIdle + " idle to replace, " + (rollout.stale - rollout.staleIdle) + " others replaced when released or idle)";
+    }
+    setText($("rollout"), text);
+  }
+
   function renderBreaker(breaker) {
     var box = $("breaker");
     var until = breaker && breaker.openUntil ? Date.parse(breaker.openUntil) : NaN;
@@ -515,6 +525,7 @@
         setText($("pool-id"), s.poolId ? "pool " + s.poolId : "");
         renderCounts(s.counts || {});
         renderBreaker(s.breaker);
+        renderRollout(s.rollout);
         renderInstances(s.instances || []);
         setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal);
         renderSettings(s.settings);

@@ -203,6 +203,7 @@ pub async fn status(engine: &Engine) -> Answer {
         "maxTotal": pool.max_total,
         "settings": pool.settings,
         "breaker": pool.breaker,
+        "rollout": pool.rollout,
         "instances": views,
     })))
 }

@@ -20,6 +20,8 @@ pub struct PoolStatus {
     /// The settings in force (issue 15.1), with who changed them last.
     pub settings: crate::store::StoredSettings,
     pub breaker: Breaker,
+    /// Version rollout progress (issue 15.3).
+    pub rollout: super::RolloutStatus,
 }
 
 /// Why an operator action on one instance was refused.
@@ -59,6 +61,7 @@ impl Engine {
             max_total: settings.settings.max_total,
             settings,
             breaker: self.store.breaker().await?,
+            rollout: self.rollout_status().await?,
         })
     }
 }

@@ -29,8 +29,9 @@ impl Engine {
     /// One round trip to the store (the `pool_refill` function, which writes each new row and
     /// its `new -> provisioning` history line), then the new instances' first steps are handed
     /// to the chain.
-    async fn refill(&self, count: Option<u32>) -> Result<ReplenishReport, EngineError> {
+    pub(super) async fn refill(&self, count: Option<u32>) -> Result<ReplenishReport, EngineError> {
         let settings = &self.settings;
+        let build = self.build_suffix();
         let ask = RefillAsk {
             max_total: settings.max_total.into(),
             min_idle: settings.min_idle.into(),
@@ -39,6 +40,7 @@ impl Engine {
             provider: self.provider.kind(),
             openclaw_git_ref: &settings.openclaw_git_ref,
             reason: Reason::Replenish.as_str(),
+            build: &build,
         };
         let names = self.names().await?;
         let candidates: Vec<NewInstance> = (0..ask.most())

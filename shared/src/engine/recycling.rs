@@ -2,10 +2,12 @@
 //! forgetting the tenant (a new gateway token, the conversation and resources dropped) and
 //! runs restore, rotate_resources, rotate_token, then the readiness steps of provisioning.
 
+use super::destroying::to_destroying;
 use super::lease::Lease;
 use super::outcome::Outcome;
 use super::pool::ActionError;
 use super::provisioning::secrets;
+use super::rollout::REBUILD_DETAIL;
 use super::{Engine, EngineError, new_gateway_token};
 use crate::lifecycle::Reason;
 use crate::provider::{InstanceSecrets, ProviderError};
@@ -49,10 +51,21 @@ impl Engine {
         if !matches!(instance.status, Status::Claimed | Status::Crashed | Status::Idle) {
             return Err(ActionError::WrongStatus(instance.status));
         }
+        let lease = self.leases.at_rest(id, instance.status);
+        // Restoring would bring back the old build: a stale instance is rebuilt instead (the
+        // tick's refill starts a current one).
+        if self.is_stale(id).await? {
+            if let Some(setting) = self.unreleasable(&instance) {
+                return Err(ActionError::MissingSetting(setting));
+            }
+            if !lease.advance(to_destroying(Reason::Rollout, Some(REBUILD_DETAIL))).await? {
+                return Err(ActionError::Busy(instance.status));
+            }
+            return Ok(Status::Destroying);
+        }
         if instance.golden_checkpoint_id.is_none() {
             return self.destroy(id).await;
         }
-        let lease = self.leases.at_rest(id, instance.status);
         if !self.begin_recycle(lease, Reason::Recycle, None).await? {
             return Err(ActionError::Busy(instance.status));
         }

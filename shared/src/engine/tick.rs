@@ -25,6 +25,8 @@ pub struct TickReport {
     pub lifetimes: super::LifetimeReport,
     /// What the provider's listing showed, where one call lists the whole pool (Railway).
     pub observed: Option<ObserveReport>,
+    /// The version rollout's pass (engine/rollout.rs).
+    pub rollout: Option<super::RolloutReport>,
     pub replenish: Option<Refill>,
     /// Finished claims and history lines past the retention period, deleted this tick.
     pub pruned: Pruned,
@@ -83,6 +85,7 @@ impl Engine {
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
         self.leases.hand_on(&due).await;
+        report.rollout = Some(self.roll_out().await?);
         report.replenish = Some(self.replenish().await?);
         Ok(report)
     }

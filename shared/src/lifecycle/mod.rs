@@ -94,6 +94,9 @@ text_enum! {
         Destroy = "destroy",
         /// An operator drained idle instances.
         Drain = "drain",
+        /// Built from a version other than the desired one: replaced (engine/rollout.rs). The
+        /// webhook outbox announces reasons starting with `rollout` as `instance.rollout`.
+        Rollout = "rollout",
         /// Provisioning for longer than the stuck timeout.
         Stuck = "stuck",
         /// Reconcile found the machine gone.

@@ -31,7 +31,7 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (
         Some(Idle),
         Some(Destroying),
-        &[BoundWhileIdle, Recycle, Destroy, Drain, DeployDead, MachineGone, HeartbeatFailed],
+        &[BoundWhileIdle, Recycle, Destroy, Drain, DeployDead, MachineGone, HeartbeatFailed, Rollout],
     ),
     (Some(Idle), None, &[MachineGone]),
     (Some(Claiming), Some(Claimed), &[Created, Joined, WaitingForAcceptance]),
@@ -39,13 +39,14 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (Some(Claiming), Some(Destroying), &[ClaimFailed, StaleClaim, StepFailed, Destroy]),
     // The tick ends a claim whose lifetime ran out, or whose invite was never accepted.
     (Some(Claimed), Some(Recycling), &[Recycle, ClaimExpired, JoinNotAccepted]),
-    (Some(Claimed), Some(Destroying), &[Recycle, Destroy, ClaimExpired, JoinNotAccepted]),
+    // A stale instance released is rebuilt, not restored (engine/rollout.rs).
+    (Some(Claimed), Some(Destroying), &[Recycle, Destroy, ClaimExpired, JoinNotAccepted, Rollout]),
     (Some(Claimed), Some(Crashed), &[MachineGone, DeployDead, HeartbeatFailed]),
     (Some(Recycling), Some(Idle), &[Recycled]),
     (Some(Recycling), Some(Destroying), &[RecycleFailed, MachineGone, Destroy]),
     (Some(Recycling), None, &[MachineGone]),
     (Some(Crashed), Some(Recycling), &[Recycle]),
-    (Some(Crashed), Some(Destroying), &[Recycle, Destroy]),
+    (Some(Crashed), Some(Destroying), &[Recycle, Destroy, Rollout]),
     (Some(Destroying), None, &[Destroyed, MachineGone]),
 ];
 

@@ -99,6 +99,13 @@ pub trait Provider: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// What, besides the OpenClaw ref, an instance this process builds is made of (the setup
+    /// script's digest, the runtime image): part of its version (engine/rollout.rs), so a
+    /// deploy that changes it rolls the pool.
+    fn build_identity(&self) -> String {
+        String::new()
+    }
+
     /// Creates the machine with a public URL, or adopts the one of that name (a retry after a
     /// lost answer finds its own earlier success).
     async fn create(&self, name: &str) -> Result<Machine, ProviderError>;

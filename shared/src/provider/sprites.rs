@@ -135,6 +135,13 @@ impl Provider for SpritesProvider {
         "sprites"
     }
 
+    fn build_identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(SETUP_SCRIPT_BODY.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("setup:{hex}")
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities { install: true, checkpoints: true, observing_list: false }
     }

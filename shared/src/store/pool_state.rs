@@ -103,6 +103,8 @@ pub(crate) struct RefillAsk<'a> {
     pub provider: &'a str,
     pub openclaw_git_ref: &'a str,
     pub reason: &'a str,
+    /// What follows the ref in each new row's version (engine/rollout.rs).
+    pub build: &'a str,
 }
 
 impl RefillAsk<'_> {
@@ -130,7 +132,7 @@ impl Store {
         let row = sqlx::query!(
             r#"SELECT warm AS "warm!", total AS "total?", breaker_open AS "breaker_open!",
                       created AS "created!"
-               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
             ask.max_total,
             ask.min_idle,
             ask.batch,
@@ -141,6 +143,7 @@ impl Store {
             ask.provider,
             ask.openclaw_git_ref,
             ask.reason,
+            ask.build,
         )
         .fetch_one(&self.pool)
         .await?;

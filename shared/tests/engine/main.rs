@@ -23,6 +23,7 @@ mod railway;
 mod reconcile;
 mod resources;
 mod retention;
+mod rollout;
 mod settings;
 mod ssm_secrets;
 mod startup_errors;

@@ -237,6 +237,10 @@ impl Provider for RailwayProvider {
         "railway"
     }
 
+    fn build_identity(&self) -> String {
+        format!("image:{}", self.settings.image)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities { install: false, checkpoints: false, observing_list: true }
     }
