@@ -152,12 +152,14 @@ async function watchResultHead() {
 async function fillJoin(name, instructions) {
   await page.locator(tid('launch-mode-join')).check();
   await page.locator(tid('launch-name')).fill(name);
-  await page.locator(tid('launch-join-url')).fill(JOIN_URL);
+  await page.locator(tid('launch-join-url')).fill(joinUrl(name));
   await page.locator(tid('launch-instructions')).fill(instructions);
 }
 // An invite the emulated convos CLI decodes (emulator/README.md: base64url of
 // `emulated-convos-invite:`…); a made-up slug is refused like on the real gateway.
-const JOIN_URL = `https://dev.convos.org/v2?i=${Buffer.from('emulated-convos-invite:browser-test').toString('base64url')}`;
+// One invite per join: the pool answers a second claim for an invite that a live agent already
+// serves with that agent's claim (issue 15.5).
+const joinUrl = (name) => `https://dev.convos.org/v2?i=${Buffer.from(`emulated-convos-invite:${name}`).toString('base64url')}`;
 const claimPost = (r) => r.url() === `${ORIGIN}/api/pool/claim` && r.request().method() === 'POST';
 
 function assertKeyNotInPage(html, where) {
