@@ -81,6 +81,9 @@ impl PoolSettings {
         let Value::Object(fields) = patch else {
             return Err(SettingsInvalid::one("body", "must be a JSON object of settings fields"));
         };
+        if fields.is_empty() {
+            return Err(SettingsInvalid::one("body", "names no setting to change"));
+        }
         let mut problems = Vec::new();
         let mut next = self.clone();
         for (name, value) in fields {
@@ -248,7 +251,8 @@ mod tests {
         let changes = next.changes_from(&current());
         assert_eq!(changes.len(), 1);
         assert_eq!(changes["minIdle"], FieldChange { old: json!(3), new: json!(5) });
-        assert!(current().patched(&json!({})).unwrap().changes_from(&current()).is_empty());
+        assert!(current().patched(&json!({ "minIdle": 3 })).unwrap().changes_from(&current()).is_empty());
+        assert_eq!(current().patched(&json!({})).unwrap_err().problems[0].field, "body");
     }
 
     #[test]

@@ -10,10 +10,10 @@
 #[allow(dead_code, unused_imports)]
 #[path = "engine/harness.rs"]
 mod harness;
+mod log_capture;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::ServiceExt;
@@ -28,34 +28,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use harness::{ANTHROPIC_KEY, API_KEY, Backend, Options, Pool, eventually, pool_with};
-
-/// Every line written by one of the two layers.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn writer(&self) -> impl Fn() -> CaptureWriter + Send + Sync + 'static {
-        let buffer = self.0.clone();
-        move || CaptureWriter(buffer.clone())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use log_capture::Capture;
 
 /// (JSON lines, readable lines), both at trace, installed once for the whole binary.
 static CAPTURES: LazyLock<(Capture, Capture)> = LazyLock::new(|| {

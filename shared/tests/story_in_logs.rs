@@ -9,9 +9,9 @@
 #[allow(dead_code, unused_imports)]
 #[path = "engine/harness.rs"]
 mod harness;
+mod log_capture;
 
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde_json::json;
@@ -27,43 +27,21 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use harness::{Options, eventually, pool_with};
+use log_capture::Capture;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The one line that has every one of `parts`.
-    fn line_with(&self, parts: &[&str]) -> String {
-        let text = self.text();
-        text.lines()
-            .find(|line| parts.iter().all(|part| line.contains(part)))
-            .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{text}"))
-            .to_string()
-    }
+/// The one line that has every one of `parts`.
+fn line_with(log: &Capture, parts: &[&str]) -> String {
+    let text = log.text();
+    text.lines()
+        .find(|line| parts.iter().all(|part| line.contains(part)))
+        .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{text}"))
+        .to_string()
 }
 
 static CAPTURE: LazyLock<Capture> = LazyLock::new(|| {
     let capture = Capture::default();
-    let buffer = capture.0.clone();
     tracing_subscriber::registry()
-        .with(readable_layer(EnvFilter::new(DEFAULT_FILTER), move || CaptureWriter(buffer.clone())))
+        .with(readable_layer(EnvFilter::new(DEFAULT_FILTER), capture.writer()))
         .try_init()
         .expect("the only subscriber of this binary");
     capture
@@ -79,25 +57,25 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
 
     pool.engine.change_pool_settings(&json!({ "maxTotal": 8 }), "poolctl:ops").await.unwrap();
-    log.line_with(&["settings changed", "poolctl:ops", "maxTotal", "\"old\":10", "\"new\":8"]);
+    line_with(log, &["settings changed", "poolctl:ops", "maxTotal", "\"old\":10", "\"new\":8"]);
 
     pool.provision(2).await;
-    log.line_with(&["replenish", "created=2"]);
+    line_with(log, &["replenish", "created=2"]);
     let idle =
-        log.line_with(&["status", "from=\"provisioning\"", "to=\"idle\"", "reason=provisioned", "ms="]);
+        line_with(log, &["status", "from=\"provisioning\"", "to=\"idle\"", "reason=provisioned", "ms="]);
     assert!(idle.contains("instance="), "{idle}");
 
     let request = ClaimRequest::new("Ada".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
     let ClaimOutcome::Done(claimed) = pool.engine.claim(request).await.unwrap() else { panic!("created") };
     let claim = claimed.claim_id.to_string();
     let instance = claimed.instance_id.clone().unwrap();
-    log.line_with(&["claim", &claim, "mode=\"create\"", "outcome=\"created\"", &instance, "ms="]);
-    log.line_with(&["status", &instance, "from=\"claiming\"", "to=\"claimed\"", "reason=created"]);
+    line_with(log, &["claim", &claim, "mode=\"create\"", "outcome=\"created\"", &instance, "ms="]);
+    line_with(log, &["status", &instance, "from=\"claiming\"", "to=\"claimed\"", "reason=created"]);
 
     pool.engine.recycle(&instance).await.unwrap();
     pool.settled_idle(2).await;
-    log.line_with(&["status", &instance, "from=\"claimed\"", "to=\"recycling\"", "reason=recycle"]);
-    log.line_with(&["status", &instance, "from=\"recycling\"", "to=\"idle\"", "reason=recycled"]);
+    line_with(log, &["status", &instance, "from=\"claimed\"", "to=\"recycling\"", "reason=recycle"]);
+    line_with(log, &["status", &instance, "from=\"recycling\"", "to=\"idle\"", "reason=recycled"]);
 
     // An agent whose machine vanished is marked crashed by reconcile: one line says so.
     let request = ClaimRequest::new("Bo".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
@@ -105,7 +83,7 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
     let lost = pool.instance(lost.instance_id.as_deref().unwrap()).await.unwrap();
     pool.kill_sprite(&lost.sprite_name).await;
     pool.engine.reconcile().await.unwrap();
-    log.line_with(&["status", &lost.id, "to=\"crashed\"", "reason=machine_gone"]);
+    line_with(log, &["status", &lost.id, "to=\"crashed\"", "reason=machine_gone"]);
 
     // Creation refused three times opens the breaker; the next instance that gets to idle
     // closes it. Each is one line.
@@ -132,7 +110,7 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
     let orphan = format!("{prefix}{}-orphan000001", pool.engine.pool_id().await.unwrap());
     pool.sprites_provider().create(&orphan).await.unwrap();
     pool.engine.reconcile().await.unwrap();
-    log.line_with(&["orphan deleted", &orphan]);
+    line_with(log, &["orphan deleted", &orphan]);
 
     // The main job's loops: one summary line per pass, saying what it did.
     let loop_task = tokio::spawn(run_forever(Sweep::Tick, Duration::from_millis(100), pool.engine.clone()));
