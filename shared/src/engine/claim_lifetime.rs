@@ -14,6 +14,7 @@ use super::claiming::{ClaimResult, Invalid, invalid};
 use super::{Engine, EngineError};
 use crate::gateway::GatewayStatus;
 use crate::lifecycle::Reason;
+use crate::settings::PoolSettings;
 use crate::store::{ClaimEnd, ClaimStatus, Extended, LifetimeTarget, Status};
 
 /// Instances each rule ends in one tick pass at most; the next pass takes the rest.
@@ -47,7 +48,10 @@ pub enum ExtendError {
 
 impl Engine {
     /// The tick's lifetime rules, each bounded to [`LIFETIME_BATCH`] instances a pass.
-    pub(super) async fn claim_lifetimes(&self) -> Result<LifetimeReport, EngineError> {
+    pub(super) async fn claim_lifetimes(
+        &self,
+        settings: &PoolSettings,
+    ) -> Result<LifetimeReport, EngineError> {
         let mut report = LifetimeReport::default();
         for target in self.store.expired_claims(LIFETIME_BATCH).await? {
             let ends =
@@ -56,7 +60,7 @@ impl Engine {
                 report.expired.push(target.id);
             }
         }
-        let timeout = self.pool_settings().await?.settings.join_accept_timeout_seconds;
+        let timeout = settings.join_accept_timeout_seconds;
         let waiting =
             self.store.unaccepted_joins(Duration::from_secs(timeout.into()), LIFETIME_BATCH).await?;
         let concurrency = self.settings.heartbeat_concurrency.max(1);

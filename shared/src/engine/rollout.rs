@@ -86,10 +86,9 @@ impl Engine {
 
     /// One rollout pass, from the tick: destroys the stale idle instances that current idle
     /// ones already replace, then starts replacements for the rest.
-    pub(super) async fn roll_out(&self) -> Result<RolloutReport, EngineError> {
-        let settings = self.pool_settings().await?.settings;
+    pub(super) async fn roll_out(&self, settings: &PoolSettings) -> Result<RolloutReport, EngineError> {
         let min_idle = i64::from(settings.min_idle);
-        let desired = self.version_for(&settings);
+        let desired = self.version_for(settings);
         let counts = self.store.version_counts(&desired).await?;
         let mut report = RolloutReport { desired, ..Default::default() };
         if counts.stale_idle() == 0 {

@@ -52,8 +52,9 @@ impl Engine {
 
     async fn tick_pass(&self) -> Result<TickReport, EngineError> {
         let mut report = TickReport::default();
-        // The first tick of a new pool stores the environment's settings (engine/settings.rs).
-        self.pool_settings().await?;
+        // Read once for the whole pass; the first tick of a new pool stores the environment's
+        // settings (engine/settings.rs).
+        let settings = self.pool_settings().await?.settings;
         for id in self.store.lingering(Status::Provisioning, self.settings.stuck_timeout).await? {
             let detail = format!("provisioning longer than {} s", self.settings.stuck_timeout.as_secs());
             let lease = self.leases.at_rest(&id, Status::Provisioning);
@@ -76,7 +77,7 @@ impl Engine {
         }
         report.orphaned_claims_failed =
             self.store.fail_orphaned_claims(self.settings.claim_stale).await?.len();
-        report.lifetimes = self.claim_lifetimes().await?;
+        report.lifetimes = self.claim_lifetimes(&settings).await?;
         report.pruned = self.store.prune(self.settings.retention, self.settings.prune_batch).await?;
         if self.provider.capabilities().observing_list {
             report.observed = self.observe().await?;
@@ -85,7 +86,7 @@ impl Engine {
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
         self.leases.hand_on(&due).await;
-        report.rollout = Some(self.roll_out().await?);
+        report.rollout = Some(self.roll_out(&settings).await?);
         report.replenish = Some(self.replenish().await?);
         Ok(report)
     }
