@@ -86,20 +86,21 @@ impl Store {
     /// The live claim holding `key`, if made within the last 24 hours. An older one lets go of
     /// its key here, so the key can start a new claim.
     pub(crate) async fn claim_by_key(&self, key: &str) -> Result<Option<KeyedClaim>, StoreError> {
-        sqlx::query!(
-            "UPDATE claims SET idempotency_key = NULL
-             WHERE idempotency_key = $1 AND created_at < now() - make_interval(secs => $2)",
-            key,
-            KEY_WINDOW_SECS,
-        )
-        .execute(&self.pool)
-        .await?;
+        // One round trip: the statement releases the key of an older claim and, seeing the
+        // table as it was before, answers only with a claim inside the window.
         let row = sqlx::query!(
-            r#"SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: ClaimStatus",
+            r#"WITH released AS (
+                   UPDATE claims SET idempotency_key = NULL
+                   WHERE idempotency_key = $1 AND created_at < now() - make_interval(secs => $2)
+               )
+               SELECT id, instance_id, agent_name, instructions, join_url, status AS "status: ClaimStatus",
                       attempts, conversation_id, invite_url, error, created_at, finished_at, request_digest,
                       expires_at
-               FROM claims WHERE idempotency_key = $1 AND status <> 'failed'"#,
+               FROM claims
+               WHERE idempotency_key = $1 AND status <> 'failed'
+                 AND created_at >= now() - make_interval(secs => $2)"#,
             key,
+            KEY_WINDOW_SECS,
         )
         .fetch_optional(&self.pool)
         .await?;
