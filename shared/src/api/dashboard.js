@@ -527,7 +527,9 @@
         renderBreaker(s.breaker);
         renderRollout(s.rollout);
         renderInstances(s.instances || []);
-        setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal);
+        var r = s.running, awake = r ? r.busy + r.hotIdle + r.dozingIdle : null;
+        setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal +
+          (r ? " · " + awake + " running, " + r.sleepingIdle + " idle asleep" : ""));
         renderSettings(s.settings);
       }));
       jobs.push(loadAgents());
@@ -712,7 +714,15 @@
 
   // ---- Settings (issue 15.1) ---------------------------------------------------------------
   // The form shows the stored settings unless the operator is editing it.
-  var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref" };
+  var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
+    hotIdle: "settings-hot-idle", maxRunning: "settings-max-running" };
+  // Left empty, these mean their unbounded default (null): every idle instance hot, no limit.
+  var NULLABLE = { hotIdle: true, maxRunning: true };
+  function settingValue(field, input) {
+    if (field === "openclawRef") return input.value.trim();
+    if (NULLABLE[field] && input.value.trim() === "") return null;
+    return Number(input.value);
+  }
   var shownSettings = null;
   function settingsEditing() {
     var form = $("settings-form");
@@ -723,7 +733,10 @@
     shownSettings = stored.settings;
     setText($("settings-meta"), "Revision " + stored.revision + " · last changed by " + stored.updatedBy + " " + since(stored.updatedAt) + " ago");
     if (settingsEditing()) return;
-    Object.keys(SETTINGS_FIELDS).forEach(function (field) { $(SETTINGS_FIELDS[field]).value = stored.settings[field]; });
+    Object.keys(SETTINGS_FIELDS).forEach(function (field) {
+      var value = stored.settings[field];
+      $(SETTINGS_FIELDS[field]).value = value == null ? "" : value;
+    });
   }
   function settingsMessage(text, bad) {
     var box = $("settings-msg");
@@ -737,7 +750,7 @@
     Object.keys(SETTINGS_FIELDS).forEach(function (field) {
       var input = $(SETTINGS_FIELDS[field]);
       input.removeAttribute("aria-invalid");
-      var value = field === "openclawRef" ? input.value.trim() : Number(input.value);
+      var value = settingValue(field, input);
       if (!shownSettings || value !== shownSettings[field]) {
         patch[field] = value;
         changed.push(field + " " + (shownSettings ? shownSettings[field] : "?") + " → " + value);

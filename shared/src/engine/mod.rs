@@ -7,6 +7,7 @@ mod claim_result;
 mod claiming;
 mod destroying;
 mod heartbeat;
+mod hibernation;
 mod in_process;
 mod inspect;
 mod lease;
@@ -108,6 +109,13 @@ pub struct EngineSettings {
     pub prune_batch: i64,
     /// How long after a claim the 503 tells the caller to come back.
     pub retry_after: Duration,
+    /// How long a Sprite stays running after its last request (reference §8: ~30 s). The pool
+    /// counts an idle instance it touched more recently as running, and one it touched longer
+    /// ago as asleep: it is verified before it is handed out (hibernation.rs).
+    pub sprite_idle_pause: Duration,
+    /// The most a health check of a sleeping instance waits for it to wake and its gateway to
+    /// boot again (a cold wake restarts services).
+    pub wake_budget: Duration,
 }
 
 impl EngineSettings {
@@ -145,6 +153,8 @@ impl EngineSettings {
             retention: config.retention,
             prune_batch: 1000,
             retry_after: Duration::from_secs(30),
+            sprite_idle_pause: Duration::from_secs(30),
+            wake_budget: Duration::from_secs(60),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct PoolStatus {
     pub breaker: Breaker,
     /// Version rollout progress (issue 15.3).
     pub rollout: super::RolloutStatus,
+    /// Machines running and asleep, as the pool counts them (issue 17).
+    pub running: crate::store::Running,
 }
 
 /// Why an operator action on one instance was refused.
@@ -62,6 +64,7 @@ impl Engine {
             settings,
             breaker: self.store.breaker().await?,
             rollout: self.rollout_status().await?,
+            running: self.store.running(self.settings.sprite_idle_pause).await?,
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct TickReport {
     pub observed: Option<ObserveReport>,
     /// The version rollout's pass (engine/rollout.rs).
     pub rollout: Option<super::RolloutReport>,
+    /// Idle instances woken to restore `hotIdle` (hibernation.rs).
+    pub woken: usize,
     pub replenish: Option<Refill>,
     /// Finished claims and history lines past the retention period, deleted this tick.
     pub pruned: Pruned,
@@ -87,6 +89,9 @@ impl Engine {
         report.redriven = due.len();
         self.leases.hand_on(&due).await;
         report.rollout = Some(self.roll_out(&settings).await?);
+        // Idle instances beyond `hotIdle` are let go to sleep first, so under `maxRunning`
+        // the place they free can go to a new one (hibernation.rs).
+        report.woken = self.keep_hot().await?;
         report.replenish = Some(self.replenish().await?);
         Ok(report)
     }

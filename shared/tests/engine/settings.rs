@@ -23,6 +23,9 @@ async fn the_environment_seeds_the_settings_once(db: PgPool) {
             "openclawRef": "staging",
             "claimTtlSeconds": null,
             "joinAcceptTimeoutSeconds": 3600,
+            "hotIdle": null,
+            "maxRunning": null,
+            "sleepingCheckSeconds": 1800,
         })
     );
     assert_eq!(shown.body["updatedBy"], "environment");
