@@ -119,6 +119,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let route = Route::of(&rest);
+    let _serving = InFlight::enter(&app, &name);
     let url_auth = app.world().sprites.get(&name).map(|s| s.url_auth.clone());
     // `sprite` auth: the proxy wants the org token; the request then reaches the gateway as is.
     let authorized = match url_auth.as_deref() {
@@ -145,6 +146,31 @@ async fn handle(
         (host, pool_key)
     };
     serve(&app, &host, route, pool_key.as_deref(), &method, &headers, &body).await
+}
+
+/// A request to a Sprite's URL from arrival to answer: while any is open the Sprite does not
+/// pause, and its idle pause counts from the last answer.
+struct InFlight {
+    app: App,
+    name: String,
+}
+
+impl InFlight {
+    fn enter(app: &App, name: &str) -> InFlight {
+        if let Some(sprite) = app.world().sprites.get_mut(name) {
+            sprite.in_flight += 1;
+        }
+        InFlight { app: app.clone(), name: name.to_string() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(sprite) = self.app.world().sprites.get_mut(&self.name) {
+            sprite.in_flight = sprite.in_flight.saturating_sub(1);
+            sprite.touch();
+        }
+    }
 }
 
 /// The gateway once the request reached it (it is up), in the real gateway's order (§7): paths

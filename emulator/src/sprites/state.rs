@@ -184,6 +184,8 @@ pub struct Sprite {
     /// it (a slow join) does not land on the new environment.
     pub boot_epoch: u64,
     pub policy: Value,
+    /// Requests to its URL being served: the gateway is working on them, so it is not idle.
+    pub in_flight: u32,
 }
 
 impl Sprite {
@@ -210,6 +212,7 @@ impl Sprite {
             vm: Default::default(),
             boot_epoch: 0,
             policy: json!({"rules": []}),
+            in_flight: 0,
         }
     }
 
@@ -225,9 +228,10 @@ impl Sprite {
         }
     }
 
-    /// Whether something keeps it from pausing: a session whose client is attached.
+    /// Whether something keeps it from pausing: a session whose client is attached, or a
+    /// request to its URL still being answered (a gateway call that takes seconds is traffic).
     pub fn held(&self) -> bool {
-        self.sessions.values().any(|s| s.attached)
+        self.in_flight > 0 || self.sessions.values().any(|s| s.attached)
     }
 
     /// What a pause means inside: every exec session drops, its socket closing as on a
