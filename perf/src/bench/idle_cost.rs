@@ -1,13 +1,14 @@
 //! idle-cost (issue 17.4): what idle instances cost with hibernation. A pool of 10 idle runs
 //! for a simulated day with `hotIdle` = 10 (today: every idle instance pinged, so none ever
 //! sleeps), 3, 1 and 0, with a claim every N simulated minutes; the emulator's meter of
-//! running time (the billing proxy) gives running-hours per idle instance per day, and the
-//! claims their latency split by whether the instance taken was running, warm or cold.
+//! running time (the billing proxy) gives running-hours per idle instance per day. Then claims
+//! are timed on hot, warm and cold instances.
 //!
-//! Time is compressed by `scale`: every period the pool and the Sprites keep (idle pause, cold
-//! after, heartbeat and tick intervals, the sleeping check) is divided by it, while latencies
-//! (wake, gateway boot, gateway calls) stay real (emulator speed 1), so claim latencies are
-//! real-world figures and running time scales back by `scale`.
+//! The day is compressed by `scale`: every period (idle pause, cold after, heartbeat and tick
+//! intervals, the sleeping check) is divided by it and so is every latency (emulator speed
+//! 1/scale), so the run is the real day played faster and the meter scales back exactly.
+//! Claim latency is measured apart at real speed (speed 1, real wake and boot times), with
+//! the Sprite's state set up by waiting out its idle pause (2 s there) or its cold time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,9 +66,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             "$ / idle instance / month",
             "claims",
             "refused",
-            "hot p50/p99 ms",
-            "warm p50/p99 ms",
-            "cold p50/p99 ms",
+            "on hot / warm / cold",
         ],
     );
     let mut runs = Vec::new();
@@ -78,19 +77,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         if hot == IDLE {
             today = per_instance_day;
         }
-        let latency = |kind: &str| {
-            let s = &run["latency"][kind];
-            if s["n"].as_u64().unwrap_or(0) == 0 {
-                "-".to_string()
-            } else {
-                format!(
-                    "{}/{} (n={})",
-                    fmt(s["p50"].as_f64().unwrap_or(f64::NAN)),
-                    fmt(s["p99"].as_f64().unwrap_or(f64::NAN)),
-                    s["n"]
-                )
-            }
-        };
+        let kinds = &run["kinds"];
         table.row(vec![
             if hot == IDLE { format!("{hot} (today)") } else { hot.to_string() },
             fmt(per_instance_day),
@@ -98,12 +85,12 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             fmt(per_instance_day * 30.0 * DOLLARS_PER_RUNNING_HOUR),
             run["claims"].to_string(),
             run["refused"].to_string(),
-            latency("running"),
-            latency("warm"),
-            latency("cold"),
+            format!("{} / {} / {}", kinds["running"], kinds["warm"], kinds["cold"]),
         ]);
         runs.push(run);
     }
+    let samples = options.claims.unwrap_or(if options.quick { 3 } else { 10 });
+    let (latency_table, latency) = latencies(samples).await?;
     let notes = vec![
         format!(
             "Running time is the emulator's meter (GET /_emulator/lifecycle, total_running_ms, Sprites deleted included) \
@@ -116,21 +103,19 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             "Dollars: ${DOLLARS_PER_RUNNING_HOUR:.3} per running hour (8 vCPU x $0.0275 + 4 GB x $0.04375, sprites-docs \
              reference/billing.mdx and its rates), x 30 days; storage is billed the same in every run and left out."
         ),
-        "Claim latency is real (emulator speed 1: warm wake 100-500 ms, cold wake 1-2 s, gateway boot 2 s); the kind is \
-         the taken Sprite's power state just before the claim."
+        "On hot / warm / cold: the taken Sprite's power state just before each claim of the day. Claim latency: \
+         emulator speed 1 (gateway create 2.5 s, warm wake 100-500 ms, cold wake 1-2 s, gateway boot 2 s), hotIdle 1, \
+         a Sprite idle pause of 2 s: hot = claimed right after a heartbeat, warm = 3 s without one, cold = past the \
+         cold time."
             .into(),
     ];
-    Ok(Report {
-        tables: vec![table],
-        notes,
-        data: json!({ "runs": runs, "scale": plan.scale, "hours": plan.hours }),
-    })
+    let data = json!({ "runs": runs, "scale": plan.scale, "hours": plan.hours, "latency": latency });
+    Ok(Report { tables: vec![table, latency_table], notes, data })
 }
 
 async fn run_one(plan: &Plan, hot: u32) -> Result<Value, String> {
     let emulator = EmulatorConfig {
-        speed: 1.0,
-        setup_secs: 2.0,
+        speed: 1.0 / plan.scale,
         idle_pause_secs: IDLE_PAUSE / plan.scale,
         cold_after_secs: COLD_AFTER / plan.scale,
         ..EmulatorConfig::default()
@@ -164,28 +149,19 @@ async fn measure(stage: &Stage, plan: &Plan, hot: u32) -> Result<Value, String> 
     let started = Instant::now();
     let end = started + plan.real(plan.hours * 3600.0);
     let every = plan.real(plan.claim_every_mins * 60.0);
-    let mut latencies: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut kinds: HashMap<&'static str, u32> = HashMap::new();
     let (mut claims, mut refused) = (0u32, 0u32);
     let mut next = started + every;
     while next < end {
         tokio::time::sleep_until(next.into()).await;
         next += every;
         let before = lifecycle(stage).await?;
-        let began = Instant::now();
         let answer = engine.claim(request(claims)).await;
-        let took = ms(began.elapsed());
         claims += 1;
         match answer {
             Ok(ClaimOutcome::Done(result)) => {
                 let id = result.instance_id.unwrap_or_default();
-                let name = stage.store.instance(&id).await.map_err(|e| e.to_string())?.map(|i| i.sprite_name);
-                let power = name.and_then(|n| before["sprites"][&n]["status"].as_str().map(String::from));
-                let kind = match power.as_deref() {
-                    Some("warm") => "warm",
-                    Some("cold") => "cold",
-                    _ => "running",
-                };
-                latencies.entry(kind).or_default().push(took);
+                *kinds.entry(power_before(stage, &before, &id).await?).or_default() += 1;
                 // The agent leaves at once: the pool provisions its replacement.
                 engine.destroy(&id).await.map_err(|e| e.to_string())?;
             }
@@ -201,16 +177,96 @@ async fn measure(stage: &Stage, plan: &Plan, hot: u32) -> Result<Value, String> 
         - start["total_running_ms"].as_f64().unwrap_or(0.0);
     let simulated_hours = real_ms / 1000.0 * plan.scale / 3600.0;
     let days = plan.hours / 24.0;
-    let summary = |kind: &str| json!(summarize(latencies.get(kind).map_or(&[][..], |v| v.as_slice())));
+    let kind = |k: &str| kinds.get(k).copied().unwrap_or(0);
     Ok(json!({
         "hot_idle": hot,
         "running_hours": simulated_hours,
         "running_hours_per_instance_day": simulated_hours / f64::from(IDLE) / days,
         "claims": claims,
         "refused": refused,
-        "latency": { "running": summary("running"), "warm": summary("warm"), "cold": summary("cold") },
+        "kinds": { "running": kind("running"), "warm": kind("warm"), "cold": kind("cold") },
         "wall_secs": started.elapsed().as_secs_f64(),
     }))
+}
+
+/// What the Sprite of instance `id` was in `before` (a lifecycle snapshot): running, warm or cold.
+async fn power_before(stage: &Stage, before: &Value, id: &str) -> Result<&'static str, String> {
+    let name = stage.store.instance(id).await.map_err(|e| e.to_string())?.map(|i| i.sprite_name);
+    Ok(match name.and_then(|n| before["sprites"][&n]["status"].as_str().map(String::from)).as_deref() {
+        Some("warm") => "warm",
+        Some("cold") => "cold",
+        _ => "running",
+    })
+}
+
+/// Real-speed claim latency by the state of the Sprite taken: `samples` claims each on a hot,
+/// a warm and a cold instance (hotIdle 1, so the one claims take first is the hot one until
+/// the Sprites are left to pause).
+async fn latencies(samples: usize) -> Result<(Table, Value), String> {
+    const PAUSE: f64 = 2.0;
+    const COLD: f64 = 3.0;
+    let emulator = EmulatorConfig {
+        speed: 1.0,
+        setup_secs: 2.0,
+        idle_pause_secs: PAUSE,
+        cold_after_secs: COLD,
+        ..EmulatorConfig::default()
+    };
+    let stage = Stage::new("idle_cost_latency", emulator, 10).await?;
+    let result = async {
+        let mut settings = rig::bench_settings();
+        settings.sprite_idle_pause = Duration::from_secs_f64(PAUSE);
+        let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
+        let patch = json!({ "minIdle": 3, "maxTotal": 10, "hotIdle": 1 });
+        engine.change_pool_settings(&patch, "bench").await.map_err(|e| e.to_string())?;
+        stage.provision(&engine, 3, 3).await?;
+        let mut by_kind: HashMap<&'static str, Vec<f64>> = HashMap::new();
+        for n in 0..samples * 3 {
+            let (want, wait) = match n % 3 {
+                0 => ("running", 0.0),
+                1 => ("warm", PAUSE + 1.0),
+                _ => ("cold", PAUSE + COLD + 1.0),
+            };
+            rig::settled_idle(&stage.store, 3, Duration::from_secs(120)).await?;
+            engine.heartbeat().await.map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            let before = lifecycle(&stage).await?;
+            let began = Instant::now();
+            let answer = engine.claim(request(n as u32)).await;
+            let took = ms(began.elapsed());
+            let ClaimOutcome::Done(result) = answer.map_err(|e| format!("a {want} claim failed: {e}"))?
+            else {
+                return Err("a create claim answered 202".into());
+            };
+            let id = result.instance_id.unwrap_or_default();
+            let kind = power_before(&stage, &before, &id).await?;
+            by_kind.entry(kind).or_default().push(took);
+            engine.destroy(&id).await.map_err(|e| e.to_string())?;
+            engine.tick().await.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(by_kind)
+    }
+    .await;
+    stage.finish().await;
+    let by_kind = result?;
+    let mut table = Table::new(
+        "idle-cost: claim latency at real speed by the Sprite's state before the claim",
+        &["taken", "n", "p50 ms", "p99 ms", "max ms"],
+    );
+    let mut data = serde_json::Map::new();
+    for kind in ["running", "warm", "cold"] {
+        let summary = summarize(by_kind.get(kind).map_or(&[][..], |v| v.as_slice()));
+        let label = if kind == "running" { "hot (running)" } else { kind };
+        table.row(vec![
+            label.into(),
+            summary.n.to_string(),
+            fmt(summary.p50),
+            fmt(summary.p99),
+            fmt(summary.max),
+        ]);
+        data.insert(kind.into(), json!(summary));
+    }
+    Ok((table, Value::Object(data)))
 }
 
 fn request(n: u32) -> ClaimRequest {

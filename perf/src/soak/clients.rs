@@ -68,6 +68,8 @@ pub struct Ledger {
     pub destroy_requests: Mutex<BTreeMap<String, OffsetDateTime>>,
     pub recycle_requests: Mutex<BTreeMap<String, OffsetDateTime>>,
     pub failures: Mutex<Vec<String>>,
+    /// Every gateway token a claim answer handed out: none may appear in a log line.
+    pub gateway_tokens: Mutex<Vec<String>>,
 }
 
 impl Ledger {
@@ -131,6 +133,11 @@ impl Api {
         Ok((status, body))
     }
 
+    /// `PUT /api/pool/settings` as an operator would: the HTTP status and the answer.
+    pub async fn change_settings(&self, patch: Value) -> Result<(u16, Value), String> {
+        self.call(reqwest::Method::PUT, "/api/pool/settings", Some(patch)).await
+    }
+
     /// The operator's destroy (the settle phase removes crashed instances with it).
     pub async fn destroy(&self, id: &str) -> Result<u16, String> {
         self.call(reqwest::Method::DELETE, &format!("/api/pool/instances/{id}/destroy"), None)
@@ -168,7 +175,12 @@ pub async fn run_client(
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 None
             }
-            Ok((200, answer)) => grant_of(index, &answer),
+            Ok((200, answer)) => {
+                if let Some(token) = answer["gatewayToken"].as_str() {
+                    ledger.gateway_tokens.lock().expect("ledger").push(token.to_string());
+                }
+                grant_of(index, &answer)
+            }
             Ok((202, answer)) => {
                 stats.claims_accepted_202.fetch_add(1, Ordering::Relaxed);
                 follow(index, &api, &answer, &stats).await

@@ -21,6 +21,8 @@ mod clients;
 mod observe;
 mod railway;
 mod second_pool;
+mod secrets;
+mod steering;
 mod supervisor;
 mod worker;
 
@@ -45,6 +47,7 @@ use supervisor::Worker;
 use args::{IDLE_PAUSE, SPRITES_TIMEOUT, max_total};
 pub use args::{SoakArgs, WorkerArgs, gateway_timeouts, soak_settings};
 use observe::{counts, pending_claims, print_summary, snapshot, status_counts, wait_for};
+use steering::ROLLOUT_REF;
 pub use worker::run as run_worker;
 
 /// Runs the soak; `Ok(true)` when every check passed.
@@ -142,21 +145,26 @@ fn init_parent_log(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Plain-text logs at `RUST_LOG` (default info) to `writer`, for both soak processes.
+/// Readable logs at `RUST_LOG` (default trace: issue 14 wants the soak's logs at trace free of
+/// secrets) to `writer`, for both soak processes, through the layer every process logs with
+/// (its caps and its redaction), so the check tests what production writes.
 fn init_log<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG_FILTER));
+    let _ = tracing_subscriber::registry().with(shared::logging::readable_layer(filter, writer)).try_init();
 }
+
+/// The organisation's model key both soak processes are configured with.
+const ANTHROPIC_KEY: &str = "sk-ant-perf";
+
+/// Everything at trace, but the emulator's own request lines (it runs in the parent process
+/// and is not the pool: its trace would only make the file larger).
+const LOG_FILTER: &str = "trace,sprites_emulator=info,tower_http=info";
 
 async fn soak(
     args: &SoakArgs,
@@ -180,7 +188,7 @@ async fn soak(
         ("DATABASE_URL", db.url.clone()),
         ("SPRITE_TOKEN", emulator.token().to_string()),
         ("SPRITES_API_URL", emulator.base_url()),
-        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-perf".to_string()),
+        ("INSTANCE_ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_string()),
         ("POOL_MIN_IDLE", args.min_idle.to_string()),
         ("POOL_MAX_TOTAL", max_total.to_string()),
     ]);
@@ -259,8 +267,22 @@ async fn soak(
     ));
     let chaos_started = tokio::time::Instant::now();
     let mut next_print = Duration::from_secs(15);
+    // Halfway through the chaos an operator raises min idle and asks for another OpenClaw
+    // ref (issue 15): the pool must follow and roll every instance to it.
+    let min_idle = args.min_idle + 1;
+    let mut steered = false;
     while chaos_started.elapsed() < chaos_for {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if !steered && chaos_started.elapsed() >= chaos_for / 2 {
+            steered = true;
+            let patch = json!({ "minIdle": min_idle, "openclawRef": ROLLOUT_REF });
+            match http.change_settings(patch).await {
+                Ok((200, _)) => {
+                    println!("soak: settings changed: minIdle {min_idle}, openclawRef {ROLLOUT_REF}")
+                }
+                other => return Err(format!("the settings change during chaos was refused: {other:?}")),
+            }
+        }
         if chaos_started.elapsed() >= next_print {
             next_print += Duration::from_secs(15);
             println!(
@@ -309,8 +331,10 @@ async fn soak(
             sprites.into_iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
         let pending = pending_claims(&store).await;
         let idle = instances.iter().filter(|i| i.status == Status::Idle).count() as u32;
+        let rolled = engine.rollout_status().await.is_ok_and(|r| r.current == r.total);
         let quiet = pending == 0
-            && idle >= args.min_idle
+            && rolled
+            && idle >= min_idle
             && instances
                 .iter()
                 .all(|i| i.step.is_none() && matches!(i.status, Status::Idle | Status::Claimed))
@@ -341,11 +365,21 @@ async fn soak(
         ledger: &ledger,
         clients: &stats,
         worker: &worker.stats,
-        min_idle: args.min_idle,
+        min_idle,
         dropped_in_api,
     };
     let mut results = checks::run(&inputs);
+    results.push(steering::rollout_check(&snapshot));
     results.push(second.finish(&control, &snapshot.sprites, &snapshot.events, &chaos_log).await);
+    let fixed = vec![
+        secrets::Known { what: "SPRITE_TOKEN", value: emulator.token().to_string() },
+        secrets::Known { what: "POOL_API_KEY", value: clients::API_KEY.to_string() },
+        secrets::Known { what: "INSTANCE_ANTHROPIC_API_KEY", value: ANTHROPIC_KEY.to_string() },
+    ];
+    let handed_out = ledger.gateway_tokens.lock().expect("ledger").clone();
+    let known = secrets::known(fixed, &handed_out, &snapshot);
+    let logs = [args.json_dir.join("api.log"), args.json_dir.join("worker.log")];
+    results.push(secrets::no_secret_in_logs(&[&logs[0], &logs[1]], &known));
 
     let w = &worker.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

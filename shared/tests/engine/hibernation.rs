@@ -151,6 +151,38 @@ async fn the_running_limit_is_back_pressure_never_a_failure(db: PgPool) {
     assert_eq!(pool.count(Status::Recycling).await + pool.count(Status::Destroying).await, 0);
 }
 
+/// The target: 20 idle within an account limit of 10 running Sprites.
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_idle_fill_within_a_running_limit_of_ten(db: PgPool) {
+    let mut options = sleepy(0.3);
+    options.emulator.running_limit = Some(10);
+    options.settings.max_total = 30;
+    let pool = pool_with(db.clone(), options).await;
+    let patch = json!({ "minIdle": 20, "maxTotal": 30, "hotIdle": 1, "maxRunning": 10 });
+    settings(&pool, patch).await;
+    eventually("20 idle within a running limit of 10", Duration::from_secs(90), || async {
+        pool.engine.tick().await.unwrap();
+        pool.engine.heartbeat().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (pool.count(Status::Idle).await == 20).then_some(())
+    })
+    .await;
+    let breaker = pool.store.breaker().await.unwrap();
+    assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instance_events WHERE reason IN ('step_failed', 'provisioning_failed', 'heartbeat_failed')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(failures, 0, "nothing failed on the way");
+    let hot: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'idle' AND hot")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(hot, 1);
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn the_rare_check_finds_a_dead_sleeping_instance_and_replaces_it(db: PgPool) {
     let pool = pool_with(db.clone(), sleepy(0.3)).await;
