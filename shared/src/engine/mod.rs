@@ -19,6 +19,7 @@ mod recycling;
 mod resources;
 mod rollout;
 mod settings;
+mod sizing;
 mod steps;
 mod tick;
 mod webhooks;
@@ -48,6 +49,7 @@ pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
 pub use rollout::{RolloutReport, RolloutStatus};
 pub use settings::SettingsError;
+pub use sizing::{AdaptiveFigures, SizingReport, SizingStatus};
 pub use tick::{ObserveReport, TickReport};
 pub use webhooks::{WebhookReport, Webhooks};
 
@@ -108,6 +110,8 @@ pub struct EngineSettings {
     pub prune_batch: i64,
     /// How long after a claim the 503 tells the caller to come back.
     pub retry_after: Duration,
+    /// Adaptive sizing's EWMA window, safety factor, cooldown and lead time prior.
+    pub sizing: crate::sizing::Tuning,
 }
 
 impl EngineSettings {
@@ -145,6 +149,7 @@ impl EngineSettings {
             retention: config.retention,
             prune_batch: 1000,
             retry_after: Duration::from_secs(30),
+            sizing: crate::sizing::Tuning::production(),
         }
     }
 

@@ -23,6 +23,9 @@ async fn the_environment_seeds_the_settings_once(db: PgPool) {
             "openclawRef": "staging",
             "claimTtlSeconds": null,
             "joinAcceptTimeoutSeconds": 3600,
+            "mode": "fixed",
+            "floor": null,
+            "ceiling": null,
         })
     );
     assert_eq!(shown.body["updatedBy"], "environment");
