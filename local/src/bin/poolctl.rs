@@ -62,6 +62,15 @@ enum Command {
         /// The OpenClaw git ref new instances are built from.
         #[arg(long)]
         openclaw_ref: Option<String>,
+        /// `fixed` (min idle) or `adaptive` (follow measured demand between floor and ceiling).
+        #[arg(long, value_parser = ["fixed", "adaptive"])]
+        mode: Option<String>,
+        /// Adaptive mode's fewest warm instances.
+        #[arg(long)]
+        floor: Option<u32>,
+        /// Adaptive mode's most warm instances (at most max total).
+        #[arg(long)]
+        ceiling: Option<u32>,
     },
     /// Apply the SQL migrations (through DATABASE_URL_DIRECT when set).
     Migrate,
@@ -142,7 +151,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Drain { idle: true, .. } => drain_idle(engine).await?,
         Command::Drain { all: true, yes, .. } => drain_all(engine, yes).await?,
         Command::Drain { .. } => return Err("drain needs --count N, --idle or --all".into()),
-        Command::Settings { min_idle, max_total, openclaw_ref } => {
+        Command::Settings { min_idle, max_total, openclaw_ref, mode, floor, ceiling } => {
             let mut patch = serde_json::Map::new();
             if let Some(n) = min_idle {
                 patch.insert("minIdle".into(), json!(n));
@@ -152,6 +161,15 @@ async fn run(command: Command) -> Result<(), String> {
             }
             if let Some(git_ref) = openclaw_ref {
                 patch.insert("openclawRef".into(), json!(git_ref));
+            }
+            if let Some(mode) = mode {
+                patch.insert("mode".into(), json!(mode));
+            }
+            if let Some(n) = floor {
+                patch.insert("floor".into(), json!(n));
+            }
+            if let Some(n) = ceiling {
+                patch.insert("ceiling".into(), json!(n));
             }
             let stored = if patch.is_empty() {
                 engine.pool_settings().await.map_err(|e| e.to_string())?

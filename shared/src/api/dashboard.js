@@ -266,6 +266,18 @@
     setText($("rollout"), text);
   }
 
+  // Sizing (issue 15.2): what the refill keeps warm, and adaptive's latest figures.
+  function renderSizing(sizing) {
+    if (!sizing) { setText($("sizing"), ""); return; }
+    var text = (sizing.mode === "adaptive" ? "Adaptive sizing: " : "Fixed sizing: ") + sizing.inForce + " kept warm";
+    var a = sizing.adaptive;
+    if (a) {
+      text += " · demand " + a.claimRatePerHour.toFixed(1) + " claims/h × lead time " + Math.round(a.leadTimeSeconds) + " s" +
+        (a.leadMeasured ? "" : " (assumed)") + " → target " + a.target + " (floor " + sizing.floor + ", ceiling " + sizing.ceiling + ")";
+    }
+    setText($("sizing"), text);
+  }
+
   function renderBreaker(breaker) {
     var box = $("breaker");
     var until = breaker && breaker.openUntil ? Date.parse(breaker.openUntil) : NaN;
@@ -526,6 +538,7 @@
         renderCounts(s.counts || {});
         renderBreaker(s.breaker);
         renderRollout(s.rollout);
+        renderSizing(s.sizing);
         renderInstances(s.instances || []);
         setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal);
         renderSettings(s.settings);
@@ -712,7 +725,16 @@
 
   // ---- Settings (issue 15.1) ---------------------------------------------------------------
   // The form shows the stored settings unless the operator is editing it.
-  var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref" };
+  var SETTINGS_FIELDS = {
+    minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
+    mode: "settings-mode", floor: "settings-floor", ceiling: "settings-ceiling"
+  };
+  // An empty floor or ceiling is null: no bound (0, max total).
+  function settingsValue(field, input) {
+    if (field === "openclawRef" || field === "mode") return input.value.trim();
+    if ((field === "floor" || field === "ceiling") && input.value.trim() === "") return null;
+    return Number(input.value);
+  }
   var shownSettings = null;
   function settingsEditing() {
     var form = $("settings-form");
@@ -723,7 +745,7 @@
     shownSettings = stored.settings;
     setText($("settings-meta"), "Revision " + stored.revision + " · last changed by " + stored.updatedBy + " " + since(stored.updatedAt) + " ago");
     if (settingsEditing()) return;
-    Object.keys(SETTINGS_FIELDS).forEach(function (field) { $(SETTINGS_FIELDS[field]).value = stored.settings[field]; });
+    Object.keys(SETTINGS_FIELDS).forEach(function (field) { var v = stored.settings[field]; $(SETTINGS_FIELDS[field]).value = v === null || v === undefined ? "" : v; });
   }
   function settingsMessage(text, bad) {
     var box = $("settings-msg");
@@ -737,7 +759,7 @@
     Object.keys(SETTINGS_FIELDS).forEach(function (field) {
       var input = $(SETTINGS_FIELDS[field]);
       input.removeAttribute("aria-invalid");
-      var value = field === "openclawRef" ? input.value.trim() : Number(input.value);
+      var value = settingsValue(field, input);
       if (!shownSettings || value !== shownSettings[field]) {
         patch[field] = value;
         changed.push(field + " " + (shownSettings ? shownSettings[field] : "?") + " → " + value);
