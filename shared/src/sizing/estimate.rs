@@ -14,9 +14,11 @@ use std::time::Duration;
 pub struct Tuning {
     /// The EWMA's time constant: a claim this long ago weighs 1/e of one just now.
     pub window: Duration,
-    /// Instances per instance Little's law asks for. Above 1 so that a Poisson minute with
-    /// more claims than the mean still finds one idle: at 2, an expected 3 claims during one
-    /// lead time see 6 warm instances, and 7 or more arrive with about 3% probability.
+    /// Instances per instance Little's law asks for. Above 1 so that a lead time with more
+    /// claims than the mean still finds one idle. At 3, an expected 1.33 claims during one lead
+    /// time (8 an hour, 10-minute builds) see 4 warm instances, and 4 or more arrive with about
+    /// 5% probability; an expected 3 see 9, exceeded with about 0.1%. At 2 the first case is
+    /// 3 warm and 15%, which the adaptive benchmark showed as refusals all day.
     pub safety: f64,
     /// How long the target stays where demand last put it before it may fall.
     pub cooldown: Duration,
@@ -28,13 +30,14 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// A 15-minute memory for demand and a 30-minute hold: a lunchtime burst keeps its
-    /// instances until it is over, a quiet evening gives them back within the hour. Three
-    /// minutes is a Sprite's install (docs/performance.md, fill: 120 to 240 s setups).
+    /// A 10-minute memory for demand and a 30-minute hold: a burst shows within minutes (the
+    /// hold, not a long memory, keeps the instances through it), and a quiet evening gives
+    /// them back within the hour. Three minutes is a Sprite's install (docs/performance.md,
+    /// fill: 120 to 240 s setups).
     pub fn production() -> Tuning {
         Tuning {
-            window: Duration::from_secs(15 * 60),
-            safety: 2.0,
+            window: Duration::from_secs(10 * 60),
+            safety: 3.0,
             cooldown: Duration::from_secs(30 * 60),
             assumed_lead: Duration::from_secs(180),
             lead_samples: 20,
