@@ -116,7 +116,9 @@ impl PoolSettings {
                 }
             }
             "joinAcceptTimeoutSeconds" => self.join_accept_timeout_seconds = lifetime(value)?,
-            "mode" | "floor" | "ceiling" => self.sizing.set(name, value, MAX_MAX_TOTAL)?,
+            "mode" => self.sizing.mode = crate::sizing::Mode::parse(value)?,
+            "floor" => self.sizing.floor = bound(value)?,
+            "ceiling" => self.sizing.ceiling = bound(value)?,
             _ => return Err("is not a setting".into()),
         }
         Ok(())
@@ -183,6 +185,14 @@ fn whole(value: &Value, low: u32, high: u32) -> Result<u32, String> {
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| (low..=high).contains(n))
         .ok_or_else(|| format!("must be a whole number from {low} to {high}"))
+}
+
+/// Adaptive sizing's floor or ceiling; `null` for none (0, max total).
+fn bound(value: &Value) -> Result<Option<u32>, String> {
+    match value {
+        Value::Null => Ok(None),
+        _ => whole(value, 0, MAX_MAX_TOTAL).map(Some).map_err(|m| format!("{m}, or null for no bound")),
+    }
 }
 
 /// Seconds within the bounds of a claim's lifetime.
@@ -306,6 +316,9 @@ mod tests {
         assert_eq!(fields(json!({ "ceiling": 11 })), ["ceiling"]);
         assert_eq!(fields(json!({ "maxTotal": 7 })), ["ceiling"], "max total below the ceiling");
         assert_eq!(fields(json!({ "mode": "auto", "floor": "one" })).len(), 2);
+        for bad in [json!(-1), json!(1.5), json!("3"), json!(MAX_MAX_TOTAL + 1)] {
+            assert_eq!(fields(json!({ "ceiling": bad })), ["ceiling"], "{bad}");
+        }
         assert!(on.patched(&json!({ "ceiling": null, "maxTotal": 7 })).is_ok(), "null: max total");
         let stored = serde_json::to_value(&on).unwrap();
         assert_eq!(

@@ -35,21 +35,14 @@ pub struct SizingSettings {
     pub ceiling: Option<u32>,
 }
 
-impl SizingSettings {
-    /// Sets one field from a patch; `null` clears a bound.
-    pub fn set(&mut self, name: &str, value: &Value, most: u32) -> Result<(), String> {
-        match name {
-            "mode" => {
-                self.mode = serde_json::from_value(value.clone())
-                    .map_err(|_| "must be \"fixed\" or \"adaptive\"".to_string())?;
-            }
-            "floor" => self.floor = bound(value, most)?,
-            "ceiling" => self.ceiling = bound(value, most)?,
-            _ => return Err("is not a setting".into()),
-        }
-        Ok(())
+impl Mode {
+    /// The mode a settings patch names.
+    pub fn parse(value: &Value) -> Result<Mode, String> {
+        serde_json::from_value(value.clone()).map_err(|_| "must be \"fixed\" or \"adaptive\"".to_string())
     }
+}
 
+impl SizingSettings {
     /// The bounds in force against `max_total`.
     pub fn bounds(&self, max_total: u32) -> Bounds {
         Bounds { floor: self.floor.unwrap_or(0), ceiling: self.ceiling.unwrap_or(max_total) }
@@ -73,17 +66,6 @@ impl SizingSettings {
     }
 }
 
-fn bound(value: &Value, most: u32) -> Result<Option<u32>, String> {
-    if value.is_null() {
-        return Ok(None);
-    }
-    crate::settings::whole_number(value)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n <= most)
-        .map(Some)
-        .ok_or_else(|| format!("must be a whole number from 0 to {most}, or null for no bound"))
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -100,19 +82,11 @@ mod tests {
     }
 
     #[test]
-    fn each_field_parses_or_says_why_not() {
-        let mut s = SizingSettings::default();
-        s.set("mode", &json!("adaptive"), 100).unwrap();
-        assert_eq!(s.mode, Mode::Adaptive);
-        assert!(s.set("mode", &json!("auto"), 100).unwrap_err().contains("\"fixed\" or \"adaptive\""));
-        assert!(s.set("mode", &json!(null), 100).is_err());
-        s.set("floor", &json!(3), 100).unwrap();
-        s.set("ceiling", &json!(9.0), 100).unwrap();
-        assert_eq!((s.floor, s.ceiling), (Some(3), Some(9)));
-        s.set("ceiling", &json!(null), 100).unwrap();
-        assert_eq!(s.ceiling, None);
-        for bad in [json!(-1), json!(1.5), json!("3"), json!(101)] {
-            assert!(s.set("floor", &bad, 100).is_err(), "{bad}");
+    fn the_mode_is_fixed_or_adaptive() {
+        assert_eq!(Mode::parse(&json!("adaptive")), Ok(Mode::Adaptive));
+        assert_eq!(Mode::parse(&json!("fixed")), Ok(Mode::Fixed));
+        for bad in [json!("auto"), json!(null), json!(1)] {
+            assert!(Mode::parse(&bad).unwrap_err().contains("\"fixed\" or \"adaptive\""), "{bad}");
         }
     }
 
