@@ -2,6 +2,7 @@
 //! drives the real engine (and, for claims, the real HTTP route), prints tables and returns
 //! the raw numbers; `run` adds the machine facts and writes `<json-dir>/<scenario>.json`.
 
+mod adaptive;
 mod api_calls;
 mod claims;
 mod fill;
@@ -17,8 +18,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub const SCENARIOS: &[&str] =
-    &["claim-latency", "claim-burst", "claim-sustained", "heartbeat", "api-calls", "fill", "memory", "sizes"];
+pub const SCENARIOS: &[&str] = &[
+    "claim-latency",
+    "claim-burst",
+    "claim-sustained",
+    "heartbeat",
+    "api-calls",
+    "fill",
+    "adaptive",
+    "memory",
+    "sizes",
+];
 
 /// What the command line chose.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -263,6 +273,7 @@ pub async fn run(scenario: &str, options: &Options) -> Result<(), String> {
         "heartbeat" => heartbeat::run(options).await?,
         "api-calls" => api_calls::run(options).await?,
         "fill" => fill::run(options).await?,
+        "adaptive" => adaptive::run(options).await?,
         "memory" => memory::run(options).await?,
         "sizes" => sizes::run(options).await?,
         other => return Err(format!("unknown scenario {other:?}; one of {}", SCENARIOS.join(", "))),
