@@ -100,6 +100,8 @@ pub fn bench_settings() -> EngineSettings {
         redrive_batch: 500,
         retry_after: Duration::from_secs(30),
         sizing: shared::sizing::Tuning::production(),
+        sprite_idle_pause: Duration::from_secs(30),
+        wake_budget: Duration::from_secs(60),
     }
 }
 
@@ -285,6 +287,11 @@ impl EmulatorControl {
 
     pub async fn clear_faults(&self) -> Result<(), String> {
         self.send(self.http.delete(format!("{}/faults", self.base))).await.map(|_| ())
+    }
+
+    /// Every Sprite's power state and running time, and the account's totals.
+    pub async fn lifecycle(&self) -> Result<serde_json::Value, String> {
+        self.send(self.http.get(format!("{}/lifecycle", self.base))).await
     }
 
     /// Requests received per route since the start (faulted ones included).

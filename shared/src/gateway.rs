@@ -28,6 +28,10 @@ pub enum GatewayError {
     AlreadyBound(String),
     #[error("gateway rejected the request: {0}")]
     BadRequest(String),
+    /// The Sprite could not wake: the account's running limit was reached (429
+    /// `concurrent_sprite_limit_exceeded`). Back-pressure: nothing reached the gateway.
+    #[error("the machine could not wake: running limit reached")]
+    Throttled { retry_after: Option<Duration> },
     #[error("gateway error {status}: {message}")]
     Failed { status: u16, message: String },
     #[error("unexpected gateway response: {0}")]
@@ -189,6 +193,11 @@ impl GatewayClient {
             .await
             .map_err(|e| transport_error(e, timeout))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = response.bytes().await.map_err(|e| transport_error(e, timeout))?;
         if status.is_success() {
             return serde_json::from_slice(&body)
@@ -202,6 +211,7 @@ impl GatewayClient {
             StatusCode::UNAUTHORIZED => GatewayError::Unauthorized,
             StatusCode::CONFLICT => GatewayError::AlreadyBound(message),
             StatusCode::BAD_REQUEST => GatewayError::BadRequest(message),
+            StatusCode::TOO_MANY_REQUESTS => GatewayError::Throttled { retry_after },
             StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
                 GatewayError::Unreachable(format!("{status}: {message}"))
             }

@@ -21,6 +21,10 @@ pub const MIN_LIFETIME_SECS: u32 = 60;
 pub const MAX_LIFETIME_SECS: u32 = 30 * 24 * 3600;
 /// How long a join may wait for the invite's creator before its instance is recycled.
 pub const DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS: u32 = 3600;
+/// How often a sleeping idle instance is woken to check its gateway (issue 17.2): a minute to
+/// a day, by default every 30 minutes.
+pub const DEFAULT_SLEEPING_CHECK_SECS: u32 = 1800;
+const SLEEPING_CHECK_SECS: std::ops::RangeInclusive<u32> = 60..=86_400;
 
 /// The settings document, as stored and as answered (camelCase, like every answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,10 +47,25 @@ pub struct PoolSettings {
     /// document (sizing/mod.rs).
     #[serde(flatten)]
     pub sizing: crate::sizing::SizingSettings,
+    /// How many idle instances the heartbeat keeps awake (issue 17.2); the others may sleep.
+    /// `None` (the default): every idle instance, as before hibernation existed.
+    #[serde(default)]
+    pub hot_idle: Option<u32>,
+    /// The most instances the pool makes run at once (the account's running limit);
+    /// `None` (the default): unlimited.
+    #[serde(default)]
+    pub max_running: Option<u32>,
+    /// How often a sleeping idle instance is woken to check its gateway.
+    #[serde(default = "default_sleeping_check")]
+    pub sleeping_check_seconds: u32,
 }
 
 fn default_join_accept_timeout() -> u32 {
     DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS
+}
+
+fn default_sleeping_check() -> u32 {
+    DEFAULT_SLEEPING_CHECK_SECS
 }
 
 /// One field a change was refused for, and why.
@@ -117,8 +136,15 @@ impl PoolSettings {
             }
             "joinAcceptTimeoutSeconds" => self.join_accept_timeout_seconds = lifetime(value)?,
             "mode" => self.sizing.mode = crate::sizing::Mode::parse(value)?,
-            "floor" => self.sizing.floor = bound(value)?,
-            "ceiling" => self.sizing.ceiling = bound(value)?,
+            // null: no bound (0, max total).
+            "floor" => self.sizing.floor = optional(value, 0, MAX_MAX_TOTAL, "no bound")?,
+            "ceiling" => self.sizing.ceiling = optional(value, 0, MAX_MAX_TOTAL, "no bound")?,
+            "hotIdle" => self.hot_idle = optional(value, 0, MAX_MAX_TOTAL, "every idle instance")?,
+            "maxRunning" => self.max_running = optional(value, 1, MAX_MAX_TOTAL, "no limit")?,
+            "sleepingCheckSeconds" => {
+                self.sleeping_check_seconds =
+                    whole(value, *SLEEPING_CHECK_SECS.start(), *SLEEPING_CHECK_SECS.end())?
+            }
             _ => return Err("is not a setting".into()),
         }
         Ok(())
@@ -187,11 +213,11 @@ fn whole(value: &Value, low: u32, high: u32) -> Result<u32, String> {
         .ok_or_else(|| format!("must be a whole number from {low} to {high}"))
 }
 
-/// Adaptive sizing's floor or ceiling; `null` for none (0, max total).
-fn bound(value: &Value) -> Result<Option<u32>, String> {
+/// A whole number in bounds, or null for the setting's unbounded default (`null_means`).
+fn optional(value: &Value, low: u32, high: u32, null_means: &str) -> Result<Option<u32>, String> {
     match value {
         Value::Null => Ok(None),
-        _ => whole(value, 0, MAX_MAX_TOTAL).map(Some).map_err(|m| format!("{m}, or null for no bound")),
+        _ => whole(value, low, high).map(Some).map_err(|m| format!("{m}, or null for {null_means}")),
     }
 }
 
@@ -233,6 +259,31 @@ mod tests {
             claim_ttl_seconds: None,
             join_accept_timeout_seconds: DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
             sizing: Default::default(),
+            hot_idle: None,
+            max_running: None,
+            sleeping_check_seconds: DEFAULT_SLEEPING_CHECK_SECS,
+        }
+    }
+
+    #[test]
+    fn hibernation_settings_are_bounded_and_null_means_unbounded() {
+        let next = current()
+            .patched(&json!({ "hotIdle": 1, "maxRunning": 10, "sleepingCheckSeconds": 600 }))
+            .unwrap();
+        assert_eq!((next.hot_idle, next.max_running, next.sleeping_check_seconds), (Some(1), Some(10), 600));
+        let back = next.patched(&json!({ "hotIdle": null, "maxRunning": null })).unwrap();
+        assert_eq!((back.hot_idle, back.max_running), (None, None));
+        assert_eq!(current().patched(&json!({ "hotIdle": 0 })).unwrap().hot_idle, Some(0));
+        for (field, bad) in [
+            ("hotIdle", json!(-1)),
+            ("maxRunning", json!(0)),
+            ("maxRunning", json!("ten")),
+            ("sleepingCheckSeconds", json!(59)),
+            ("sleepingCheckSeconds", json!(86_401)),
+            ("sleepingCheckSeconds", json!(null)),
+        ] {
+            let err = current().patched(&json!({ field: bad })).unwrap_err();
+            assert_eq!(err.problems[0].field, field, "{bad}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::config::Config;
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
 use shared::store::{ClaimStatus, Status};
@@ -71,6 +71,15 @@ enum Command {
         /// Adaptive mode's most warm instances (at most max total).
         #[arg(long)]
         ceiling: Option<u32>,
+        /// Idle instances kept awake, the others sleep (a number, or `all`).
+        #[arg(long, value_parser = limit)]
+        hot_idle: Option<Value>,
+        /// The most machines running at once (a number, or `none` for no limit).
+        #[arg(long, value_parser = limit)]
+        max_running: Option<Value>,
+        /// How often a sleeping idle instance is woken to check its gateway.
+        #[arg(long)]
+        sleeping_check_seconds: Option<u32>,
     },
     /// Apply the SQL migrations (through DATABASE_URL_DIRECT when set).
     Migrate,
@@ -151,7 +160,17 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Drain { idle: true, .. } => drain_idle(engine).await?,
         Command::Drain { all: true, yes, .. } => drain_all(engine, yes).await?,
         Command::Drain { .. } => return Err("drain needs --count N, --idle or --all".into()),
-        Command::Settings { min_idle, max_total, openclaw_ref, mode, floor, ceiling } => {
+        Command::Settings {
+            min_idle,
+            max_total,
+            openclaw_ref,
+            mode,
+            floor,
+            ceiling,
+            hot_idle,
+            max_running,
+            sleeping_check_seconds,
+        } => {
             let mut patch = serde_json::Map::new();
             if let Some(n) = min_idle {
                 patch.insert("minIdle".into(), json!(n));
@@ -171,6 +190,15 @@ async fn run(command: Command) -> Result<(), String> {
             if let Some(n) = ceiling {
                 patch.insert("ceiling".into(), json!(n));
             }
+            if let Some(n) = hot_idle {
+                patch.insert("hotIdle".into(), n);
+            }
+            if let Some(n) = max_running {
+                patch.insert("maxRunning".into(), n);
+            }
+            if let Some(n) = sleeping_check_seconds {
+                patch.insert("sleepingCheckSeconds".into(), json!(n));
+            }
             let stored = if patch.is_empty() {
                 engine.pool_settings().await.map_err(|e| e.to_string())?
             } else {
@@ -180,6 +208,15 @@ async fn run(command: Command) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A count, or `all`/`none` for the setting's unbounded default (null); the range is the
+/// settings' own check.
+fn limit(text: &str) -> Result<Value, String> {
+    match text {
+        "all" | "none" => Ok(Value::Null),
+        _ => text.parse::<u32>().map(|n| json!(n)).map_err(|_| "a whole number, `all` or `none`".into()),
+    }
 }
 
 /// `poolctl:` and the login name, for the audit trail (letters, digits, `._-` only).

@@ -7,6 +7,7 @@ mod api_calls;
 mod claims;
 mod fill;
 mod heartbeat;
+mod idle_cost;
 mod memory;
 mod sizes;
 mod stage;
@@ -28,6 +29,7 @@ pub const SCENARIOS: &[&str] = &[
     "adaptive",
     "memory",
     "sizes",
+    "idle-cost",
 ];
 
 /// What the command line chose.
@@ -55,6 +57,12 @@ pub struct Options {
     pub memory_claims: Option<usize>,
     /// sizes: run `cargo lambda build --release --arm64 -p functions` first.
     pub build: bool,
+    /// idle-cost: simulated hours per run (default 24; quick 2).
+    pub idle_hours: Option<f64>,
+    /// idle-cost: simulated minutes between claims (default 60).
+    pub claim_every_mins: Option<f64>,
+    /// idle-cost: simulated seconds per real second (default 240).
+    pub time_scale: Option<f64>,
 }
 
 /// A printed table; also kept in the JSON.
@@ -276,6 +284,7 @@ pub async fn run(scenario: &str, options: &Options) -> Result<(), String> {
         "adaptive" => adaptive::run(options).await?,
         "memory" => memory::run(options).await?,
         "sizes" => sizes::run(options).await?,
+        "idle-cost" => idle_cost::run(options).await?,
         other => return Err(format!("unknown scenario {other:?}; one of {}", SCENARIOS.join(", "))),
     };
     for table in &report.tables {

@@ -12,7 +12,7 @@ use perf::bench::{self, Options, SCENARIOS};
     about = "Benchmarks: claim latency and burst, heartbeat, API calls per sweep, fill, adaptive sizing, memory, sizes"
 )]
 struct Args {
-    /// claim-latency, claim-burst, heartbeat, api-calls, fill, adaptive, memory, sizes, or all
+    /// claim-latency, claim-burst, heartbeat, api-calls, fill, adaptive, memory, sizes, idle-cost, or all
     scenario: String,
     /// Where the JSON results go.
     #[arg(long, default_value = "artifacts/bench")]
@@ -51,6 +51,15 @@ struct Args {
     /// sizes: run `cargo lambda build --release --arm64 -p functions` first (20+ minutes).
     #[arg(long)]
     build: bool,
+    /// idle-cost: simulated hours per hotIdle value (default 24; quick 2).
+    #[arg(long)]
+    idle_hours: Option<f64>,
+    /// idle-cost: simulated minutes between claims (default 60).
+    #[arg(long)]
+    claim_every_mins: Option<f64>,
+    /// idle-cost: simulated seconds per real second (default 240).
+    #[arg(long)]
+    time_scale: Option<f64>,
 }
 
 #[tokio::main]
@@ -75,6 +84,9 @@ async fn main() -> std::process::ExitCode {
         binary: args.binary,
         memory_claims: args.memory_claims,
         build: args.build,
+        idle_hours: args.idle_hours,
+        claim_every_mins: args.claim_every_mins,
+        time_scale: args.time_scale,
     };
     let scenarios: Vec<&str> = if args.scenario == "all" {
         SCENARIOS.to_vec()

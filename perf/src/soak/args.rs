@@ -56,7 +56,20 @@ pub struct SoakArgs {
     /// generic errors, edge pages and lost answers on the emulated Railway.
     #[arg(long, default_value_t = 20)]
     pub railway_secs: u64,
+    /// The pool's `hotIdle` setting (issue 17): below min idle, so idle instances sleep.
+    #[arg(long, default_value_t = 2)]
+    pub hot_idle: u32,
+    /// The pool's `maxRunning` setting.
+    #[arg(long, default_value_t = 14)]
+    pub max_running: u32,
+    /// The emulated account's limit of running Sprites (both pools count against it).
+    #[arg(long, default_value_t = 20)]
+    pub running_limit: u32,
 }
+
+/// How long an emulated Sprite runs after its last request (production: ~30 s): short, so
+/// idle instances sleep and wake many times within the run.
+pub const IDLE_PAUSE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
@@ -118,6 +131,8 @@ pub fn soak_settings(min_idle: u32, max_total: u32) -> EngineSettings {
         prune_batch: 1000,
         redrive_batch: 200,
         retry_after: Duration::from_secs(1),
+        sprite_idle_pause: IDLE_PAUSE,
+        wake_budget: Duration::from_secs(5),
         ..rig::bench_settings()
     }
 }

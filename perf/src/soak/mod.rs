@@ -42,7 +42,7 @@ use clients::{ClientStats, Ledger};
 use second_pool::SecondPool;
 use supervisor::Worker;
 
-use args::{SPRITES_TIMEOUT, max_total};
+use args::{IDLE_PAUSE, SPRITES_TIMEOUT, max_total};
 pub use args::{SoakArgs, WorkerArgs, gateway_timeouts, soak_settings};
 use observe::{counts, pending_claims, print_summary, snapshot, status_counts, wait_for};
 pub use worker::run as run_worker;
@@ -63,9 +63,13 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     let _ = std::fs::remove_file(&worker_log);
     let max_total = max_total(&args);
     println!(
-        "soak: {} s of chaos, POOL_MIN_IDLE {}, POOL_MAX_TOTAL {max_total}, {} clients, seed {seed}",
+        "soak: {} s of chaos, POOL_MIN_IDLE {}, POOL_MAX_TOTAL {max_total}, hotIdle {}, maxRunning {}, running \
+         limit {}, {} clients, seed {seed}",
         chaos_for.as_secs(),
         args.min_idle,
+        args.hot_idle,
+        args.max_running,
+        args.running_limit,
         args.clients
     );
 
@@ -76,6 +80,9 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
         speed: 0.02,
         setup_secs: 100.0,
         join_delay_ms: 5000,
+        idle_pause_secs: IDLE_PAUSE.as_secs_f64(),
+        cold_after_secs: 2.0 * IDLE_PAUSE.as_secs_f64(),
+        running_limit: Some(args.running_limit),
         ..EmulatorConfig::default()
     })
     .await;
@@ -194,6 +201,9 @@ async fn soak(
         let _ = server_stopped.await;
     }));
 
+    // Idle instances beyond `hotIdle` sleep, within a running limit (issue 17).
+    let hibernation = json!({ "hotIdle": args.hot_idle, "maxRunning": args.max_running });
+    engine.change_pool_settings(&hibernation, "soak").await.map_err(|e| e.to_string())?;
     worker.start().await?;
     engine.replenish().await.map_err(|e| e.to_string())?;
     let fill = wait_for("the first fill", Duration::from_secs(60), || async {

@@ -540,7 +540,9 @@
         renderRollout(s.rollout);
         renderSizing(s.sizing);
         renderInstances(s.instances || []);
-        setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal);
+        var r = s.running, awake = r ? r.busy + r.hotIdle + r.dozingIdle : null;
+        setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal +
+          (r ? " · " + awake + " running, " + r.sleepingIdle + " idle asleep" : ""));
         renderSettings(s.settings);
       }));
       jobs.push(loadAgents());
@@ -725,14 +727,15 @@
 
   // ---- Settings (issue 15.1) ---------------------------------------------------------------
   // The form shows the stored settings unless the operator is editing it.
-  var SETTINGS_FIELDS = {
-    minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
-    mode: "settings-mode", floor: "settings-floor", ceiling: "settings-ceiling"
-  };
-  // An empty floor or ceiling is null: no bound (0, max total).
-  function settingsValue(field, input) {
+  var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
+    hotIdle: "settings-hot-idle", maxRunning: "settings-max-running",
+    mode: "settings-mode", floor: "settings-floor", ceiling: "settings-ceiling" };
+  // Left empty, these mean their unbounded default (null): every idle instance hot, no limit,
+  // no floor (0) or ceiling (max total) for adaptive sizing.
+  var NULLABLE = { hotIdle: true, maxRunning: true, floor: true, ceiling: true };
+  function settingValue(field, input) {
     if (field === "openclawRef" || field === "mode") return input.value.trim();
-    if ((field === "floor" || field === "ceiling") && input.value.trim() === "") return null;
+    if (NULLABLE[field] && input.value.trim() === "") return null;
     return Number(input.value);
   }
   var shownSettings = null;
@@ -745,7 +748,10 @@
     shownSettings = stored.settings;
     setText($("settings-meta"), "Revision " + stored.revision + " · last changed by " + stored.updatedBy + " " + since(stored.updatedAt) + " ago");
     if (settingsEditing()) return;
-    Object.keys(SETTINGS_FIELDS).forEach(function (field) { var v = stored.settings[field]; $(SETTINGS_FIELDS[field]).value = v === null || v === undefined ? "" : v; });
+    Object.keys(SETTINGS_FIELDS).forEach(function (field) {
+      var value = stored.settings[field];
+      $(SETTINGS_FIELDS[field]).value = value == null ? "" : value;
+    });
   }
   function settingsMessage(text, bad) {
     var box = $("settings-msg");
@@ -759,7 +765,7 @@
     Object.keys(SETTINGS_FIELDS).forEach(function (field) {
       var input = $(SETTINGS_FIELDS[field]);
       input.removeAttribute("aria-invalid");
-      var value = settingsValue(field, input);
+      var value = settingValue(field, input);
       if (!shownSettings || value !== shownSettings[field]) {
         patch[field] = value;
         changed.push(field + " " + (shownSettings ? shownSettings[field] : "?") + " → " + value);

@@ -11,6 +11,7 @@ use url::Url;
 use uuid::Uuid;
 
 pub use super::claim_result::ClaimResult;
+use super::hibernation::WakeFailure;
 use super::lease::Lease;
 use super::outcome::{JoinAnswer, Outcome};
 use super::{Engine, EngineError};
@@ -246,6 +247,12 @@ impl Engine {
         if let Err(err) = self.replenish().await {
             tracing::warn!(error = %err, "replenish after claim failed");
         }
+        // The hot instance it took is replaced by waking another (hibernation.rs).
+        if instance.is_some()
+            && let Err(err) = self.keep_hot().await
+        {
+            tracing::warn!(error = %err, "restoring hot idle after claim failed");
+        }
         result
     }
 
@@ -270,6 +277,25 @@ impl Engine {
                 }
                 break;
             };
+            // A sleeping instance wakes as part of the claim, within this attempt's deadline.
+            let attempt_end = Instant::now() + remaining.min(self.settings.claim_attempt);
+            let woke = tokio::select! {
+                woke = self.wake_if_asleep(&instance, attempt_end) => woke,
+                never = lease.keep_alive() => match never {},
+            };
+            match woke {
+                Ok(()) => {}
+                Err(WakeFailure::Throttled { retry_after }) => {
+                    return self.give_back_unwoken(lease, claim_id, retry_after).await;
+                }
+                Err(WakeFailure::Failed(error)) => {
+                    tracing::warn!(instance = %instance.id, attempt, error = %error, "wake before claim failed; recycling");
+                    self.begin_recycle(lease, Reason::ClaimFailed, Some(&error)).await?;
+                    last_error = error;
+                    continue;
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let body = CreateConversation {
                 name: request.agent_name.clone(),
                 profile_name: request.agent_name.clone(),
@@ -371,6 +397,15 @@ impl Engine {
             instructions: instance.instructions.clone().unwrap_or_default(),
         };
         let url = instance.url.as_deref().unwrap_or_default();
+        let wake_deadline = Instant::now() + self.settings.claim_attempt;
+        match self.wake_if_asleep(instance, wake_deadline).await {
+            Ok(()) => {}
+            // The running limit: the step waits its turn, the instance stays with the claim.
+            Err(WakeFailure::Throttled { retry_after }) => {
+                return Outcome::Wait(retry_after.unwrap_or(self.settings.retry_after));
+            }
+            Err(WakeFailure::Failed(error)) => return Outcome::ClaimFailed(error),
+        }
         match self.gateway.join(url, &instance.gateway_token, &body).await {
             Ok(JoinOutcome::Joined { conversation_id }) => Outcome::Joined(JoinAnswer {
                 claim_id,

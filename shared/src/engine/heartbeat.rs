@@ -1,16 +1,18 @@
-//! The heartbeat sweep (ARCHITECTURE §6): pings every idle and claimed gateway, wakes the
-//! silent ones, gives up on the dead. A pass has three phases: every ping at once (bounded by
-//! the concurrency setting), then two statements record every answer and every silence, then
-//! the few instances that need more (a recycle, a wake-up, giving up) are handled one by one.
+//! The heartbeat sweep (ARCHITECTURE §6): pings every claimed and hot idle gateway and the
+//! sleeping idle ones whose rare check is due (hibernation.rs), wakes the silent ones, gives
+//! up on the dead. A pass has three phases: every ping at once (bounded by the concurrency
+//! setting), then two statements record every answer and every silence, then the few
+//! instances that need more (a recycle, a wake-up, giving up) are handled one by one.
 
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
 
 use super::destroying::to_destroying;
+use super::hibernation::WakeFailure;
 use super::tick::crashed;
 use super::{Engine, EngineError};
-use crate::gateway::GatewayStatus;
+use crate::gateway::{GatewayError, GatewayStatus};
 use crate::lifecycle::Reason;
 use crate::provider::Failure;
 use crate::store::{HeartbeatTarget, Status};
@@ -24,11 +26,20 @@ pub struct HeartbeatReport {
     pub healthy: usize,
     pub failed: usize,
     pub woken: Vec<String>,
+    /// Sleeping instances whose wake the running limit refused this pass (checked later).
+    pub throttled: usize,
     /// Idle instances found bound to a conversation (a late answer to a timed-out claim):
     /// recycled before anyone else is handed them.
     pub recycled: Vec<String>,
     pub destroyed: Vec<String>,
     pub crashed: Vec<String>,
+}
+
+/// What one ping came to.
+enum Ping {
+    Answered(GatewayStatus),
+    Silent,
+    Throttled,
 }
 
 /// What one silent instance came to.
@@ -49,13 +60,17 @@ impl Engine {
     }
 
     async fn heartbeat_pass(&self) -> Result<HeartbeatReport, EngineError> {
-        let targets: Vec<HeartbeatTarget> =
-            self.store.heartbeat_targets().await?.into_iter().filter(|t| t.url.is_some()).collect();
+        let settings = self.pool_settings().await?.settings;
+        // Hot idle first (issue 17): the instances claims take next are awake before they
+        // are pinged, and a promoted one gets its wake-up ping in this very pass.
+        self.keep_hot().await?;
+        let targets = self.store.heartbeat_targets(self.sleep_plan(&settings)).await?;
+        let targets = self.within_running_room(targets).await?;
         // A hung gateway holds its slot for the whole ping timeout. Once the hung ones fill
         // every slot the pass crawls, so the slots grow with the pool: up to a tenth of it in
         // flight keeps a pass near one timeout even with several percent of gateways hung.
         let concurrency = self.settings.heartbeat_concurrency.max(targets.len() / 10).max(1);
-        let pings: Vec<(HeartbeatTarget, Option<GatewayStatus>)> = futures_util::stream::iter(targets)
+        let pings: Vec<(HeartbeatTarget, Ping)> = futures_util::stream::iter(targets)
             .map(|target| async move {
                 let answer = self.ping(&target).await;
                 (target, answer)
@@ -64,27 +79,32 @@ impl Engine {
             .collect()
             .await;
         let mut report = HeartbeatReport { concurrency, pinged: pings.len(), ..Default::default() };
-        let (answered, silent): (Vec<_>, Vec<_>) =
-            pings.into_iter().partition(|(_, answer)| answer.is_some());
+        let mut answered = Vec::new();
+        let mut silent = Vec::new();
+        for (target, ping) in pings {
+            match ping {
+                Ping::Answered(status) => answered.push((target, status)),
+                Ping::Silent => silent.push(target),
+                // The running limit refused the wake: back-pressure, not a sign of ill health.
+                Ping::Throttled => report.throttled += 1,
+            }
+        }
         self.store.heartbeats_answered(answered.iter().map(|(target, _)| target)).await?;
         report.healthy = answered.len();
-        for (target, answer) in &answered {
-            let bound = answer.as_ref().is_some_and(|status| status.conversation.is_some());
+        for (target, status) in &answered {
+            let bound = status.conversation.is_some();
             if target.status == Status::Idle && bound && self.recycle_bound_idle(&target.id).await? {
                 report.recycled.push(target.id.clone());
             }
         }
 
-        let counts: HashMap<String, i32> = self
-            .store
-            .heartbeats_missed(silent.iter().map(|(target, _)| target))
-            .await?
-            .into_iter()
-            .collect();
+        let counts: HashMap<String, i32> =
+            self.store.heartbeats_missed(silent.iter()).await?.into_iter().collect();
         report.failed = silent.len();
-        let over_limit = silent.into_iter().filter_map(|(target, _)| {
-            let failures = *counts.get(&target.id)?;
-            (failures >= self.settings.heartbeat_failure_limit).then_some(target)
+        // A sleeping instance's check waited for a whole wake: one failure is enough to act.
+        let over_limit = silent.into_iter().filter(|target| {
+            let limit = if target.asleep { 1 } else { self.settings.heartbeat_failure_limit };
+            counts.get(&target.id).is_some_and(|failures| *failures >= limit)
         });
         let escalations: Vec<(String, Result<Escalation, EngineError>)> =
             futures_util::stream::iter(over_limit)
@@ -103,11 +123,47 @@ impl Engine {
         Ok(report)
     }
 
-    /// The gateway's status, or `None` when it did not answer within the ping timeout.
-    async fn ping(&self, target: &HeartbeatTarget) -> Option<GatewayStatus> {
-        let url = target.url.as_deref()?;
+    /// Every awake target, and as many sleeping ones as `maxRunning` leaves room to wake (the
+    /// longest unchecked first); the rest wait for a later pass.
+    async fn within_running_room(
+        &self,
+        targets: Vec<HeartbeatTarget>,
+    ) -> Result<Vec<HeartbeatTarget>, EngineError> {
+        let Some(room) = self.running_room().await? else { return Ok(targets) };
+        let mut room = room.max(0);
+        Ok(targets
+            .into_iter()
+            .filter(|t| {
+                let wakes = t.asleep && t.status == Status::Idle;
+                let fits = !wakes || room > 0;
+                room -= i64::from(wakes && fits);
+                fits
+            })
+            .collect())
+    }
+
+    /// The gateway's status; an instance presumed asleep is given a whole wake to answer.
+    async fn ping(&self, target: &HeartbeatTarget) -> Ping {
+        let Some(url) = target.url.as_deref() else { return Ping::Silent };
+        if target.asleep {
+            let deadline = tokio::time::Instant::now() + self.settings.wake_budget;
+            return match self.wake_and_verify(url, &target.gateway_token, deadline).await {
+                Ok(status) => Ping::Answered(status),
+                Err(WakeFailure::Throttled { .. }) => Ping::Throttled,
+                // A conversation on an idle instance is for the caller to see and recycle.
+                Err(WakeFailure::Failed(_)) => self.plain_ping(url, target).await,
+            };
+        }
+        self.plain_ping(url, target).await
+    }
+
+    async fn plain_ping(&self, url: &str, target: &HeartbeatTarget) -> Ping {
         let ping = self.gateway.status(url, &target.gateway_token);
-        tokio::time::timeout(self.settings.heartbeat_timeout, ping).await.ok()?.ok()
+        match tokio::time::timeout(self.settings.heartbeat_timeout, ping).await {
+            Ok(Ok(status)) => Ping::Answered(status),
+            Ok(Err(GatewayError::Throttled { .. })) => Ping::Throttled,
+            _ => Ping::Silent,
+        }
     }
 
     /// An idle instance whose gateway reports a conversation is recycled before anyone is
@@ -123,6 +179,9 @@ impl Engine {
     async fn escalate(&self, target: &HeartbeatTarget) -> Result<Escalation, EngineError> {
         if target.recoveries < self.settings.recovery_limit {
             let woke = self.provider.wake(&target.sprite_name).await;
+            if matches!(&woke, Err(err) if matches!(err.failure, Failure::Throttled { .. })) {
+                return Ok(Escalation::Skipped);
+            }
             let gone = matches!(&woke, Err(err) if err.failure == Failure::Gone);
             if let Err(err) = &woke {
                 tracing::warn!(instance = %target.id, error = %err, "wake-up failed");

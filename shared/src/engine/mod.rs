@@ -7,6 +7,7 @@ mod claim_result;
 mod claiming;
 mod destroying;
 mod heartbeat;
+mod hibernation;
 mod in_process;
 mod inspect;
 mod lease;
@@ -112,6 +113,13 @@ pub struct EngineSettings {
     pub retry_after: Duration,
     /// Adaptive sizing's EWMA window, safety factor, cooldown and lead time prior.
     pub sizing: crate::sizing::Tuning,
+    /// How long a Sprite stays running after its last request (reference §8: ~30 s). The pool
+    /// counts an idle instance it touched more recently as running, and one it touched longer
+    /// ago as asleep: it is verified before it is handed out (hibernation.rs).
+    pub sprite_idle_pause: Duration,
+    /// The most a health check of a sleeping instance waits for it to wake and its gateway to
+    /// boot again (a cold wake restarts services).
+    pub wake_budget: Duration,
 }
 
 impl EngineSettings {
@@ -150,6 +158,8 @@ impl EngineSettings {
             prune_batch: 1000,
             retry_after: Duration::from_secs(30),
             sizing: crate::sizing::Tuning::production(),
+            sprite_idle_pause: Duration::from_secs(30),
+            wake_budget: Duration::from_secs(60),
         }
     }
 

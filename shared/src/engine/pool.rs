@@ -24,6 +24,8 @@ pub struct PoolStatus {
     pub rollout: super::RolloutStatus,
     /// Fixed or adaptive sizing, and adaptive's latest figures (issue 15.2).
     pub sizing: super::SizingStatus,
+    /// Machines running and asleep, as the pool counts them (issue 17).
+    pub running: crate::store::Running,
 }
 
 /// Why an operator action on one instance was refused.
@@ -65,6 +67,7 @@ impl Engine {
             settings,
             breaker: self.store.breaker().await?,
             rollout: self.rollout_status().await?,
+            running: self.store.running(self.settings.sprite_idle_pause).await?,
         })
     }
 }

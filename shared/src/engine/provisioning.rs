@@ -32,11 +32,18 @@ impl Engine {
     pub(super) async fn refill(&self, count: Option<u32>) -> Result<ReplenishReport, EngineError> {
         let settings = &self.settings;
         let build = self.build_suffix();
+        // Under `maxRunning` a new machine must have room to run (issue 17.2): the rest wait
+        // until sleeping ones free theirs.
+        let room = self.running_room().await?.map(|room| room.max(0));
+        if room == Some(0) {
+            tracing::debug!("replenish waits: maxRunning machines are running");
+        }
         let ask = RefillAsk {
             max_total: settings.max_total.into(),
             min_idle: settings.min_idle.into(),
-            batch: settings.replenish_batch.into(),
-            count: count.map(i64::from),
+            batch: room
+                .map_or(settings.replenish_batch.into(), |room| room.min(settings.replenish_batch.into())),
+            count: count.map(|n| room.map_or(n.into(), |room| room.min(n.into()))),
             provider: self.provider.kind(),
             openclaw_git_ref: &settings.openclaw_git_ref,
             reason: Reason::Replenish.as_str(),

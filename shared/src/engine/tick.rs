@@ -29,6 +29,8 @@ pub struct TickReport {
     pub rollout: Option<super::RolloutReport>,
     /// Adaptive sizing's pass (engine/sizing.rs): the target decided, idle instances shed.
     pub sizing: Option<super::SizingReport>,
+    /// Idle instances woken to restore `hotIdle` (hibernation.rs).
+    pub woken: usize,
     pub replenish: Option<Refill>,
     /// Finished claims and history lines past the retention period, deleted this tick.
     pub pruned: Pruned,
@@ -94,6 +96,9 @@ impl Engine {
         let sized = crate::settings::PoolSettings { min_idle: sizing.in_force, ..settings };
         report.sizing = Some(sizing);
         report.rollout = Some(self.roll_out(&sized).await?);
+        // Idle instances beyond `hotIdle` are let go to sleep first, so under `maxRunning`
+        // the place they free can go to a new one (hibernation.rs).
+        report.woken = self.keep_hot().await?;
         report.replenish = Some(self.replenish().await?);
         Ok(report)
     }

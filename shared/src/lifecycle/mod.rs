@@ -79,6 +79,9 @@ text_enum! {
         /// Joined an invite whose creator has not accepted yet.
         WaitingForAcceptance = "waiting_for_acceptance",
         ClaimFailed = "claim_failed",
+        /// A claim could not wake its sleeping instance (the account's running limit) and
+        /// gave it back untouched (issue 17.2).
+        WakeRefused = "wake_refused",
         /// Claiming for longer than a claim can take: its process died.
         StaleClaim = "stale_claim",
         /// An idle gateway reported a conversation.

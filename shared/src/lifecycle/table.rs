@@ -45,6 +45,8 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     ),
     (Some(Idle), None, &[MachineGone]),
     (Some(Claiming), Some(Claimed), &[Created, Joined, WaitingForAcceptance]),
+    // Nothing reached the gateway: the running limit refused the wake (engine/hibernation.rs).
+    (Some(Claiming), Some(Idle), &[WakeRefused]),
     (Some(Claiming), Some(Recycling), &[ClaimFailed, StaleClaim]),
     (Some(Claiming), Some(Destroying), &[ClaimFailed, StaleClaim, StepFailed, Destroy]),
     // The tick ends a claim whose lifetime ran out, or whose invite was never accepted.

@@ -33,6 +33,7 @@ const ALLOWED: &[&str] = &[
     "claiming>claimed:created",
     "claiming>claimed:joined",
     "claiming>claimed:waiting_for_acceptance",
+    "claiming>idle:wake_refused",
     "claiming>recycling:claim_failed",
     "claiming>recycling:stale_claim",
     "claiming>destroying:claim_failed",

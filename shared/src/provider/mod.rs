@@ -30,6 +30,10 @@ pub struct Capabilities {
     /// One call lists the whole pool with each machine's health, so the tick can afford to
     /// look every time (Railway's batched query); Sprites lists 50 a page and says less.
     pub observing_list: bool,
+    /// An idle machine pauses by itself when nothing talks to it and wakes on the next request
+    /// (Sprites, reference §8): the pool may let idle instances sleep (issue 17). A Railway
+    /// service runs until it is removed.
+    pub hibernates: bool,
 }
 
 /// Everything a machine's configuration carries that is particular to the instance.

@@ -143,7 +143,7 @@ impl Provider for SpritesProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { install: true, checkpoints: true, observing_list: false }
+        Capabilities { install: true, checkpoints: true, observing_list: false, hibernates: true }
     }
 
     async fn create(&self, name: &str) -> Result<Machine, ProviderError> {

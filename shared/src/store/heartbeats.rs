@@ -2,7 +2,7 @@
 //! all the answers in one statement and all the silences in another, so 10,000 instances cost
 //! two writes, not 10,000.
 
-use super::{Secret, Status, Store, StoreError};
+use super::{Secret, Status, Store, StoreError, secs};
 
 /// What the heartbeat needs of a live instance.
 #[derive(Clone)]
@@ -14,6 +14,19 @@ pub struct HeartbeatTarget {
     pub gateway_token: Secret,
     pub failures: i32,
     pub recoveries: i32,
+    /// An idle instance the pool has not touched for an idle pause: presumed asleep, so its
+    /// ping allows for a wake (engine/hibernation.rs).
+    pub asleep: bool,
+}
+
+/// Which idle instances a heartbeat pass looks at (issue 17.2): the hot ones every pass, the
+/// others only when their rare check is due, or while a failure is being followed up.
+#[derive(Debug, Clone, Copy)]
+pub struct SleepPlan {
+    /// How long a Sprite runs after its last request.
+    pub idle_pause: std::time::Duration,
+    /// How often a sleeping idle instance is checked.
+    pub check_every: std::time::Duration,
 }
 
 /// The (id, status seen) pairs of a batch, as the two arrays the statements unnest. The status
@@ -23,12 +36,23 @@ fn columns<'a>(targets: impl Iterator<Item = &'a HeartbeatTarget>) -> (Vec<Strin
 }
 
 impl Store {
-    pub async fn heartbeat_targets(&self) -> Result<Vec<HeartbeatTarget>, StoreError> {
+    /// Every claimed and hot idle instance, and the sleeping idle ones whose check is due
+    /// (oldest check first), or that failed one and are being followed up.
+    pub async fn heartbeat_targets(&self, plan: SleepPlan) -> Result<Vec<HeartbeatTarget>, StoreError> {
         let targets = sqlx::query_as!(
             HeartbeatTarget,
             r#"SELECT id, sprite_name, status AS "status: _", url, gateway_token AS "gateway_token: _",
-                      heartbeat_failures AS failures, heartbeat_recoveries AS recoveries
-               FROM instances WHERE status IN ('idle', 'claimed') ORDER BY id"#
+                      heartbeat_failures AS failures, heartbeat_recoveries AS recoveries,
+                      (status = 'idle' AND COALESCE(
+                          GREATEST(ready_at, last_heartbeat_at) < now() - make_interval(secs => $1), true))
+                          AS "asleep!"
+               FROM instances
+               WHERE status = 'claimed'
+                  OR (status = 'idle' AND (hot OR heartbeat_failures > 0 OR heartbeat_recoveries > 0
+                      OR COALESCE(GREATEST(ready_at, last_heartbeat_at) < now() - make_interval(secs => $2), true)))
+               ORDER BY GREATEST(ready_at, last_heartbeat_at) NULLS FIRST, id"#,
+            secs(plan.idle_pause),
+            secs(plan.check_every),
         )
         .fetch_all(&self.pool)
         .await?;

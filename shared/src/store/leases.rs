@@ -23,10 +23,10 @@ use super::{Instance, Reason, Status, Step, Store, StoreError, secs};
 /// for a row at rest.
 #[derive(Debug, Clone)]
 pub struct Fence {
-    id: String,
+    pub(super) id: String,
     /// `None`: nobody may hold a live lease (sweeps, operator actions on rows at rest).
-    owner: Option<String>,
-    status: Status,
+    pub(super) owner: Option<String>,
+    pub(super) status: Status,
 }
 
 impl Fence {
@@ -75,6 +75,9 @@ pub(crate) enum Change<'a> {
     Remove { reason: Reason, detail: Option<&'a str> },
     /// The gateway's answer to a claim: `claiming` -> `claimed` and the claim ended.
     Claimed(Answered<'a>),
+    /// A claim that could not wake its instance gives it back: `claiming` -> `idle`, the
+    /// claim's fields cleared (store/hibernation.rs).
+    Unwoken { reason: Reason, detail: Option<&'a str> },
 }
 
 impl Change<'_> {
@@ -95,6 +98,9 @@ impl Change<'_> {
             Change::Remove { reason, .. } => Transition { from, to: None, step: None, reason: *reason },
             Change::Claimed(answered) => {
                 Transition { from, to: Some(Status::Claimed), step: None, reason: answered.reason }
+            }
+            Change::Unwoken { reason, .. } => {
+                Transition { from, to: Some(Status::Idle), step: None, reason: *reason }
             }
         }
     }
@@ -191,6 +197,7 @@ impl Store {
             Change::Retry { step, error, delay } => self.retry(fence, *step, error, *delay).await,
             Change::Remove { reason, detail } => self.remove(fence, *reason, *detail).await,
             Change::Claimed(answered) => self.record_claimed(fence, answered).await,
+            Change::Unwoken { reason, detail } => self.release_unwoken(fence, *reason, *detail).await,
         }
     }
 
@@ -394,9 +401,9 @@ impl Store {
                        join_url = $7, claim_expires_at = (SELECT expires_at FROM lifetime)
                    WHERE id = COALESCE(
                        (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
-                        ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
                        (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))
+                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))
                    RETURNING *
                ), recorded AS (
                    INSERT INTO claims

@@ -15,6 +15,7 @@ mod durability;
 mod eventbridge;
 mod failed_claims;
 mod heartbeat;
+mod hibernation;
 mod lambda_glue;
 mod lifecycle;
 mod pgbouncer;

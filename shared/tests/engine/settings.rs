@@ -26,6 +26,9 @@ async fn the_environment_seeds_the_settings_once(db: PgPool) {
             "mode": "fixed",
             "floor": null,
             "ceiling": null,
+            "hotIdle": null,
+            "maxRunning": null,
+            "sleepingCheckSeconds": 1800,
         })
     );
     assert_eq!(shown.body["updatedBy"], "environment");

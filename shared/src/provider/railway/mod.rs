@@ -242,7 +242,7 @@ impl Provider for RailwayProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { install: false, checkpoints: false, observing_list: true }
+        Capabilities { install: false, checkpoints: false, observing_list: true, hibernates: false }
     }
 
     async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
