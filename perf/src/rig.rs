@@ -99,6 +99,7 @@ pub fn bench_settings() -> EngineSettings {
         prune_batch: 1000,
         redrive_batch: 500,
         retry_after: Duration::from_secs(30),
+        sizing: shared::sizing::Tuning::production(),
         sprite_idle_pause: Duration::from_secs(30),
         wake_budget: Duration::from_secs(60),
     }

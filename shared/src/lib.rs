@@ -14,6 +14,7 @@ pub mod railway;
 pub mod resources;
 pub mod retry;
 pub mod settings;
+pub mod sizing;
 pub mod sprites;
 pub mod store;
 pub mod sweep_loop;

@@ -43,6 +43,10 @@ pub struct PoolSettings {
     /// A claimed instance still waiting for its invite's acceptance this long is recycled.
     #[serde(default = "default_join_accept_timeout")]
     pub join_accept_timeout_seconds: u32,
+    /// Demand-adaptive sizing (issue 15.2): `mode`, `floor` and `ceiling`, flattened into the
+    /// document (sizing/mod.rs).
+    #[serde(flatten)]
+    pub sizing: crate::sizing::SizingSettings,
     /// How many idle instances the heartbeat keeps awake (issue 17.2); the others may sleep.
     /// `None` (the default): every idle instance, as before hibernation existed.
     #[serde(default)]
@@ -131,6 +135,10 @@ impl PoolSettings {
                 }
             }
             "joinAcceptTimeoutSeconds" => self.join_accept_timeout_seconds = lifetime(value)?,
+            "mode" => self.sizing.mode = crate::sizing::Mode::parse(value)?,
+            // null: no bound (0, max total).
+            "floor" => self.sizing.floor = optional(value, 0, MAX_MAX_TOTAL, "no bound")?,
+            "ceiling" => self.sizing.ceiling = optional(value, 0, MAX_MAX_TOTAL, "no bound")?,
             "hotIdle" => self.hot_idle = optional(value, 0, MAX_MAX_TOTAL, "every idle instance")?,
             "maxRunning" => self.max_running = optional(value, 1, MAX_MAX_TOTAL, "no limit")?,
             "sleepingCheckSeconds" => {
@@ -163,6 +171,8 @@ impl PoolSettings {
                 problems.push(FieldProblem { field: field.into(), message });
             }
         }
+        let sizing = self.sizing.problems(self.max_total).into_iter();
+        problems.extend(sizing.map(|(field, message)| FieldProblem { field: field.into(), message }));
         problems
     }
 
@@ -248,6 +258,7 @@ mod tests {
             openclaw_ref: "v2026.2.1".into(),
             claim_ttl_seconds: None,
             join_accept_timeout_seconds: DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
+            sizing: Default::default(),
             hot_idle: None,
             max_running: None,
             sleeping_check_seconds: DEFAULT_SLEEPING_CHECK_SECS,
@@ -300,6 +311,7 @@ mod tests {
             serde_json::from_value(json!({ "minIdle": 3, "maxTotal": 10, "openclawRef": "v2026.2.1" }))
                 .unwrap();
         assert_eq!(old, current());
+        assert_eq!(old.sizing.mode, crate::sizing::Mode::Fixed, "stored before adaptive sizing: fixed");
     }
 
     #[test]
@@ -336,6 +348,35 @@ mod tests {
         assert!(current().patched(&json!({ "minIdle": 11, "maxTotal": 11 })).is_ok());
         assert!(current().patched(&json!({ "maxTotal": 0 })).is_err());
         assert!(current().patched(&json!({ "minIdle": MAX_MIN_IDLE + 1 })).is_err());
+    }
+
+    #[test]
+    fn adaptive_sizing_is_opt_in_and_its_bounds_are_checked_with_max_total() {
+        let on = current().patched(&json!({ "mode": "adaptive", "floor": 1, "ceiling": 8 })).unwrap();
+        assert_eq!(on.sizing.mode, crate::sizing::Mode::Adaptive);
+        assert_eq!(
+            on.changes_from(&current())["mode"],
+            FieldChange { old: json!("fixed"), new: json!("adaptive") }
+        );
+        assert_eq!(on.changes_from(&current())["ceiling"], FieldChange { old: Value::Null, new: json!(8) });
+        let fields = |patch: Value| -> Vec<String> {
+            let err = on.patched(&patch).unwrap_err();
+            err.problems.into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(fields(json!({ "floor": 9 })), ["floor"]);
+        assert_eq!(fields(json!({ "ceiling": 11 })), ["ceiling"]);
+        assert_eq!(fields(json!({ "maxTotal": 7 })), ["ceiling"], "max total below the ceiling");
+        assert_eq!(fields(json!({ "mode": "auto", "floor": "one" })).len(), 2);
+        for bad in [json!(-1), json!(1.5), json!("3"), json!(MAX_MAX_TOTAL + 1)] {
+            assert_eq!(fields(json!({ "ceiling": bad })), ["ceiling"], "{bad}");
+        }
+        assert!(on.patched(&json!({ "ceiling": null, "maxTotal": 7 })).is_ok(), "null: max total");
+        let stored = serde_json::to_value(&on).unwrap();
+        assert_eq!(
+            (&stored["mode"], &stored["floor"], &stored["ceiling"]),
+            (&json!("adaptive"), &json!(1), &json!(8))
+        );
+        assert_eq!(serde_json::from_value::<PoolSettings>(stored).unwrap(), on);
     }
 
     #[test]

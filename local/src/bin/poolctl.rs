@@ -62,6 +62,15 @@ enum Command {
         /// The OpenClaw git ref new instances are built from.
         #[arg(long)]
         openclaw_ref: Option<String>,
+        /// `fixed` (min idle) or `adaptive` (follow measured demand between floor and ceiling).
+        #[arg(long, value_parser = ["fixed", "adaptive"])]
+        mode: Option<String>,
+        /// Adaptive mode's fewest warm instances.
+        #[arg(long)]
+        floor: Option<u32>,
+        /// Adaptive mode's most warm instances (at most max total).
+        #[arg(long)]
+        ceiling: Option<u32>,
         /// Idle instances kept awake, the others sleep (a number, or `all`).
         #[arg(long, value_parser = limit)]
         hot_idle: Option<Value>,
@@ -155,6 +164,9 @@ async fn run(command: Command) -> Result<(), String> {
             min_idle,
             max_total,
             openclaw_ref,
+            mode,
+            floor,
+            ceiling,
             hot_idle,
             max_running,
             sleeping_check_seconds,
@@ -168,6 +180,15 @@ async fn run(command: Command) -> Result<(), String> {
             }
             if let Some(git_ref) = openclaw_ref {
                 patch.insert("openclawRef".into(), json!(git_ref));
+            }
+            if let Some(mode) = mode {
+                patch.insert("mode".into(), json!(mode));
+            }
+            if let Some(n) = floor {
+                patch.insert("floor".into(), json!(n));
+            }
+            if let Some(n) = ceiling {
+                patch.insert("ceiling".into(), json!(n));
             }
             if let Some(n) = hot_idle {
                 patch.insert("hotIdle".into(), n);

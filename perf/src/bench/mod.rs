@@ -2,6 +2,7 @@
 //! drives the real engine (and, for claims, the real HTTP route), prints tables and returns
 //! the raw numbers; `run` adds the machine facts and writes `<json-dir>/<scenario>.json`.
 
+mod adaptive;
 mod api_calls;
 mod claims;
 mod fill;
@@ -25,6 +26,7 @@ pub const SCENARIOS: &[&str] = &[
     "heartbeat",
     "api-calls",
     "fill",
+    "adaptive",
     "memory",
     "sizes",
     "idle-cost",
@@ -279,6 +281,7 @@ pub async fn run(scenario: &str, options: &Options) -> Result<(), String> {
         "heartbeat" => heartbeat::run(options).await?,
         "api-calls" => api_calls::run(options).await?,
         "fill" => fill::run(options).await?,
+        "adaptive" => adaptive::run(options).await?,
         "memory" => memory::run(options).await?,
         "sizes" => sizes::run(options).await?,
         "idle-cost" => idle_cost::run(options).await?,

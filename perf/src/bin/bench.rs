@@ -8,9 +8,11 @@ use clap::Parser;
 use perf::bench::{self, Options, SCENARIOS};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks: claim latency and burst, heartbeat, API calls per sweep, fill, memory, sizes")]
+#[command(
+    about = "Benchmarks: claim latency and burst, heartbeat, API calls per sweep, fill, adaptive sizing, memory, sizes"
+)]
 struct Args {
-    /// claim-latency, claim-burst, heartbeat, api-calls, fill, memory, sizes, idle-cost, or all
+    /// claim-latency, claim-burst, heartbeat, api-calls, fill, adaptive, memory, sizes, idle-cost, or all
     scenario: String,
     /// Where the JSON results go.
     #[arg(long, default_value = "artifacts/bench")]

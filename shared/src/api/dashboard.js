@@ -266,6 +266,18 @@
     setText($("rollout"), text);
   }
 
+  // Sizing (issue 15.2): what the refill keeps warm, and adaptive's latest figures.
+  function renderSizing(sizing) {
+    if (!sizing) { setText($("sizing"), ""); return; }
+    var text = (sizing.mode === "adaptive" ? "Adaptive sizing: " : "Fixed sizing: ") + sizing.inForce + " kept warm";
+    var a = sizing.adaptive;
+    if (a) {
+      text += " · demand " + a.claimRatePerHour.toFixed(1) + " claims/h × lead time " + Math.round(a.leadTimeSeconds) + " s" +
+        (a.leadMeasured ? "" : " (assumed)") + " → target " + a.target + " (floor " + sizing.floor + ", ceiling " + sizing.ceiling + ")";
+    }
+    setText($("sizing"), text);
+  }
+
   function renderBreaker(breaker) {
     var box = $("breaker");
     var until = breaker && breaker.openUntil ? Date.parse(breaker.openUntil) : NaN;
@@ -526,6 +538,7 @@
         renderCounts(s.counts || {});
         renderBreaker(s.breaker);
         renderRollout(s.rollout);
+        renderSizing(s.sizing);
         renderInstances(s.instances || []);
         var r = s.running, awake = r ? r.busy + r.hotIdle + r.dozingIdle : null;
         setText($("counts-foot"), s.total + " instances in all · at least " + s.minIdle + " idle wanted · at most " + s.maxTotal +
@@ -715,11 +728,13 @@
   // ---- Settings (issue 15.1) ---------------------------------------------------------------
   // The form shows the stored settings unless the operator is editing it.
   var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
-    hotIdle: "settings-hot-idle", maxRunning: "settings-max-running" };
-  // Left empty, these mean their unbounded default (null): every idle instance hot, no limit.
-  var NULLABLE = { hotIdle: true, maxRunning: true };
+    hotIdle: "settings-hot-idle", maxRunning: "settings-max-running",
+    mode: "settings-mode", floor: "settings-floor", ceiling: "settings-ceiling" };
+  // Left empty, these mean their unbounded default (null): every idle instance hot, no limit,
+  // no floor (0) or ceiling (max total) for adaptive sizing.
+  var NULLABLE = { hotIdle: true, maxRunning: true, floor: true, ceiling: true };
   function settingValue(field, input) {
-    if (field === "openclawRef") return input.value.trim();
+    if (field === "openclawRef" || field === "mode") return input.value.trim();
     if (NULLABLE[field] && input.value.trim() === "") return null;
     return Number(input.value);
   }

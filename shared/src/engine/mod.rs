@@ -20,6 +20,7 @@ mod recycling;
 mod resources;
 mod rollout;
 mod settings;
+mod sizing;
 mod steps;
 mod tick;
 mod webhooks;
@@ -49,6 +50,7 @@ pub use reconcile::ReconcileReport;
 pub use resources::{ResourceSweep, Resources};
 pub use rollout::{RolloutReport, RolloutStatus};
 pub use settings::SettingsError;
+pub use sizing::{AdaptiveFigures, SizingReport, SizingStatus};
 pub use tick::{ObserveReport, TickReport};
 pub use webhooks::{WebhookReport, Webhooks};
 
@@ -109,6 +111,8 @@ pub struct EngineSettings {
     pub prune_batch: i64,
     /// How long after a claim the 503 tells the caller to come back.
     pub retry_after: Duration,
+    /// Adaptive sizing's EWMA window, safety factor, cooldown and lead time prior.
+    pub sizing: crate::sizing::Tuning,
     /// How long a Sprite stays running after its last request (reference §8: ~30 s). The pool
     /// counts an idle instance it touched more recently as running, and one it touched longer
     /// ago as asleep: it is verified before it is handed out (hibernation.rs).
@@ -153,6 +157,7 @@ impl EngineSettings {
             retention: config.retention,
             prune_batch: 1000,
             retry_after: Duration::from_secs(30),
+            sizing: crate::sizing::Tuning::production(),
             sprite_idle_pause: Duration::from_secs(30),
             wake_budget: Duration::from_secs(60),
         }

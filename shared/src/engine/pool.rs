@@ -22,6 +22,8 @@ pub struct PoolStatus {
     pub breaker: Breaker,
     /// Version rollout progress (issue 15.3).
     pub rollout: super::RolloutStatus,
+    /// Fixed or adaptive sizing, and adaptive's latest figures (issue 15.2).
+    pub sizing: super::SizingStatus,
     /// Machines running and asleep, as the pool counts them (issue 17).
     pub running: crate::store::Running,
 }
@@ -61,6 +63,7 @@ impl Engine {
             total,
             min_idle: settings.settings.min_idle,
             max_total: settings.settings.max_total,
+            sizing: self.sizing_status(&settings.settings).await?,
             settings,
             breaker: self.store.breaker().await?,
             rollout: self.rollout_status().await?,

@@ -31,6 +31,7 @@ impl Engine {
             openclaw_ref: self.settings.openclaw_git_ref.clone(),
             claim_ttl_seconds: None,
             join_accept_timeout_seconds: crate::settings::DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
+            sizing: Default::default(),
             hot_idle: None,
             max_running: None,
             sleeping_check_seconds: crate::settings::DEFAULT_SLEEPING_CHECK_SECS,

@@ -1,6 +1,6 @@
 //! The tick (ARCHITECTURE §6): re-drives due steps, destroys stuck provisioning, releases
 //! stale claims, ends expired claims and joins never accepted, acts on what a whole-pool
-//! listing shows (Railway), and refills. One tick at a time across every process, under its
+//! listing shows (Railway), decides the adaptive target (sizing.rs), and refills. One tick at a time across every process, under its
 //! sweep lease.
 
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub struct TickReport {
     pub observed: Option<ObserveReport>,
     /// The version rollout's pass (engine/rollout.rs).
     pub rollout: Option<super::RolloutReport>,
+    /// Adaptive sizing's pass (engine/sizing.rs): the target decided, idle instances shed.
+    pub sizing: Option<super::SizingReport>,
     /// Idle instances woken to restore `hotIdle` (hibernation.rs).
     pub woken: usize,
     pub replenish: Option<Refill>,
@@ -88,7 +90,12 @@ impl Engine {
         let due = self.store.due_steps(self.settings.redrive_batch).await?;
         report.redriven = due.len();
         self.leases.hand_on(&due).await;
-        report.rollout = Some(self.roll_out(&settings).await?);
+        let sizing = self.size_pool(&settings).await?;
+        // The rollout keeps idle at what the refill keeps warm: the adaptive target in
+        // adaptive mode.
+        let sized = crate::settings::PoolSettings { min_idle: sizing.in_force, ..settings };
+        report.sizing = Some(sizing);
+        report.rollout = Some(self.roll_out(&sized).await?);
         // Idle instances beyond `hotIdle` are let go to sleep first, so under `maxRunning`
         // the place they free can go to a new one (hibernation.rs).
         report.woken = self.keep_hot().await?;

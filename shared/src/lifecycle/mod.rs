@@ -100,6 +100,9 @@ text_enum! {
         /// Built from a version other than the desired one: replaced (engine/rollout.rs). The
         /// webhook outbox announces reasons starting with `rollout` as `instance.rollout`.
         Rollout = "rollout",
+        /// Adaptive sizing (issue 15.2): idle beyond the target once its cooldown passed.
+        /// Only ever an idle instance: a claimed one is never shed.
+        ScaleDown = "scale_down",
         /// Provisioning for longer than the stuck timeout.
         Stuck = "stuck",
         /// Reconcile found the machine gone.

@@ -31,7 +31,17 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (
         Some(Idle),
         Some(Destroying),
-        &[BoundWhileIdle, Recycle, Destroy, Drain, DeployDead, MachineGone, HeartbeatFailed, Rollout],
+        &[
+            BoundWhileIdle,
+            Recycle,
+            Destroy,
+            Drain,
+            DeployDead,
+            MachineGone,
+            HeartbeatFailed,
+            Rollout,
+            ScaleDown,
+        ],
     ),
     (Some(Idle), None, &[MachineGone]),
     (Some(Claiming), Some(Claimed), &[Created, Joined, WaitingForAcceptance]),

@@ -27,6 +27,7 @@ const ALLOWED: &[&str] = &[
     "idle>destroying:machine_gone",
     "idle>destroying:heartbeat_failed",
     "idle>destroying:rollout",
+    "idle>destroying:scale_down",
     "idle>gone:machine_gone",
     "claiming>claiming:step_failed",
     "claiming>claimed:created",

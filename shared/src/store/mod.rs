@@ -18,6 +18,7 @@ mod records;
 mod retention;
 mod rollout;
 mod settings;
+mod sizing;
 mod sweeps;
 mod webhooks;
 
@@ -44,6 +45,7 @@ pub(crate) use records::Record;
 pub use retention::Pruned;
 pub use rollout::VersionCounts;
 pub use settings::{PoolEvent, SEEDED_BY, StoredSettings};
+pub use sizing::SizingRow;
 pub use sweeps::SweepFence;
 pub use webhooks::{Delivery, OutboxCounts, OutboxRow};
 

@@ -73,6 +73,7 @@ pub fn test_settings() -> EngineSettings {
         prune_batch: 1000,
         redrive_batch: 100,
         retry_after: Duration::from_secs(30),
+        sizing: shared::sizing::Tuning::production(),
         sprite_idle_pause: Duration::from_secs(30),
         wake_budget: Duration::from_secs(10),
     }

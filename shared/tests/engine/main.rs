@@ -26,6 +26,7 @@ mod resources;
 mod retention;
 mod rollout;
 mod settings;
+mod sizing;
 mod ssm_secrets;
 mod startup_errors;
 mod webhooks;
