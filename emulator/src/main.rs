@@ -32,6 +32,10 @@ struct Args {
     /// The account's limit of concurrently running Sprites (default: none).
     #[arg(long, env = "EMULATOR_RUNNING_LIMIT")]
     running_limit: Option<u32>,
+    /// Keeps Sprites, Railway services, OpenRouter keys and AgentMail inboxes in this file:
+    /// loaded at start (Sprites come back cold), written every 2 s when changed and on Ctrl-C.
+    #[arg(long, env = "EMULATOR_STATE_FILE")]
+    state_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> std::io::Result<()> {
         idle_pause_secs: args.idle_pause_secs,
         cold_after_secs: args.cold_after_secs,
         running_limit: args.running_limit,
+        state_file: args.state_file,
         ..Default::default()
     };
     let emulator = Emulator::start_on(SocketAddr::new(args.host, args.port), config).await?;
