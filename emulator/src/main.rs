@@ -2,7 +2,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use clap::Parser;
-use sprites_emulator::{Emulator, EmulatorConfig};
+use sprites_emulator::{Emulator, EmulatorConfig, Loaded};
 
 /// Local Fly.io Sprites API with simulated OpenClaw gateways.
 #[derive(Parser)]
@@ -57,9 +57,23 @@ async fn main() -> std::io::Result<()> {
         state_file: args.state_file,
         ..Default::default()
     };
-    let emulator = Emulator::start_on(SocketAddr::new(args.host, args.port), config).await?;
+    // The message alone (a refused state file says what to do), not the error's Debug form.
+    let emulator = match Emulator::start_on(SocketAddr::new(args.host, args.port), config).await {
+        Ok(emulator) => emulator,
+        Err(e) => {
+            eprintln!("sprites-emulator: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "sprites-emulator listening on {}", emulator.base_url())?;
+    if let (Some(path), Some(loaded)) = (&emulator.config().state_file, emulator.loaded()) {
+        let found = match loaded {
+            Loaded::Fresh => "none yet, starting empty".to_string(),
+            Loaded::Restored(r) => format!("restored {} Sprites (cold until woken)", r.sprites),
+        };
+        writeln!(out, "state file {}: {found}", path.display())?;
+    }
     out.flush()?;
     drop(out);
     tokio::signal::ctrl_c().await?;
