@@ -1,6 +1,7 @@
 //! Start-up configuration and the live, control-API-editable copy of it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,9 @@ pub struct EmulatorConfig {
     pub cold_after_secs: f64,
     /// The account's limit of concurrently running Sprites; None = unlimited.
     pub running_limit: Option<u32>,
+    /// Where the world is kept across restarts (`persist`): loaded at start if it exists,
+    /// written every few seconds when something changed and on shutdown. None = in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 /// The idle pause the reference gives (§8: "about 30 s with no activity").
@@ -84,6 +88,7 @@ impl Default for EmulatorConfig {
             idle_pause_secs: IDLE_PAUSE_SECS,
             cold_after_secs: COLD_AFTER_SECS,
             running_limit: None,
+            state_file: None,
         }
     }
 }

@@ -110,6 +110,11 @@ impl Fs {
         Self { nodes }
     }
 
+    /// A filesystem read back from the state file (`persist`), node by node.
+    pub fn from_nodes(nodes: impl IntoIterator<Item = (String, Node)>) -> Self {
+        Self { nodes: nodes.into_iter().collect() }
+    }
+
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
     }

@@ -27,6 +27,7 @@ mod gateway;
 mod hibernation;
 mod latency;
 mod openrouter;
+mod persist;
 mod railway;
 mod respond;
 mod services;
@@ -43,10 +44,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post, put};
 use axum::serve::ListenerExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{COLD_AFTER_SECS, EmulatorConfig, IDLE_PAUSE_SECS, JoinOutcome};
+pub use persist::{FORMAT_VERSION as STATE_FORMAT_VERSION, Loaded, PERIOD as STATE_SAVE_PERIOD, Restored};
 // What a test (or a client) needs to build what the simulated gateway accepts: an invite its
 // CLI decodes, and the Control UI files a `pnpm ui:build` leaves.
 pub use gateway::control_ui::{CONTROL_UI_BUILD_OUTPUT, CONTROL_UI_INDEX, OPENCLAW_DIR, control_ui_index};
@@ -137,6 +139,9 @@ pub struct Emulator {
     app: App,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// The state file's writer: told when serving stopped, it writes once more and ends.
+    persist: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    loaded: Option<Loaded>,
 }
 
 impl Emulator {
@@ -159,9 +164,23 @@ impl Emulator {
             }
         };
         let base_url = format!("http://{host}:{}", addr.port());
+        let (world, loaded) = match &config.state_file {
+            Some(path) => {
+                let (world, loaded) = persist::world_from(path, &config, &base_url).map_err(|why| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("emulator state file {}: {why}", path.display()),
+                    )
+                })?;
+                tracing::info!("emulator state {}", persist::describe(path, &loaded));
+                (world, Some(loaded))
+            }
+            None => (World::new(&config), None),
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let state_file = config.state_file.clone();
         let app = App(Arc::new(Shared {
-            world: Mutex::new(World::new(&config)),
+            world: Mutex::new(world),
             token: config.token.clone(),
             base_url: base_url.clone(),
             start_config: config,
@@ -169,6 +188,10 @@ impl Emulator {
             boot: hibernation::sweeper::boot,
         }));
         tokio::spawn(hibernation::sweeper::run(app.clone()));
+        let persist = state_file.map(|path| {
+            let (last, last_rx) = oneshot::channel();
+            (last, tokio::spawn(persist::run(app.clone(), path, last_rx)))
+        });
         let service = router(app.clone());
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
@@ -191,7 +214,7 @@ impl Emulator {
                 tracing::error!("emulator server failed: {e}");
             }
         });
-        Ok(Emulator { addr, base_url, app, shutdown, server })
+        Ok(Emulator { addr, base_url, app, shutdown, server, persist, loaded })
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -212,8 +235,14 @@ impl Emulator {
         &self.app.0.start_config
     }
 
+    /// What the state file held at start: `None` without a state file.
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.loaded.as_ref()
+    }
+
     /// Stops accepting, ends every exec session and hanging request, and gives open
-    /// connections a moment to close before cutting them.
+    /// connections a moment to close before cutting them; then writes the state file a last
+    /// time, if there is one.
     pub async fn shutdown(self) {
         {
             let mut world = self.app.world();
@@ -225,6 +254,10 @@ impl Emulator {
         let mut server = self.server;
         if tokio::time::timeout(Duration::from_millis(500), &mut server).await.is_err() {
             server.abort();
+        }
+        if let Some((last, writer)) = self.persist {
+            let _ = last.send(());
+            let _ = writer.await;
         }
     }
 }

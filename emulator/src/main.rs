@@ -2,7 +2,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use clap::Parser;
-use sprites_emulator::{Emulator, EmulatorConfig};
+use sprites_emulator::{Emulator, EmulatorConfig, Loaded};
 
 /// Local Fly.io Sprites API with simulated OpenClaw gateways.
 #[derive(Parser)]
@@ -32,6 +32,10 @@ struct Args {
     /// The account's limit of concurrently running Sprites (default: none).
     #[arg(long, env = "EMULATOR_RUNNING_LIMIT")]
     running_limit: Option<u32>,
+    /// Keeps Sprites, Railway services, OpenRouter keys and AgentMail inboxes in this file:
+    /// loaded at start (Sprites come back cold), written every 2 s when changed and on Ctrl-C.
+    #[arg(long, env = "EMULATOR_STATE_FILE")]
+    state_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -50,11 +54,26 @@ async fn main() -> std::io::Result<()> {
         idle_pause_secs: args.idle_pause_secs,
         cold_after_secs: args.cold_after_secs,
         running_limit: args.running_limit,
+        state_file: args.state_file,
         ..Default::default()
     };
-    let emulator = Emulator::start_on(SocketAddr::new(args.host, args.port), config).await?;
+    // The message alone (a refused state file says what to do), not the error's Debug form.
+    let emulator = match Emulator::start_on(SocketAddr::new(args.host, args.port), config).await {
+        Ok(emulator) => emulator,
+        Err(e) => {
+            eprintln!("sprites-emulator: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "sprites-emulator listening on {}", emulator.base_url())?;
+    if let (Some(path), Some(loaded)) = (&emulator.config().state_file, emulator.loaded()) {
+        let found = match loaded {
+            Loaded::Fresh => "none yet, starting empty".to_string(),
+            Loaded::Restored(r) => format!("restored {} Sprites (cold until woken)", r.sprites),
+        };
+        writeln!(out, "state file {}: {found}", path.display())?;
+    }
     out.flush()?;
     drop(out);
     tokio::signal::ctrl_c().await?;

@@ -3,6 +3,8 @@
 //! than by `axum::serve` so a client gets a bounded time to send its headers: a slowloris cannot
 //! hold thousands of sockets open (issue 14). The router bounds the time to send the body.
 
+pub mod job;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -14,7 +15,8 @@ pub const DEFAULT_LIMIT: usize = 10;
 pub const MAX_LIMIT: usize = 100;
 pub const POD_ID: &str = "emulator-pod";
 
-#[derive(Debug, Clone)]
+/// Serde (here and below) for the state file (`persist`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Inbox {
     pub inbox_id: String,
     pub display_name: Option<String>,
@@ -43,7 +45,7 @@ impl Inbox {
 }
 
 /// A custom domain of the organisation, as the control API registered it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Domain {
     pub domain_id: String,
     pub domain: String,
@@ -79,7 +81,7 @@ impl AgentMailWorld {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboxKey {
     pub api_key_id: String,
     pub api_key: String,

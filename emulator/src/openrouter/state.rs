@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -12,7 +13,8 @@ use crate::clock::rfc3339;
 pub const PAGE_SIZE: usize = 100;
 pub const WORKSPACE_ID: &str = "00000000-0000-4000-8000-000000000000";
 
-#[derive(Debug, Clone)]
+/// Serde for the state file (`persist`), which keeps every live key across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Key {
     pub hash: String,
     /// The secret, kept only so requests made with it can be authenticated.

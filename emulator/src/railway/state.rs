@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -23,7 +24,8 @@ pub const DEFAULT_DEPLOY_MS: u64 = 30_000;
 const EPHEMERAL_STATE_DIR: &str = "/app";
 
 /// What a service instance runs: set by `environmentPatchCommit`, copied into each deployment.
-#[derive(Debug, Clone, Default)]
+/// Serde (here and on `Forced` and `Domain`) for the state file (`persist`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServiceConfig {
     pub image: Option<String>,
     pub start_command: Option<String>,
@@ -33,7 +35,7 @@ pub struct ServiceConfig {
 }
 
 /// A status forced from outside the normal QUEUED → SUCCESS progression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Forced {
     Crashed,
     Sleeping,
@@ -128,7 +130,7 @@ impl Service {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Domain {
     pub id: String,
     pub domain: String,
@@ -177,7 +179,8 @@ pub struct RailwayWorld {
     /// Per counter route (`railway.volumeCreate`): this many requests act, then the edge
     /// answers 504 (the answer is lost).
     pub lost_answers: BTreeMap<String, u64>,
-    next_seq: u64,
+    /// The last sequence number handed out (kept in the state file, so ids stay in order).
+    pub next_seq: u64,
 }
 
 impl Default for RailwayWorld {

@@ -78,6 +78,13 @@ impl Lifecycle {
         }
     }
 
+    /// A Sprite read back from the state file: the emulator's restart was the machine's, so
+    /// it is `cold` (nothing runs; its services boot on the next wake), with the running time
+    /// and wake counts it had.
+    pub fn restored(now: Instant, running: Duration, warm_wakes: u64, cold_wakes: u64) -> Self {
+        Self { running_before: running, warm_wakes, cold_wakes, ..Self::new(now) }
+    }
+
     pub fn power(&self) -> Power {
         self.power
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -55,7 +55,8 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Serialize is the API's shape; Deserialize reads it back from the state file (`persist`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceDef {
     pub name: String,
     pub cmd: String,
@@ -63,7 +64,7 @@ pub struct ServiceDef {
     pub needs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_port: Option<u16>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,

@@ -17,3 +17,4 @@ mod setup_recipes;
 mod shell_syntax;
 mod shell_tools;
 mod sprites;
+mod state_file;

@@ -1,16 +1,13 @@
 //! The main job: the Sprites emulator, migrations, every API route and the sweeps in one
 //! process at http://127.0.0.1:3001 (ARCHITECTURE §9). `scripts/dev` runs it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
+use pool_local::job::Job;
 use secrecy::ExposeSecret;
 use shared::config::{Config, ProviderConfig};
-use shared::sweep_loop::{self, Sweep};
-use shared::wiring::{self, Wiring};
-use sprites_emulator::{Emulator, EmulatorConfig};
+use sprites_emulator::Emulator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,9 +21,6 @@ async fn main() -> ExitCode {
         }
     }
 }
-
-/// `POOL_API_KEY` when the environment gives none: a local pool's, shown on the banner.
-const DEV_API_KEY: &str = "dev-pool-key";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -46,89 +40,31 @@ fn check_dev_key_allowed(environment: Option<&str>, api_key: Option<&str>) -> Re
 
 async fn run() -> Result<(), String> {
     check_dev_key_allowed(env("POOL_ENVIRONMENT").as_deref(), env("POOL_API_KEY").as_deref())?;
-    // The emulator stands in for Fly.io (or Railway) unless the provider's API URL points
-    // elsewhere; it also serves OpenRouter and AgentMail, so every instance gets both.
-    let railway = env("POOL_PROVIDER").as_deref() == Some("railway");
-    let emulator = match env(if railway { "RAILWAY_API_URL" } else { "SPRITES_API_URL" }) {
-        Some(_) => None,
-        None => Some(start_emulator().await?),
-    };
-    // The dev key is shown on the banner; a key of the operator's own never is.
-    let key_shown = env("POOL_API_KEY").is_none();
-    let mut defaults: HashMap<&str, String> = HashMap::from([("POOL_API_KEY", DEV_API_KEY.to_string())]);
-    if let Some(emulator) = &emulator {
-        defaults.extend(emulator_defaults(emulator));
-        // An environment given by name is looked up in the emulator instead.
-        if env("RAILWAY_ENVIRONMENT_NAME").is_some() {
-            defaults.remove("RAILWAY_ENVIRONMENT_ID");
-        }
-    }
-    let config = Config::from_lookup(|name| env(name).or_else(|| defaults.get(name).cloned()))
-        .map_err(|err| err.to_string())?;
-    let migrations = wiring::migration_store(&config).map_err(|e| e.to_string())?;
-    let through = wiring::migration_url_variable(&config);
-    migrations.migrate().await.map_err(|e| format!("migrations (through {through}): {e}"))?;
-    let process = Arc::new(Wiring::new(config).build().map_err(|e| e.to_string())?);
-    process.engine.report_ignored_environment().await.map_err(|e| format!("settings: {e}"))?;
-
-    for sweep in [Sweep::Tick, Sweep::Heartbeat, Sweep::Reconcile] {
-        let interval = sweep.interval(&process.config);
-        tokio::spawn(sweep_loop::run_forever(sweep, interval, process.engine.clone()));
-    }
-
+    let job = Job::start(&env).await?;
     let addr = pool_local::listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("binding {addr}: {e}"))?;
-    print!("{}", banner(&process.config, addr, emulator.as_ref().map(Emulator::base_url), key_shown));
-    let served = pool_local::serve(process, listener, async {
+    let emulator_url = job.emulator.as_ref().map(Emulator::base_url);
+    print!("{}", banner(&job.process.config, addr, emulator_url, job.state_summary(), job.key_shown));
+    let served = pool_local::serve(job.process.clone(), listener, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("stopping");
     })
     .await;
-    if let Some(emulator) = emulator {
-        emulator.shutdown().await;
-    }
+    job.stop().await;
     served.map_err(|e| e.to_string())
-}
-
-async fn start_emulator() -> Result<Emulator, String> {
-    let number = |name: &str, default: f64| env(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let port = env("EMULATOR_PORT").and_then(|p| p.parse().ok()).unwrap_or(8090);
-    // A Sprite is set up in 20 s here instead of ~5 min: fast enough to watch a pool fill.
-    let config = EmulatorConfig {
-        token: env("EMULATOR_TOKEN").unwrap_or_else(|| "emulator-token".into()),
-        speed: number("EMULATOR_SPEED", 0.1),
-        setup_secs: number("EMULATOR_SETUP_SECS", 200.0),
-        ..EmulatorConfig::default()
-    };
-    Emulator::start_on(SocketAddr::from(([127, 0, 0, 1], port)), config)
-        .await
-        .map_err(|e| format!("starting the Sprites emulator on port {port}: {e}"))
-}
-
-/// Every outside service pointed at the emulator, with the emulator's own credentials.
-fn emulator_defaults(emulator: &Emulator) -> [(&'static str, String); 12] {
-    let base = emulator.base_url();
-    let config = emulator.config();
-    [
-        ("SPRITES_API_URL", base.clone()),
-        ("SPRITE_TOKEN", emulator.token().to_string()),
-        ("RAILWAY_API_URL", format!("{base}/graphql/v2")),
-        ("RAILWAY_API_TOKEN", config.railway_token.clone()),
-        ("RAILWAY_PROJECT_ID", sprites_emulator::RAILWAY_PROJECT_ID.to_string()),
-        ("RAILWAY_ENVIRONMENT_ID", sprites_emulator::RAILWAY_ENVIRONMENT_ID.to_string()),
-        ("RAILWAY_RUNTIME_IMAGE", "ghcr.io/xmtplabs/convos-runtime:emulated".to_string()),
-        ("RAILWAY_PUBLIC_URL_BASE", format!("{base}/_railway")),
-        ("OPENROUTER_API_URL", format!("{base}/api/v1")),
-        ("OPENROUTER_MANAGEMENT_KEY", config.openrouter_key.clone()),
-        ("AGENTMAIL_API_URL", format!("{base}/v0")),
-        ("AGENTMAIL_API_KEY", config.agentmail_key.clone()),
-    ]
 }
 
 /// What the main job prints once it listens. The API key appears only when it is the dev
 /// default (`key_shown`); a key from the environment or `.env` is referred to by name, so a
 /// terminal log or a screen share never holds it.
-fn banner(config: &Config, addr: SocketAddr, emulator_url: Option<String>, key_shown: bool) -> String {
+/// `state`: where the emulator keeps its world across restarts, and what it found there.
+fn banner(
+    config: &Config,
+    addr: SocketAddr,
+    emulator_url: Option<String>,
+    state: Option<String>,
+    key_shown: bool,
+) -> String {
     let (key, bearer) = if key_shown {
         let key = config.api_key.expose_secret();
         (key.to_string(), key.to_string())
@@ -148,11 +84,12 @@ fn banner(config: &Config, addr: SocketAddr, emulator_url: Option<String>, key_s
         (None, Some(_)) => "an AgentMail inbox per instance",
         (None, None) => "none",
     };
+    let state = state.map(|s| format!("  State:     {s}; delete it to start empty\n")).unwrap_or_default();
     format!(
         r#"
 Convos agent pool ({env}) listening on {base}
   Machines:  {machines}
-  Resources: {resources}
+{state}  Resources: {resources}
   API key:   {key}
   Pool:      {min} idle wanted, at most {max} in all (about a minute to fill on the emulator)
 
@@ -172,6 +109,8 @@ Ctrl-C stops it all.
 
 #[cfg(test)]
 mod tests {
+    use pool_local::job::DEV_API_KEY;
+
     use super::*;
 
     fn config(api_key: &str) -> Config {
@@ -193,11 +132,11 @@ mod tests {
     #[test]
     fn the_banner_shows_only_the_dev_key() {
         let addr = SocketAddr::from(([127, 0, 0, 1], 3001));
-        let dev = banner(&config(DEV_API_KEY), addr, None, true);
+        let dev = banner(&config(DEV_API_KEY), addr, None, None, true);
         assert!(dev.contains(&format!("API key:   {DEV_API_KEY}\n")), "{dev}");
         assert!(dev.contains(&format!("Bearer {DEV_API_KEY}")), "{dev}");
 
-        let own = banner(&config("operator-key-0123456789"), addr, None, false);
+        let own = banner(&config("operator-key-0123456789"), addr, None, None, false);
         assert!(!own.contains("operator-key-0123456789"), "{own}");
         assert!(own.contains("API key:   from POOL_API_KEY (not shown)"), "{own}");
         assert!(own.contains("Bearer $POOL_API_KEY"), "{own}");

@@ -190,19 +190,25 @@ impl Engine {
                 self.store.heartbeat_recovery(&target.id, target.status).await?;
                 return Ok(Escalation::Woken);
             }
+            return self.give_up(target, true).await;
         }
-        self.give_up(target).await
+        self.give_up(target, false).await
     }
 
     /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
-    async fn give_up(&self, target: &HeartbeatTarget) -> Result<Escalation, EngineError> {
+    /// `gone`: the wake-up found no machine at all, which is what the history then says.
+    async fn give_up(&self, target: &HeartbeatTarget, gone: bool) -> Result<Escalation, EngineError> {
         let lease = self.leases.at_rest(&target.id, target.status);
-        let detail = format!(
-            "{} failed pings after {} wake-ups",
-            self.settings.heartbeat_failure_limit, target.recoveries
-        );
+        let (reason, detail) = if gone {
+            (
+                Reason::MachineGone,
+                "the machine vanished from the provider (its wake-up found none)".to_string(),
+            )
+        } else {
+            let pings = self.settings.heartbeat_failure_limit;
+            (Reason::HeartbeatFailed, format!("{pings} failed pings after {} wake-ups", target.recoveries))
+        };
         let idle = target.status == Status::Idle;
-        let reason = Reason::HeartbeatFailed;
         let change = if idle { to_destroying(reason, Some(&detail)) } else { crashed(reason, Some(&detail)) };
         if !lease.advance(change).await? {
             return Ok(Escalation::Skipped);

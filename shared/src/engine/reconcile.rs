@@ -66,24 +66,27 @@ impl Engine {
             let lease = self.leases.at_rest(&row.id, row.status);
             match row.status {
                 Status::Claimed => {
-                    if lease.advance(crashed(Reason::MachineGone, None)).await? {
+                    if lease.advance(crashed(Reason::MachineGone, Some(VANISHED))).await? {
                         report.marked_crashed.push(row.id.clone());
                     }
                 }
                 Status::Crashed | Status::Claiming => {}
                 // The destroy step deletes the resources, then the row.
                 _ if has_resources => {
-                    if lease.advance(to_destroying(Reason::MachineGone, None)).await? {
+                    if lease.advance(to_destroying(Reason::MachineGone, Some(VANISHED))).await? {
                         report.sent_to_destroy.push(row.id.clone());
                     }
                 }
                 _ => {
-                    if lease.advance(Change::Remove { reason: Reason::MachineGone, detail: None }).await? {
+                    let gone = Change::Remove { reason: Reason::MachineGone, detail: Some(VANISHED) };
+                    if lease.advance(gone).await? {
                         report.rows_removed.push(row.id.clone());
                     }
                 }
             }
         }
+        let still_listed = known.iter().filter(|row| present.contains(row.sprite_name.as_str())).count();
+        report_vanished(&report, still_listed);
         let names: HashSet<&str> = all_rows.iter().map(|k| k.sprite_name.as_str()).collect();
         let grace = time::Duration::try_from(self.settings.reconcile_grace).unwrap_or_default();
         for machine in &remote {
@@ -109,5 +112,18 @@ impl Engine {
         }
         report.resources = self.sweep_resources(pool_names, &names, self.settings.reconcile_grace).await;
         Ok(report)
+    }
+}
+
+const VANISHED: &str = "the machine vanished from the provider";
+
+/// One line for what a pass found missing, besides each instance's own status line. `none_left`:
+/// not one machine the rows know is listed any more, as after a provider reset.
+fn report_vanished(report: &ReconcileReport, still_listed: usize) {
+    let replaced = report.rows_removed.len() + report.sent_to_destroy.len();
+    let crashed = report.marked_crashed.len();
+    if replaced + crashed > 0 {
+        let none_left = still_listed == 0;
+        tracing::warn!(replaced, crashed, none_left, "machines vanished from the provider");
     }
 }

@@ -106,6 +106,13 @@ impl Engine {
             lease.wait_until(delay).await?;
             return Ok(());
         }
+        // The machine vanished under a step (deleted outside the pool, the provider reset): not
+        // a failure of creation, so the breaker is not told; the instance is replaced (or its
+        // claim given up) at once. A create answered "not found" is no vanished machine: it
+        // counts as any refusal below.
+        if err.failure == Failure::Gone && step != Step::Create && instance.status != Status::Destroying {
+            return self.machine_vanished(lease, instance, step, &err).await;
+        }
         tracing::warn!(instance = %instance.id, %step, attempts = instance.attempts + 1, error = %err, "step failed");
         crate::metrics::step_failure();
         let provisioning = instance.status == Status::Provisioning;
@@ -137,6 +144,34 @@ impl Engine {
             delay: Duration::ZERO,
             reason,
             detail: Some(&message),
+        };
+        lease.advance(change).await?;
+        Ok(())
+    }
+
+    /// A step found the machine gone: the instance goes to destroying (its resources are still
+    /// released there; deleting the machine finds nothing), without an attempt or a breaker
+    /// failure, since nothing about creating machines went wrong.
+    async fn machine_vanished(
+        &self,
+        lease: Lease<'_>,
+        instance: &Instance,
+        step: Step,
+        err: &ProviderError,
+    ) -> Result<(), EngineError> {
+        let detail = format!("{step}: the machine vanished from the provider ({err})");
+        tracing::warn!(instance = %instance.id, %step, error = %err, "machine vanished under a step; replacing it");
+        // Claiming has no move for a vanished machine of its own; the claim fails as any step.
+        let reason = match instance.status {
+            Status::Claiming => Reason::StepFailed,
+            _ => Reason::MachineGone,
+        };
+        let change = Change::Move {
+            to: Status::Destroying,
+            step: Some(Step::Destroy),
+            delay: Duration::ZERO,
+            reason,
+            detail: Some(&detail),
         };
         lease.advance(change).await?;
         Ok(())
