@@ -84,11 +84,16 @@ impl Job {
         })
     }
 
-    /// Stops the sweeps, then the emulator, which writes its state file a last time.
+    /// Stops the sweeps, gives up this process's leases (so the next start takes their steps
+    /// over at once, not after their expiry), then stops the emulator, which writes its state
+    /// file a last time.
     pub async fn stop(self) {
         for sweep in self.sweeps {
             sweep.abort();
             let _ = sweep.await;
+        }
+        if let Err(err) = self.process.engine.release_leases().await {
+            tracing::warn!(error = %err, "could not release this process's leases; they expire by themselves");
         }
         if let Some(emulator) = self.emulator {
             emulator.shutdown().await;

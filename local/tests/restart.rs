@@ -216,6 +216,9 @@ async fn a_restart_resumes_the_agents_and_a_reset_is_replaced_without_the_breake
     })
     .await;
     let refilled = reset.elapsed();
+    // The stop released the three setups' leases, so they were taken over at once rather than
+    // after the 60 s a lease lasts.
+    assert!(refilled < Duration::from_secs(30), "back at min idle only after {refilled:?}");
     wait_for("the claimed agent marked crashed", Duration::from_secs(10), || async {
         store.instance(&claimed_id).await.unwrap().is_some_and(|i| i.status == Status::Crashed)
     })

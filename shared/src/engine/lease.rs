@@ -44,6 +44,12 @@ impl Leases {
         Leases { store, chain, ttl, hop_limit, process, runs: AtomicU64::new(0) }
     }
 
+    /// Releases every lease this process holds (a stop): another process takes the work over
+    /// at once instead of after the lease's expiry.
+    pub(crate) async fn release_all(&self) -> Result<u64, crate::store::StoreError> {
+        self.store.release_leases_of(&self.process).await
+    }
+
     fn new_owner(&self) -> String {
         format!("{}:{}", self.process, self.runs.fetch_add(1, Ordering::Relaxed))
     }

@@ -219,6 +219,16 @@ impl Engine {
         self
     }
 
+    /// Gives up the leases this process holds, for a clean stop: the steps they cover are due
+    /// again at once for the next process.
+    pub async fn release_leases(&self) -> Result<u64, EngineError> {
+        let released = self.leases.release_all().await?;
+        if released > 0 {
+            tracing::info!(released, "leases released for the next process");
+        }
+        Ok(released)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

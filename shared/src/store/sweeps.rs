@@ -60,4 +60,27 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Gives up every lease whose owner starts with `process` (a stopping process's own): the
+    /// steps it held are due again at once and its sweeps free, so the next process does not
+    /// wait out their expiry. The fences keep a step still finishing from writing after this.
+    /// Returns how many instance leases were released.
+    pub async fn release_leases_of(&self, process: &str) -> Result<u64, StoreError> {
+        // Owners are `<process>:<n>` and a process name is `p<pid>-<letters and digits>`, so
+        // the pattern has no wildcard but its own.
+        let pattern = format!("{process}:%");
+        let released = sqlx::query!(
+            "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL,
+                    next_run_at = CASE WHEN step IS NULL THEN next_run_at ELSE now() END
+             WHERE lease_owner LIKE $1",
+            pattern,
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        sqlx::query!("UPDATE sweep_leases SET owner = NULL, expires_at = NULL WHERE owner LIKE $1", pattern)
+            .execute(&self.pool)
+            .await?;
+        Ok(released)
+    }
 }
