@@ -127,20 +127,13 @@ async fn report_empty_start(emulator: &Emulator, process: &Process) -> Result<()
         .as_ref()
         .map_or("none (EMULATOR_STATE_FILE=off)".into(), |p| p.display().to_string());
     let instances = lost.len();
-    // On a thread of its own: tracing-subscriber's per-layer filter keeps a per-thread "disabled"
-    // mark after a `tracing::enabled!` check that no event follows (sqlx makes one per query,
-    // as the one above), and drops the next event of that thread. This line must not be it.
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            tracing::warn!(
-                instances,
-                claimed,
-                %state_file,
-                "the emulator started empty, so the machines of the instances the database knows are gone \
-                 (was its state file deleted?): idle and provisioning ones are replaced, claimed ones marked crashed"
-            );
-        });
-    });
+    tracing::warn!(
+        instances,
+        claimed,
+        %state_file,
+        "the emulator started empty, so the machines of the instances the database knows are gone \
+         (was its state file deleted?): idle and provisioning ones are replaced, claimed ones marked crashed"
+    );
     Ok(())
 }
 

@@ -17,7 +17,7 @@ mod redact;
 use std::io::IsTerminal;
 
 use tracing::Subscriber;
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -61,43 +61,52 @@ pub fn env_filter() -> EnvFilter {
 /// "relation ... already exists, skipping", which sqlx logs at info).
 pub const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
-/// Everything at the level `filter` allows, except the [`CAPPED`] targets below debug.
-fn capped<S: Subscriber>(filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S> {
+/// Everything at the level `filter` allows, except the [`CAPPED`] targets below debug, as a
+/// filter of the whole subscriber, not of one layer. A per-layer filter (`with_filter`) hands
+/// its verdict to the layer through a thread-local that an `enabled!` check with no event after
+/// it leaves stale; sqlx makes one after every query, and the next line on that thread was
+/// dropped (tokio-rs/tracing#2519, #2704). A global filter has no such state.
+fn capped<S>(filter: EnvFilter) -> impl Layer<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
     let caps = Targets::new()
         .with_default(LevelFilter::TRACE)
         .with_targets(CAPPED.iter().map(|target| (*target, LevelFilter::DEBUG)));
-    filter.and(caps)
+    filter.and_then(caps)
 }
 
-/// JSON lines to `writer`, filtered by `filter` and the caps, redacted.
+/// JSON lines to `writer`, redacted, with `filter` and the caps applied to the whole
+/// subscriber (one output per process; two layers in one subscriber share both filters).
 pub fn json_layer<S, W>(filter: EnvFilter, writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt::layer()
+    let lines = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         // The innermost span carries the instance and step of a step run.
         .with_current_span(true)
         .with_span_list(false)
         .with_ansi(false)
-        .with_writer(Redacting::new(writer))
-        .with_filter(capped(filter))
+        .with_writer(Redacting::new(writer));
+    capped(filter).and_then(lines)
 }
 
-/// Readable lines to `writer`, filtered by `filter` and the caps, redacted.
+/// Readable lines to `writer`, redacted, with `filter` and the caps applied to the whole
+/// subscriber.
 pub fn readable_layer<S, W>(filter: EnvFilter, writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt::layer()
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         // Colours for a person at a terminal; plain text into a file or a pipe.
         .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(Redacting::new(writer))
-        .with_filter(capped(filter))
+        .with_writer(Redacting::new(writer));
+    capped(filter).and_then(lines)
 }
 
 /// The Lambda functions' logs: JSON lines on stdout.
