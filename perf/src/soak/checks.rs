@@ -27,6 +27,11 @@ const EXPLAINS: &[&str] = &[
     "drain",
 ];
 
+/// Reasons for moving to `destroying` that an operator's settings cause, not a request per
+/// instance: a rollout replacing a stale instance (the soak changes `openclawRef` during the
+/// chaos) and adaptive sizing shedding surplus idle.
+const POLICY_EXITS: &[&str] = &["rollout", "scale_down"];
+
 /// Reasons for moving to `destroying` that need no operator.
 const FAILURE_EXITS: &[&str] =
     &["step_failed", "provisioning_failed", "recycle_failed", "heartbeat_failed", "stuck", "machine_gone"];
@@ -301,6 +306,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
         };
         *by_reason.entry(reason.clone()).or_insert(0) += 1;
         let ok = FAILURE_EXITS.contains(&reason.as_str())
+            || POLICY_EXITS.contains(&reason.as_str())
             || (reason == "destroy"
                 && (destroys.contains_key(&gone.instance_id) || recycles.contains_key(&gone.instance_id)));
         if !ok {
