@@ -3,6 +3,7 @@
 
 mod claim_dedupe;
 mod claim_lifetime;
+mod claim_request;
 mod claim_result;
 mod claiming;
 mod destroying;
