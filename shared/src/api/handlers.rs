@@ -204,6 +204,7 @@ pub async fn status(engine: &Engine) -> Answer {
         "settings": pool.settings,
         "breaker": pool.breaker,
         "rollout": pool.rollout,
+        "running": pool.running,
         "sizing": pool.sizing,
         "instances": views,
     })))

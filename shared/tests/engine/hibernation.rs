@@ -76,6 +76,9 @@ async fn only_hot_idle_are_pinged_and_a_claim_wakes_a_cold_one_verified(db: PgPo
 
     let report = pool.engine.heartbeat().await.unwrap();
     assert_eq!(report.pinged, 1, "only the hot instance is pinged: {report:?}");
+    let status = crate::api::get(&pool.api, "/api/pool/status").await;
+    assert_eq!(status.body["running"]["hotIdle"], 1, "{}", status.text);
+    assert_eq!(status.body["running"]["busy"], 0, "{}", status.text);
     let hot_ones: Vec<bool> = futures_util::future::join_all(instances.iter().map(|i| hot(&db, &i.id))).await;
     assert_eq!(hot_ones.iter().filter(|h| **h).count(), 1);
     // The one a claim takes first (the longest idle) is the hot one.
