@@ -196,8 +196,8 @@ impl GatewayClient {
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::retry::parse_retry_after);
         let body = response.bytes().await.map_err(|e| transport_error(e, timeout))?;
         if status.is_success() {
             return serde_json::from_slice(&body)

@@ -101,6 +101,13 @@ where
     (outcome, made.into_inner())
 }
 
+/// `Retry-After` as seconds, whole or fractional (the HTTP-date form is rare from these APIs
+/// and ignored): the one reading for every client.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

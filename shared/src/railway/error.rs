@@ -200,12 +200,6 @@ pub(crate) fn read_errors(body: &Value) -> Option<(Option<Reading>, String)> {
     Some((errors.iter().find_map(read_error), text))
 }
 
-/// `Retry-After` as seconds (HTTP dates are rare here and ignored).
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
 /// `X-RateLimit-Reset`: a Unix time in seconds (or milliseconds), or, when small, a number of
 /// seconds to wait. Returns the wait from `now_unix` (seconds since the epoch).
 pub(crate) fn parse_reset(value: &str, now_unix: f64) -> Option<Duration> {

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::RailwayClient;
-use super::error::{RailwayError, RailwayErrorKind, parse_reset, parse_retry_after, read_errors, sanitize};
+use super::error::{RailwayError, RailwayErrorKind, parse_reset, read_errors, sanitize};
 use super::retry;
+use crate::retry::parse_retry_after;
 
 /// Sent on every request, as the Sprites client does: Railway can tell our traffic apart.
 pub use crate::USER_AGENT;

@@ -44,7 +44,7 @@ impl ResourceError {
 }
 
 pub use crate::retry::RetryPolicy;
-use crate::retry::Verdict;
+use crate::retry::{Verdict, parse_retry_after};
 
 /// The resource clients' retry pace: the shared default, its backoff starting at half a second.
 pub(crate) fn default_retry() -> RetryPolicy {
@@ -243,11 +243,6 @@ fn transport(e: reqwest::Error) -> String {
 }
 
 /// `Retry-After` in seconds (fractions allowed); HTTP dates fall back to backoff.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
 /// At most 300 characters of an error body, on one line.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::retry::parse_retry_after;
+
 /// Everything a Sprites call can fail with. No variant ever carries the API token.
 #[derive(Debug, thiserror::Error)]
 pub enum SpritesError {
@@ -109,11 +111,6 @@ pub(crate) fn classify(
         502..=504 => SpritesError::Unavailable { status, retry_after, message },
         _ => SpritesError::Api { status, message },
     }
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 fn truncate(message: &str) -> String {
