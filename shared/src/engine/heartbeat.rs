@@ -133,10 +133,10 @@ impl Engine {
         let mut room = room.max(0);
         Ok(targets
             .into_iter()
+            // Only idle instances are ever presumed asleep (store/heartbeats.rs).
             .filter(|t| {
-                let wakes = t.asleep && t.status == Status::Idle;
-                let fits = !wakes || room > 0;
-                room -= i64::from(wakes && fits);
+                let fits = !t.asleep || room > 0;
+                room -= i64::from(t.asleep && fits);
                 fits
             })
             .collect())
@@ -147,11 +147,11 @@ impl Engine {
         let Some(url) = target.url.as_deref() else { return Ping::Silent };
         if target.asleep {
             let deadline = tokio::time::Instant::now() + self.settings.wake_budget;
+            // A bound one answers too: the pass recycles it like any idle instance found bound.
             return match self.wake_and_verify(url, &target.gateway_token, deadline).await {
                 Ok(status) => Ping::Answered(status),
                 Err(WakeFailure::Throttled { .. }) => Ping::Throttled,
-                // A conversation on an idle instance is for the caller to see and recycle.
-                Err(WakeFailure::Failed(_)) => self.plain_ping(url, target).await,
+                Err(WakeFailure::Failed(_)) => Ping::Silent,
             };
         }
         self.plain_ping(url, target).await

@@ -76,7 +76,7 @@ impl Engine {
 
     /// Wakes a possibly sleeping instance and waits, until `deadline`, for its gateway to
     /// answer ready: a warm wake answers at once, a cold one only once the gateway booted
-    /// again. An instance that reports a conversation is not clean and fails here.
+    /// again. The answer says whether it is bound; what that means is the caller's business.
     pub(super) async fn wake_and_verify(
         &self,
         url: &str,
@@ -90,9 +90,6 @@ impl Engine {
                 return Err(WakeFailure::Failed(format!("not awake in time: {last}")));
             }
             match tokio::time::timeout(left, self.gateway.status(url, token)).await {
-                Ok(Ok(status)) if status.conversation.is_some() => {
-                    return Err(WakeFailure::Failed("woke bound to a conversation".into()));
-                }
                 Ok(Ok(status)) if status.ready => return Ok(status),
                 Ok(Ok(_)) => last = "gateway not ready".into(),
                 Ok(Err(GatewayError::Throttled { retry_after })) => {
@@ -126,7 +123,10 @@ impl Engine {
         }
         let url = instance.url.as_deref().unwrap_or_default();
         let started = Instant::now();
-        self.wake_and_verify(url, &instance.gateway_token, deadline).await?;
+        let status = self.wake_and_verify(url, &instance.gateway_token, deadline).await?;
+        if status.conversation.is_some() {
+            return Err(WakeFailure::Failed("woke bound to a conversation".into()));
+        }
         tracing::info!(instance = %instance.id, ms = started.elapsed().as_millis() as u64, "woke for a claim");
         Ok(())
     }

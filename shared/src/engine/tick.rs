@@ -1,7 +1,7 @@
 //! The tick (ARCHITECTURE §6): re-drives due steps, destroys stuck provisioning, releases
 //! stale claims, ends expired claims and joins never accepted, acts on what a whole-pool
-//! listing shows (Railway), decides the adaptive target (sizing.rs), and refills. One tick at a time across every process, under its
-//! sweep lease.
+//! listing shows (Railway), decides the adaptive target (sizing.rs), and refills. One tick at
+//! a time across every process, under its sweep lease.
 
 use std::time::Duration;
 

@@ -29,12 +29,6 @@ pub struct Promoted {
     pub gateway_token: Secret,
 }
 
-impl Running {
-    pub fn total(&self) -> i64 {
-        self.busy + self.hot_idle + self.dozing_idle
-    }
-}
-
 impl Store {
     /// The running machines as the pool counts them: an idle instance left to sleep counts
     /// until one `idle_pause` after the pool last touched it (became idle, was pinged).
@@ -63,8 +57,8 @@ impl Store {
         })
     }
 
-    /// Makes `hotIdle` idle instances hot (the settings row says how many; unset: all of them), fewer when `maxRunning` leaves less room beside the busy
-    /// ones. The hot ones are those a claim takes first, and the hot stay hot, so nothing
+    /// Makes `hotIdle` idle instances hot (the settings row says how many; unset: all of
+    /// them), fewer when `maxRunning` leaves less room beside the busy ones. The hot ones are those a claim takes first, and the hot stay hot, so nothing
     /// churns. Returns the instances that just became hot: they may be asleep, the caller wakes
     /// them. One statement, settings read in it.
     pub async fn keep_hot(&self) -> Result<Vec<Promoted>, StoreError> {
