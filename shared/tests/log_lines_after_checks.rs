@@ -4,33 +4,19 @@
 //! thread was dropped (this test failed before the fix); the logging setup now filters the
 //! whole subscriber. Its own binary: it needs the process-wide subscriber, as in production.
 
-use std::sync::{Arc, Mutex};
+mod log_capture;
 
+use log_capture::Capture;
 use shared::logging::{DEFAULT_FILTER, readable_layer};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_line_after_a_refused_enabled_check_is_written() {
-    let lines = Lines::default();
-    let sink = lines.clone();
+    let capture = Capture::default();
     tracing_subscriber::registry()
-        .with(readable_layer(EnvFilter::new(DEFAULT_FILTER), move || sink.clone()))
+        .with(readable_layer(EnvFilter::new(DEFAULT_FILTER), capture.writer()))
         .init();
     for n in 0..5 {
         tracing::info!(target: "shared::engine", "before {n}");
@@ -41,7 +27,7 @@ fn a_line_after_a_refused_enabled_check_is_written() {
         assert!(!tracing::enabled!(target: "sqlx::query", tracing::Level::DEBUG));
         tracing::info!(target: "shared::engine", "after {n}");
     }
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     for n in 0..5 {
         assert!(text.contains(&format!("before {n}")), "{text}");
         assert!(text.contains(&format!("after {n}")), "line after the check missing:\n{text}");
