@@ -119,6 +119,10 @@ pub fn sprites_client(emulator: &Emulator) -> SpritesClient {
     SpritesClient::new(config).expect("sprites client")
 }
 
+/// The organisation's model key every measured process is configured with (the soak looks
+/// for it in its logs).
+pub const ANTHROPIC_KEY: &str = "sk-ant-perf";
+
 /// The key every benchmark's API process is configured with.
 pub const API_KEY: &str = "bench-pool-key";
 
@@ -128,7 +132,7 @@ pub fn emulator_config(url: &str, token: &str, settings: &EngineSettings) -> Con
         ("POOL_API_KEY", API_KEY.to_string()),
         ("SPRITE_TOKEN", token.to_string()),
         ("SPRITES_API_URL", url.to_string()),
-        ("INSTANCE_ANTHROPIC_API_KEY", "sk-ant-perf".to_string()),
+        ("INSTANCE_ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_string()),
         ("POOL_MIN_IDLE", settings.min_idle.to_string()),
         ("POOL_MAX_TOTAL", settings.max_total.to_string()),
     ])

@@ -159,9 +159,6 @@ where
     let _ = tracing_subscriber::registry().with(shared::logging::readable_layer(filter, writer)).try_init();
 }
 
-/// The organisation's model key both soak processes are configured with.
-const ANTHROPIC_KEY: &str = "sk-ant-perf";
-
 /// Everything at trace, but the emulator's own request lines (it runs in the parent process
 /// and is not the pool: its trace would only make the file larger).
 const LOG_FILTER: &str = "trace,sprites_emulator=info,tower_http=info";
@@ -188,7 +185,7 @@ async fn soak(
         ("DATABASE_URL", db.url.clone()),
         ("SPRITE_TOKEN", emulator.token().to_string()),
         ("SPRITES_API_URL", emulator.base_url()),
-        ("INSTANCE_ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_string()),
+        ("INSTANCE_ANTHROPIC_API_KEY", rig::ANTHROPIC_KEY.to_string()),
         ("POOL_MIN_IDLE", args.min_idle.to_string()),
         ("POOL_MAX_TOTAL", max_total.to_string()),
     ]);
@@ -374,7 +371,7 @@ async fn soak(
     let fixed = vec![
         secrets::Known { what: "SPRITE_TOKEN", value: emulator.token().to_string() },
         secrets::Known { what: "POOL_API_KEY", value: clients::API_KEY.to_string() },
-        secrets::Known { what: "INSTANCE_ANTHROPIC_API_KEY", value: ANTHROPIC_KEY.to_string() },
+        secrets::Known { what: "INSTANCE_ANTHROPIC_API_KEY", value: rig::ANTHROPIC_KEY.to_string() },
     ];
     let handed_out = ledger.gateway_tokens.lock().expect("ledger").clone();
     let known = secrets::known(fixed, &handed_out, &snapshot);
