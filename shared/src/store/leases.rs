@@ -75,8 +75,7 @@ pub(crate) enum Change<'a> {
     Remove { reason: Reason, detail: Option<&'a str> },
     /// The gateway's answer to a claim: `claiming` -> `claimed` and the claim ended.
     Claimed(Answered<'a>),
-    /// A claim that could not wake its instance gives it back: `claiming` -> `idle`, the
-    /// claim's fields cleared (store/hibernation.rs).
+    /// A claim that could not wake its instance gives it back to idle (store/hibernation.rs).
     Unwoken { reason: Reason, detail: Option<&'a str> },
 }
 
@@ -403,7 +402,11 @@ impl Store {
                        (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
                         ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
                        (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED))
+                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+                       -- All idle rows locked (other claims; a sweep's update for a few ms):
+                       -- wait, not 503. A row a claim took is no longer idle, and is passed over.
+                       (SELECT id FROM instances WHERE status = 'idle'
+                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE))
                    RETURNING *
                ), recorded AS (
                    INSERT INTO claims

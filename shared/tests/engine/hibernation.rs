@@ -49,6 +49,15 @@ async fn hot(pool: &PgPool, id: &str) -> bool {
     sqlx::query_scalar("SELECT hot FROM instances WHERE id = $1").bind(id).fetch_one(pool).await.unwrap()
 }
 
+/// History lines with any of these reasons.
+async fn events_for(db: &PgPool, reasons: &[&str]) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM instance_events WHERE reason = ANY($1)")
+        .bind(reasons)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 /// The pool last touched these instances two hours ago: their rare check is due.
 async fn checked_long_ago(db: &PgPool, ids: &[&str]) {
     sqlx::query(
@@ -124,13 +133,7 @@ async fn the_running_limit_is_back_pressure_never_a_failure(db: PgPool) {
     .await;
     let breaker = pool.store.breaker().await.unwrap();
     assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
-    let failures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM instance_events WHERE reason IN ('step_failed', 'provisioning_failed')",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(failures, 0, "no creation failed");
+    assert_eq!(events_for(&db, &["step_failed", "provisioning_failed"]).await, 0, "no creation failed");
 
     // Now Sprites stay up a minute after use: two claims fill the account's running limit, a
     // third finds every idle instance asleep and the provider refusing the wake. It is a 503
@@ -145,12 +148,7 @@ async fn the_running_limit_is_back_pressure_never_a_failure(db: PgPool) {
     let err = pool.engine.claim(create("Cy")).await.unwrap_err();
     assert!(matches!(err, ClaimError::NoIdle { .. }), "{err:?}");
     assert_eq!(pool.count(Status::Idle).await, 3, "the instance it took is idle again");
-    let refused: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM instance_events WHERE reason = 'wake_refused'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!(refused, 1);
+    assert_eq!(events_for(&db, &["wake_refused"]).await, 1);
     assert_eq!(pool.count(Status::Recycling).await + pool.count(Status::Destroying).await, 0);
 }
 
@@ -172,13 +170,8 @@ async fn twenty_idle_fill_within_a_running_limit_of_ten(db: PgPool) {
     .await;
     let breaker = pool.store.breaker().await.unwrap();
     assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
-    let failures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM instance_events WHERE reason IN ('step_failed', 'provisioning_failed', 'heartbeat_failed')",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(failures, 0, "nothing failed on the way");
+    let failed = ["step_failed", "provisioning_failed", "heartbeat_failed"];
+    assert_eq!(events_for(&db, &failed).await, 0, "nothing failed on the way");
     let hot: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE status = 'idle' AND hot")
         .fetch_one(&db)
         .await
@@ -237,4 +230,24 @@ async fn a_claim_racing_a_sleeping_check_gets_a_clean_instance(db: PgPool) {
     assert_ne!(ada, bob);
     assert!(beat.recycled.is_empty() && beat.destroyed.is_empty(), "{beat:?}");
     assert_eq!(pool.count(Status::Claimed).await, 2);
+}
+
+/// The hot-idle statement (like the heartbeat's answers) updates idle rows; a claim meeting
+/// them locked waits the few ms for them rather than answering 503 with an idle instance there.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claim_waits_for_an_idle_row_a_sweep_has_locked(db: PgPool) {
+    let pool = pool_with(db.clone(), sleepy(30.0)).await;
+    let instance = pool.provision(1).await.pop().unwrap();
+    let mut sweep = db.begin().await.unwrap();
+    sqlx::query("UPDATE instances SET hot = false WHERE id = $1")
+        .bind(&instance.id)
+        .execute(&mut *sweep)
+        .await
+        .unwrap();
+    let engine = pool.engine.clone();
+    let claim = tokio::spawn(async move { engine.claim(create("Ada")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!claim.is_finished(), "the claim waits for the row");
+    sweep.commit().await.unwrap();
+    assert_eq!(created(claim.await.unwrap().unwrap()), instance.id);
 }
