@@ -363,7 +363,10 @@ fn blows_check(name: &'static str, blows: &[Blow], s: &Snapshot, ledger: &Ledger
         let mine: Vec<&Event> = events.iter().filter(|e| e.instance_id == blow.instance_id).collect();
         let before = mine.iter().rev().find(|e| e.at < blow.at);
         let already_leaving = before.is_some_and(|e| e.to_status == "destroying");
-        let cause = mine.iter().find(|e| e.at >= since && EXPLAINS.contains(&e.reason.as_str()));
+        // A rollout may rebuild a hit instance before anything notices the blow: it went
+        // away for a recorded reason all the same.
+        let explains = |r: &str| EXPLAINS.contains(&r) || POLICY_EXITS.contains(&r);
+        let cause = mine.iter().find(|e| e.at >= since && explains(e.reason.as_str()));
         let operator_ok = |e: &&&Event| {
             e.reason != "destroy" || destroys.get(&blow.instance_id).is_some_and(|t| *t >= since)
         };
