@@ -21,6 +21,7 @@ use pool_local::job::Job;
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
+use shared::lifecycle::Actor;
 use shared::logging::{DEFAULT_FILTER, readable_layer};
 use shared::store::{Instance, Status, Store};
 use sprites_emulator::Loaded;
@@ -165,7 +166,7 @@ async fn a_restart_resumes_the_agents_and_a_reset_is_replaced_without_the_breake
                 let request =
                     ClaimRequest::new("Ada".into(), "Plan a trip.".into(), None, PoolEnvironment::Dev)
                         .unwrap();
-                engine.claim(request).await.expect("claimed")
+                engine.claim(request, &Actor::Poolctl(Some("test".into()))).await.expect("claimed")
             })
         })
         .await;
@@ -200,7 +201,12 @@ async fn a_restart_resumes_the_agents_and_a_reset_is_replaced_without_the_breake
     let emulator = format!("http://127.0.0.1:{port}/_emulator/config");
     let slow = reqwest_put(&emulator, r#"{"speed": 1, "setup_ms": 600000}"#).await;
     assert!(slow, "the emulator takes the slow setup");
-    run.on_job(|engine| Box::pin(async move { engine.add_instances(3).await.map(|_| ()).unwrap() })).await;
+    run.on_job(|engine| {
+        Box::pin(async move {
+            engine.add_instances(3, &Actor::Poolctl(Some("test".into()))).await.map(|_| ()).unwrap()
+        })
+    })
+    .await;
     assert_eq!(count(&store, Status::Provisioning).await, 3);
     // Long enough for each to be past its create, in the setup script that never ends.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -11,15 +11,11 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
+use crate::lifecycle::Actor;
 use crate::metrics;
 use crate::store::Status;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sweep {
-    Tick,
-    Heartbeat,
-    Reconcile,
-}
+pub use crate::lifecycle::Sweep;
 
 /// How one invocation spreads its passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +31,6 @@ pub struct Plan {
 const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
 
 impl Sweep {
-    pub fn name(self) -> &'static str {
-        match self {
-            Sweep::Tick => "tick",
-            Sweep::Heartbeat => "heartbeat",
-            Sweep::Reconcile => "reconcile",
-        }
-    }
-
     /// How often the sweep should run.
     pub fn interval(self, config: &Config) -> Duration {
         match self {
@@ -89,7 +77,9 @@ impl Sweep {
                     report
                 }
                 Sweep::Heartbeat => serde_json::to_value(engine.heartbeat().await?).unwrap_or_default(),
-                Sweep::Reconcile => serde_json::to_value(engine.reconcile().await?).unwrap_or_default(),
+                Sweep::Reconcile => {
+                    serde_json::to_value(engine.reconcile(&Actor::RECONCILE).await?).unwrap_or_default()
+                }
             };
             Ok(report)
         })
@@ -157,14 +147,14 @@ pub async fn run_invocation(sweep: Sweep, plan: Plan, engine: &Engine, deadline:
         let result = sweep.run_once(engine).await;
         match result {
             Ok(report) => {
-                tracing::info!(sweep = sweep.name(), pass = n, report = %report, "sweep pass");
+                tracing::info!(sweep = sweep.as_str(), pass = n, report = %report, "sweep pass");
                 Ok(())
             }
             Err(err) => Err(err.to_string()),
         }
     })
     .await;
-    tracing::info!(sweep = sweep.name(), ?report, "sweep invocation done");
+    tracing::info!(sweep = sweep.as_str(), ?report, "sweep invocation done");
     report
 }
 
@@ -175,8 +165,8 @@ pub async fn run_forever(sweep: Sweep, interval: Duration, engine: std::sync::Ar
     loop {
         ticker.tick().await;
         match sweep.run_once(&engine).await {
-            Ok(report) => tracing::info!(sweep = sweep.name(), did = %summary(&report), "sweep pass"),
-            Err(err) => tracing::warn!(sweep = sweep.name(), error = %err, "sweep pass failed"),
+            Ok(report) => tracing::info!(sweep = sweep.as_str(), did = %summary(&report), "sweep pass"),
+            Err(err) => tracing::warn!(sweep = sweep.as_str(), error = %err, "sweep pass failed"),
         }
     }
 }

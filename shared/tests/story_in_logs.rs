@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::lifecycle::Actor;
 use shared::logging::{DEFAULT_FILTER, readable_layer};
 use shared::provider::Provider;
 use shared::store::Status;
@@ -56,7 +57,10 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
         shared::engine::EngineSettings { reconcile_grace: Duration::ZERO, ..harness::test_settings() };
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
 
-    pool.engine.change_pool_settings(&json!({ "maxTotal": 8 }), "poolctl:ops").await.unwrap();
+    pool.engine
+        .change_pool_settings(&json!({ "maxTotal": 8 }), &Actor::Poolctl(Some("ops".into())))
+        .await
+        .unwrap();
     line_with(log, &["settings changed", "poolctl:ops", "maxTotal", "\"old\":10", "\"new\":8"]);
 
     pool.provision(2).await;
@@ -66,30 +70,38 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
     assert!(idle.contains("instance="), "{idle}");
 
     let request = ClaimRequest::new("Ada".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(claimed) = pool.engine.claim(request).await.unwrap() else { panic!("created") };
+    let ClaimOutcome::Done(claimed) =
+        pool.engine.claim(request, &Actor::Poolctl(Some("test".into()))).await.unwrap()
+    else {
+        panic!("created")
+    };
     let claim = claimed.claim_id.to_string();
     let instance = claimed.instance_id.clone().unwrap();
     line_with(log, &["claim", &claim, "mode=\"create\"", "outcome=\"created\"", &instance, "ms="]);
     line_with(log, &["status", &instance, "from=\"claiming\"", "to=\"claimed\"", "reason=created"]);
 
-    pool.engine.recycle(&instance).await.unwrap();
+    pool.engine.recycle(&instance, &Actor::Poolctl(Some("test".into()))).await.unwrap();
     pool.settled_idle(2).await;
     line_with(log, &["status", &instance, "from=\"claimed\"", "to=\"recycling\"", "reason=recycle"]);
     line_with(log, &["status", &instance, "from=\"recycling\"", "to=\"idle\"", "reason=recycled"]);
 
     // An agent whose machine vanished is marked crashed by reconcile: one line says so.
     let request = ClaimRequest::new("Bo".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(lost) = pool.engine.claim(request).await.unwrap() else { panic!("created") };
+    let ClaimOutcome::Done(lost) =
+        pool.engine.claim(request, &Actor::Poolctl(Some("test".into()))).await.unwrap()
+    else {
+        panic!("created")
+    };
     let lost = pool.instance(lost.instance_id.as_deref().unwrap()).await.unwrap();
     pool.kill_sprite(&lost.sprite_name).await;
-    pool.engine.reconcile().await.unwrap();
+    pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     line_with(log, &["status", &lost.id, "to=\"crashed\"", "reason=machine_gone"]);
 
     // Creation refused three times opens the breaker; the next instance that gets to idle
     // closes it. Each is one line.
     let fault = json!({ "route": "sprites.create", "count": 3, "kind": { "type": "status", "status": 400 } });
     pool.emulator.fault(fault).await;
-    pool.engine.add_instances(3).await.unwrap();
+    pool.engine.add_instances(3, &Actor::Poolctl(Some("test".into()))).await.unwrap();
     eventually("the breaker to open", Duration::from_secs(20), || async {
         log.text().contains("circuit breaker open").then_some(())
     })
@@ -99,7 +111,7 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    pool.engine.add_instances(1).await.unwrap();
+    pool.engine.add_instances(1, &Actor::Poolctl(Some("test".into()))).await.unwrap();
     eventually("the breaker to close", Duration::from_secs(20), || async {
         log.text().contains("circuit breaker closed").then_some(())
     })
@@ -109,7 +121,7 @@ async fn a_lifecycle_tells_its_story_in_the_log(db: PgPool) {
     let prefix = PoolEnvironment::Dev.sprite_prefix();
     let orphan = format!("{prefix}{}-orphan000001", pool.engine.pool_id().await.unwrap());
     pool.sprites_provider().create(&orphan).await.unwrap();
-    pool.engine.reconcile().await.unwrap();
+    pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     line_with(log, &["orphan deleted", &orphan]);
 
     // The main job's loops: one summary line per pass, saying what it did.

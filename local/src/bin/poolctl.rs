@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine};
+use shared::lifecycle::Actor;
 use shared::store::{ClaimStatus, Status};
 use shared::wiring::{self, Wiring};
 
@@ -127,7 +128,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Claim { name, instructions, join_url } => {
             let request = ClaimRequest::new(name, instructions, join_url, engine.settings().environment)
                 .map_err(|e| e.to_string())?;
-            match engine.claim(request).await.map_err(|e| e.to_string())? {
+            match engine.claim(request, &actor()).await.map_err(|e| e.to_string())? {
                 ClaimOutcome::Done(result) => print_json(&json!(result)),
                 ClaimOutcome::Accepted { claim_id, .. } => {
                     eprintln!("join running; waiting for it (claim {claim_id})");
@@ -145,15 +146,15 @@ async fn run(command: Command) -> Result<(), String> {
             }
         }
         Command::Recycle { id } => {
-            engine.recycle(&id).await.map_err(|e| e.to_string())?;
+            engine.recycle(&id, &actor()).await.map_err(|e| e.to_string())?;
             wait_settled(engine, &[id]).await?;
         }
         Command::Destroy { id } => {
-            engine.destroy(&id).await.map_err(|e| e.to_string())?;
+            engine.destroy(&id, &actor()).await.map_err(|e| e.to_string())?;
             wait_settled(engine, &[id]).await?;
         }
         Command::Drain { count: Some(n), .. } => {
-            let ids = engine.drain(Some(n)).await.map_err(|e| e.to_string())?;
+            let ids = engine.drain(Some(n), &actor()).await.map_err(|e| e.to_string())?;
             println!("draining {} idle instance(s)", ids.len());
             wait_settled(engine, &ids).await?;
         }
@@ -220,14 +221,14 @@ fn limit(text: &str) -> Result<Value, String> {
 }
 
 /// `poolctl:` and the login name, for the audit trail (letters, digits, `._-` only).
-fn actor() -> String {
+fn actor() -> Actor {
     let user: String = std::env::var("USER")
         .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .take(32)
         .collect();
-    if user.is_empty() { "poolctl".into() } else { format!("poolctl:{user}") }
+    Actor::Poolctl(Some(user).filter(|u| !u.is_empty()))
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -251,7 +252,7 @@ async fn drain_idle(engine: &Engine) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + 3 * WAIT;
     let mut left = targets.clone();
     while !left.is_empty() {
-        left = engine.drain_unclaimed(&left).await.map_err(|e| e.to_string())?;
+        left = engine.drain_unclaimed(&left, &actor()).await.map_err(|e| e.to_string())?;
         if tokio::time::Instant::now() > deadline {
             return Err(format!("{} instance(s) stayed busy: {}", left.len(), left.join(", ")));
         }
@@ -293,7 +294,7 @@ async fn drain_all(engine: &Engine, yes: bool) -> Result<(), String> {
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let report = engine.drain_all().await.map_err(|e| e.to_string())?;
+        let report = engine.drain_all(&actor()).await.map_err(|e| e.to_string())?;
         for name in &report.orphans_deleted {
             println!("deleted Sprite {name} (no row)");
         }

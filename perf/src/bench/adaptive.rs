@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use shared::engine::{Engine, EngineSettings};
 use shared::gateway::GatewayTimeouts;
+use shared::lifecycle::Actor;
 use shared::sizing::Tuning;
 use sprites_emulator::EmulatorConfig;
 use time::OffsetDateTime;
@@ -236,7 +237,10 @@ async fn day_on(
 ) -> Result<Value, String> {
     if let Sizing::Adaptive = sizing {
         let patch = json!({ "mode": "adaptive", "floor": FLOOR, "ceiling": CEILING });
-        engine.change_pool_settings(&patch, "bench").await.map_err(|e| e.to_string())?;
+        engine
+            .change_pool_settings(&patch, &Actor::Poolctl(Some("bench".into())))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let initial = match sizing {
         Sizing::Fixed(n) => i64::from(n),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use shared::gateway::GatewayTimeouts;
+use shared::lifecycle::Actor;
 use shared::wiring::LAMBDA_DB_CONNECTIONS;
 use sprites_emulator::EmulatorConfig;
 
@@ -131,7 +132,9 @@ async fn run_on(stage: &Stage, sizes: &[i64]) -> Result<(Vec<Value>, Vec<Value>)
                 let report = match pass {
                     "tick" => serde_json::to_value(engine.tick().await.map_err(|e| e.to_string())?),
                     "heartbeat" => serde_json::to_value(engine.heartbeat().await.map_err(|e| e.to_string())?),
-                    _ => serde_json::to_value(engine.reconcile().await.map_err(|e| e.to_string())?),
+                    _ => serde_json::to_value(
+                        engine.reconcile(&Actor::RECONCILE).await.map_err(|e| e.to_string())?,
+                    ),
                 }
                 .unwrap_or_default();
                 let after = stage.control.counters().await?;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shared::engine::{ClaimError, ClaimOutcome, ClaimRequest, Engine};
 use shared::gateway::GatewayTimeouts;
+use shared::lifecycle::Actor;
 use sprites_emulator::EmulatorConfig;
 
 use super::stage::Stage;
@@ -133,7 +134,10 @@ async fn measure(stage: &Stage, plan: &Plan, hot: u32) -> Result<Value, String> 
     let timeouts = GatewayTimeouts::default();
     let engine = rig::engine(&stage.emulator, &stage.store, settings, timeouts, None);
     let patch = json!({ "minIdle": IDLE, "maxTotal": IDLE + 5, "hotIdle": hot });
-    engine.change_pool_settings(&patch, "bench").await.map_err(|e| e.to_string())?;
+    engine
+        .change_pool_settings(&patch, &Actor::Poolctl(Some("bench".into())))
+        .await
+        .map_err(|e| e.to_string())?;
     // The sleeping check is compressed like every other period: below the minute the
     // settings allow an operator, so it is written straight into the stored document.
     let check = (SLEEPING_CHECK / plan.scale).round().max(1.0);
@@ -156,14 +160,17 @@ async fn measure(stage: &Stage, plan: &Plan, hot: u32) -> Result<Value, String> 
         tokio::time::sleep_until(next.into()).await;
         next += every;
         let before = lifecycle(stage).await?;
-        let answer = engine.claim(request(claims)).await;
+        let answer = engine.claim(request(claims), &Actor::Poolctl(Some("bench".into()))).await;
         claims += 1;
         match answer {
             Ok(ClaimOutcome::Done(result)) => {
                 let id = result.instance_id.unwrap_or_default();
                 *kinds.entry(power_before(stage, &before, &id).await?).or_default() += 1;
                 // The agent leaves at once: the pool provisions its replacement.
-                engine.destroy(&id).await.map_err(|e| e.to_string())?;
+                engine
+                    .destroy(&id, &Actor::Poolctl(Some("bench".into())))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok(ClaimOutcome::Accepted { .. }) => return Err("a create claim answered 202".into()),
             Err(ClaimError::NoIdle { .. } | ClaimError::Failed(_)) => refused += 1,
@@ -218,7 +225,10 @@ async fn latencies(samples: usize) -> Result<(Table, Value), String> {
         settings.sprite_idle_pause = Duration::from_secs_f64(PAUSE);
         let engine = rig::engine(&stage.emulator, &stage.store, settings, GatewayTimeouts::default(), None);
         let patch = json!({ "minIdle": 3, "maxTotal": 10, "hotIdle": 1 });
-        engine.change_pool_settings(&patch, "bench").await.map_err(|e| e.to_string())?;
+        engine
+            .change_pool_settings(&patch, &Actor::Poolctl(Some("bench".into())))
+            .await
+            .map_err(|e| e.to_string())?;
         stage.provision(&engine, 3, 3).await?;
         let mut by_kind: HashMap<&'static str, Vec<f64>> = HashMap::new();
         for n in 0..samples * 3 {
@@ -232,7 +242,7 @@ async fn latencies(samples: usize) -> Result<(Table, Value), String> {
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             let before = lifecycle(&stage).await?;
             let began = Instant::now();
-            let answer = engine.claim(request(n as u32)).await;
+            let answer = engine.claim(request(n as u32), &Actor::Poolctl(Some("bench".into()))).await;
             let took = ms(began.elapsed());
             let ClaimOutcome::Done(result) = answer.map_err(|e| format!("a {want} claim failed: {e}"))?
             else {
@@ -241,7 +251,7 @@ async fn latencies(samples: usize) -> Result<(Table, Value), String> {
             let id = result.instance_id.unwrap_or_default();
             let kind = power_before(&stage, &before, &id).await?;
             by_kind.entry(kind).or_default().push(took);
-            engine.destroy(&id).await.map_err(|e| e.to_string())?;
+            engine.destroy(&id, &Actor::Poolctl(Some("bench".into()))).await.map_err(|e| e.to_string())?;
             engine.tick().await.map_err(|e| e.to_string())?;
         }
         Ok::<_, String>(by_kind)

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shared::engine::Engine;
+use shared::lifecycle::Actor;
 use shared::store::Store;
 use sprites_emulator::{Emulator, EmulatorConfig};
 
@@ -40,7 +41,10 @@ impl Stage {
         let mut left = n;
         while left > 0 {
             let round = left.min(PROVISION_ROUND);
-            let refill = engine.add_instances(round).await.map_err(|e| e.to_string())?;
+            let refill = engine
+                .add_instances(round, &Actor::Poolctl(Some("bench".into())))
+                .await
+                .map_err(|e| e.to_string())?;
             if refill.created.len() != round as usize {
                 return Err(format!(
                     "asked for {round} instances, {} started (max_total?)",

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::config::Config;
+use shared::lifecycle::Actor;
 use shared::store::Status;
 use shared::wiring::Steps;
 use sprites_emulator::EmulatorConfig;
@@ -208,9 +209,12 @@ async fn soak(
 
     // Idle instances beyond `hotIdle` sleep, within a running limit (issue 17).
     let hibernation = json!({ "hotIdle": args.hot_idle, "maxRunning": args.max_running });
-    engine.change_pool_settings(&hibernation, "soak").await.map_err(|e| e.to_string())?;
+    engine
+        .change_pool_settings(&hibernation, &Actor::Poolctl(Some("soak".into())))
+        .await
+        .map_err(|e| e.to_string())?;
     worker.start().await?;
-    engine.replenish().await.map_err(|e| e.to_string())?;
+    engine.replenish(&Actor::Poolctl(Some("soak".into()))).await.map_err(|e| e.to_string())?;
     let fill = wait_for("the first fill", Duration::from_secs(60), || async {
         let counts = counts(&store).await;
         (counts.get("idle").copied().unwrap_or(0) >= i64::from(args.min_idle)).then_some(())

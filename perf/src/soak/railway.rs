@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::config::{Config, PoolEnvironment};
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources};
+use shared::lifecycle::Actor;
 use shared::provider::{
     InboxKeys, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings, runtime_type_of_image,
 };
@@ -205,7 +206,7 @@ async fn round(
     let engine = engine(emulator, &store);
     let started = tokio::time::Instant::now();
 
-    engine.replenish().await.map_err(|e| e.to_string())?;
+    engine.replenish(&Actor::Poolctl(Some("soak".into()))).await.map_err(|e| e.to_string())?;
     let mut filled = false;
     while started.elapsed() < Duration::from_secs(60) {
         if idle_settled(&store).await {
@@ -228,12 +229,12 @@ async fn round(
         let request =
             ClaimRequest::new(format!("railway soak {n}"), "be brief".into(), None, PoolEnvironment::Dev)
                 .map_err(|e| e.to_string())?;
-        match engine.claim(request).await {
+        match engine.claim(request, &Actor::Poolctl(Some("soak".into()))).await {
             Ok(ClaimOutcome::Done(result)) if result.instance_id.is_some() => {
                 claims_ok += 1;
                 let id = result.instance_id.expect("checked");
                 *claimed_instances.entry(id.clone()).or_default() += 1;
-                if engine.recycle(&id).await.is_ok() {
+                if engine.recycle(&id, &Actor::Poolctl(Some("soak".into()))).await.is_ok() {
                     recycles += 1;
                 }
             }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::engine::Engine;
+use shared::lifecycle::Actor;
 use shared::store::{Event, Status, Store};
 use shared::wiring::Steps;
 
@@ -56,7 +57,7 @@ impl SecondPool {
             .build()
             .map_err(|e| e.to_string())?
             .engine;
-        engine.replenish().await.map_err(|e| e.to_string())?;
+        engine.replenish(&Actor::Poolctl(Some("soak".into()))).await.map_err(|e| e.to_string())?;
         let filled = wait_for("the second pool's fill", Duration::from_secs(60), || async {
             let rows = store.instances().await.ok()?;
             let idle = rows.iter().filter(|i| i.status == Status::Idle).count() as u32;
@@ -84,7 +85,7 @@ impl SecondPool {
             every(RECONCILE, move || {
                 let (engine, reconciles, most) = (engine.clone(), reconciles.clone(), most.clone());
                 async move {
-                    match engine.reconcile().await {
+                    match engine.reconcile(&Actor::RECONCILE).await {
                         Ok(report) if !report.skipped => {
                             reconciles.fetch_add(1, Ordering::Relaxed);
                             most.fetch_max(report.unrecognised.count, Ordering::Relaxed);
@@ -127,7 +128,7 @@ impl SecondPool {
         // As `poolctl drain --all` does: again until no row is left (a row whose step was
         // running is `busy` in one pass and taken by a later one).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut drained = self.engine.drain_all().await;
+        let mut drained = self.engine.drain_all(&Actor::Poolctl(Some("soak".into()))).await;
         let mut emptied = false;
         while drained.is_ok() && tokio::time::Instant::now() < deadline {
             if self.store.instances().await.is_ok_and(|rows| rows.is_empty()) {
@@ -135,7 +136,7 @@ impl SecondPool {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            drained = self.engine.drain_all().await;
+            drained = self.engine.drain_all(&Actor::Poolctl(Some("soak".into()))).await;
         }
         let sprites_after: HashSet<String> =
             control.sprites().await.unwrap_or_default().into_keys().collect();

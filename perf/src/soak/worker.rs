@@ -66,8 +66,8 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
                 ticker.tick().await;
                 let _pass = gate.read().await;
                 match sweep.run_once(&engine).await {
-                    Ok(report) => emit(json!({"sweep": sweep.name(), "report": report})),
-                    Err(err) => tracing::warn!(sweep = sweep.name(), error = %err, "sweep pass failed"),
+                    Ok(report) => emit(json!({"sweep": sweep.as_str(), "report": report})),
+                    Err(err) => tracing::warn!(sweep = sweep.as_str(), error = %err, "sweep pass failed"),
                 }
             }
         });

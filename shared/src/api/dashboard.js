@@ -510,14 +510,20 @@
     var list = $("events");
     list.textContent = "";
     events.forEach(function (ev) {
-      var what = el("div", { className: "what" }, [
+      // A pool event (settings, breaker, drain, orphan deleted) has no instance and a JSON detail.
+      var what = ev.instanceId ? el("div", { className: "what" }, [
         el("span", { className: "mono", text: ev.instanceId }), " ",
+        ev.kind !== "status" ? el("span", { className: "mono muted", text: ev.kind.replace("_", " ") + " " }) : null,
         ev.fromStatus ? statusPill(ev.fromStatus) : el("span", { className: "muted", text: "new" }),
-        " → ", statusPill(ev.toStatus),
+        ev.kind === "status" ? " → " : null, ev.kind === "status" ? statusPill(ev.toStatus) : null,
         ev.step ? el("span", { className: "mono muted", text: " " + ev.step }) : null,
         " ", el("span", { text: ev.reason || "" })
+      ]) : el("div", { className: "what" }, [
+        el("span", { className: "mono", text: "pool " + ev.kind.replace("_", " ") })
       ]);
-      if (ev.detail) what.appendChild(el("div", { className: "detail", text: ev.detail }));
+      what.appendChild(el("span", { className: "mono muted", text: " · " + ev.actor }));
+      var detail = ev.instanceId ? ev.detail : JSON.stringify(ev.detail);
+      if (detail) what.appendChild(el("div", { className: "detail", text: detail }));
       list.appendChild(el("li", { "data-testid": "event-row" }, [
         el("span", { className: "when", title: fullTime(ev.at), text: clock(ev.at) }), what
       ]));

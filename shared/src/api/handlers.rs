@@ -11,6 +11,7 @@ use super::Reply;
 use super::errors::Answer;
 use super::views::{InstanceDetail, InstanceView};
 use crate::engine::{ActionError, ClaimOutcome, ClaimRequest, Engine, EngineSettings, ReplenishReport};
+use crate::lifecycle::Actor;
 use crate::metrics;
 use crate::store::Status;
 
@@ -44,7 +45,7 @@ pub async fn counts(engine: &Engine) -> Answer {
     Ok(Reply::ok(Value::Object(map)))
 }
 
-pub async fn claim(engine: &Arc<Engine>, headers: &http::HeaderMap, body: &[u8]) -> Answer {
+pub async fn claim(engine: &Arc<Engine>, headers: &http::HeaderMap, body: &[u8], actor: &Actor) -> Answer {
     let mut request = ClaimRequest::from_json(body, engine.settings().environment)?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key.to_str().map_err(|_| Reply::bad_request("Idempotency-Key", "must be visible ASCII"))?;
@@ -54,7 +55,8 @@ pub async fn claim(engine: &Arc<Engine>, headers: &http::HeaderMap, body: &[u8])
     // A task of its own: a caller that hangs up mid-claim does not cut the claim halfway (its
     // instance would sit in `claiming` until the stale-claim rule); it ends, recorded.
     let engine = Arc::clone(engine);
-    let outcome = tokio::spawn(async move { engine.claim(request).await })
+    let actor = actor.clone();
+    let outcome = tokio::spawn(async move { engine.claim(request, &actor).await })
         .await
         .map_err(|err| Reply::internal(&err))?;
     metrics::claim_latency(started.elapsed(), outcome.is_ok());
@@ -110,12 +112,12 @@ pub async fn instance(engine: &Engine, id: &str) -> Answer {
     Ok(Reply::ok(InstanceDetail { instance: InstanceView::from(&instance), events: &events }))
 }
 
-pub async fn recycle(engine: &Engine, id: &str) -> Answer {
-    action(id, engine.recycle(id).await?)
+pub async fn recycle(engine: &Engine, id: &str, actor: &Actor) -> Answer {
+    action(id, engine.recycle(id, actor).await?)
 }
 
-pub async fn destroy(engine: &Engine, id: &str) -> Answer {
-    action(id, engine.destroy(id).await?)
+pub async fn destroy(engine: &Engine, id: &str, actor: &Actor) -> Answer {
+    action(id, engine.destroy(id, actor).await?)
 }
 
 /// Recycle and destroy run as steps: answer 202 at once with where to watch them.
@@ -126,11 +128,11 @@ fn action(id: &str, status: Status) -> Answer {
 
 /// `{}` or no body: top up to the minimum now. `{"count": N}`: start N more. `reason` says why
 /// fewer were created than asked (null when nothing is missing).
-pub async fn replenish(engine: &Engine, body: &[u8]) -> Answer {
+pub async fn replenish(engine: &Engine, body: &[u8], actor: &Actor) -> Answer {
     let count = count_field(body, false)?;
     let refill = match count {
-        None => engine.replenish().await?,
-        Some(n) => engine.add_instances(n).await?,
+        None => engine.replenish(actor).await?,
+        Some(n) => engine.add_instances(n, actor).await?,
     };
     let reason = short_refill_reason(&refill, count, engine.settings());
     Ok(Reply::ok(json!({
@@ -180,13 +182,13 @@ fn short_refill_reason(
 }
 
 /// `{"count": N}`: destroy up to N idle instances, oldest first.
-pub async fn drain(engine: &Engine, body: &[u8]) -> Answer {
-    let ids = engine.drain(count_field(body, true)?).await?;
+pub async fn drain(engine: &Engine, body: &[u8], actor: &Actor) -> Answer {
+    let ids = engine.drain(count_field(body, true)?, actor).await?;
     Ok(Reply::ok(json!({ "ok": true, "drained": ids.len(), "ids": ids })))
 }
 
-pub async fn reconcile(engine: &Engine) -> Answer {
-    let report = engine.reconcile().await?;
+pub async fn reconcile(engine: &Engine, actor: &Actor) -> Answer {
+    let report = engine.reconcile(actor).await?;
     Ok(Reply::ok(json!({ "ok": true, "report": report })))
 }
 
@@ -249,12 +251,6 @@ fn feed_limit(query: Option<&str>) -> Result<i64, Reply> {
         }
     }
     Ok(limit)
-}
-
-/// The activity feed: the newest events of every instance, `?limit=N` (1–500, default 50).
-pub async fn events(engine: &Engine, query: Option<&str>) -> Answer {
-    let events = engine.store().events(None, feed_limit(query)?).await?;
-    Ok(Reply::ok(json!({ "events": events })))
 }
 
 /// Webhook delivery state (issue 16.5): whether webhooks are on, the rows waiting and given up,

@@ -4,6 +4,7 @@
 
 mod agents;
 mod errors;
+mod events;
 mod handlers;
 mod openapi;
 mod reply;
@@ -19,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
+use crate::lifecycle::Actor;
 pub use reply::{Payload, Reply};
 pub use router::ApiService;
 pub use routes::Route;
@@ -37,12 +39,12 @@ pub struct Api {
     api_key: SecretString,
     /// Who a change made with the key was made by, in the audit trail: `api:` and a short
     /// fingerprint of the key (which key, never the key).
-    actor: Arc<str>,
+    actor: Actor,
 }
 
 impl Api {
     pub fn new(engine: Arc<Engine>, api_key: SecretString) -> Self {
-        let actor = settings::actor(&api_key).into();
+        let actor = Actor::api(&api_key);
         Api { engine, api_key, actor }
     }
 
@@ -71,19 +73,19 @@ impl Api {
             Route::Counts => handlers::counts(engine).await,
             Route::Agents => agents::agents(engine, query).await,
             Route::AgentQr => agents::agent_qr(engine, id).await,
-            Route::Claim => handlers::claim(engine, headers, body).await,
+            Route::Claim => handlers::claim(engine, headers, body, &self.actor).await,
             Route::ClaimStatus => handlers::claim_status(engine, id).await,
             Route::ClaimUpdate => handlers::claim_update(engine, id, body).await,
             Route::ClaimedIds => handlers::claimed_ids(engine).await,
             Route::Instance => handlers::instance(engine, id).await,
-            Route::Recycle => handlers::recycle(engine, id).await,
-            Route::Destroy => handlers::destroy(engine, id).await,
-            Route::Replenish => handlers::replenish(engine, body).await,
-            Route::Drain => handlers::drain(engine, body).await,
-            Route::ReconcileNow => handlers::reconcile(engine).await,
+            Route::Recycle => handlers::recycle(engine, id, &self.actor).await,
+            Route::Destroy => handlers::destroy(engine, id, &self.actor).await,
+            Route::Replenish => handlers::replenish(engine, body, &self.actor).await,
+            Route::Drain => handlers::drain(engine, body, &self.actor).await,
+            Route::ReconcileNow => handlers::reconcile(engine, &self.actor).await,
             Route::Status => handlers::status(engine).await,
             Route::Debug => handlers::debug(engine, id).await,
-            Route::Events => handlers::events(engine, query).await,
+            Route::Events => events::events(engine, query).await,
             Route::Settings => settings::show(engine).await,
             Route::SettingsChange => settings::change(engine, body, &self.actor).await,
             Route::Webhooks => handlers::webhooks(engine, query).await,

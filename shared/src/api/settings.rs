@@ -2,28 +2,19 @@
 //! with their recent changes, and a change as a patch of named fields.
 
 use http::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::Reply;
 use super::errors::Answer;
 use crate::engine::{Engine, SettingsError};
+use crate::lifecycle::{Actor, EventKind};
 
 /// Recent changes shown with the settings.
 const HISTORY: i64 = 20;
 
-/// `api:` and the first 8 hex digits of the key's SHA-256: tells keys apart in the audit
-/// trail, and 32 bits of a hash say nothing usable about a key of 128 bits or more.
-pub(super) fn actor(key: &SecretString) -> String {
-    let digest = Sha256::digest(key.expose_secret().as_bytes());
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("api:{hex}")
-}
-
 pub(super) async fn show(engine: &Engine) -> Answer {
     let stored = engine.pool_settings().await?;
-    let history = engine.store().pool_events(Some("settings"), HISTORY).await?;
+    let history = engine.store().pool_events(Some(EventKind::Settings), HISTORY).await?;
     Ok(Reply::ok(json!({
         "settings": stored.settings,
         "revision": stored.revision,
@@ -33,7 +24,7 @@ pub(super) async fn show(engine: &Engine) -> Answer {
     })))
 }
 
-pub(super) async fn change(engine: &Engine, body: &[u8], actor: &str) -> Answer {
+pub(super) async fn change(engine: &Engine, body: &[u8], actor: &Actor) -> Answer {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Reply::bad_request("body", "is required: a JSON object of settings fields"));
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::claiming::{ClaimResult, Invalid, invalid};
 use super::{Engine, EngineError};
 use crate::gateway::GatewayStatus;
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::settings::PoolSettings;
 use crate::store::{ClaimEnd, ClaimStatus, Extended, LifetimeTarget, Status};
 
@@ -105,7 +105,7 @@ impl Engine {
         detail: &str,
         ends: ClaimEnd,
     ) -> Result<bool, EngineError> {
-        let lease = self.leases.at_rest(&target.id, Status::Claimed);
+        let lease = self.leases.at_rest(&target.id, Status::Claimed, &Actor::TICK);
         self.begin_recycle_ending(lease, reason, Some(detail), Some(ends)).await
     }
 

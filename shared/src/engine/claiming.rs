@@ -16,7 +16,7 @@ use super::lease::Lease;
 use super::outcome::{JoinAnswer, Outcome};
 use super::{Engine, EngineError};
 use crate::gateway::{CreateConversation, GatewayError, JoinConversation, JoinOutcome};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::store::{Answered, Change, ClaimStatus, Instance, NewClaim, Step, StoreError};
 
 #[derive(Debug, Clone)]
@@ -56,7 +56,8 @@ const CLAIM_ATTEMPTS: i32 = 2;
 const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(2);
 
 impl Engine {
-    pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+    /// A claim for `actor` (the API caller, poolctl), named on each history line it writes.
+    pub async fn claim(&self, request: ClaimRequest, actor: &Actor) -> Result<ClaimOutcome, ClaimError> {
         // A repeat (same Idempotency-Key) or a second agent for one invite gets the first claim.
         if let Some(earlier) = self.earlier_claim(&request).await? {
             return Ok(earlier);
@@ -64,8 +65,8 @@ impl Engine {
         let claim_id = Uuid::new_v4();
         let started = Instant::now();
         let result = match &request.join_url {
-            None => self.claim_by_creating(claim_id, &request).await,
-            Some(_) => self.claim_by_joining(claim_id, &request).await,
+            None => self.claim_by_creating(claim_id, &request, actor).await,
+            Some(_) => self.claim_by_joining(claim_id, &request, actor).await,
         };
         // It raced one and lost: nothing was taken, and the winner's claim is the answer.
         let result = match result {
@@ -98,14 +99,14 @@ impl Engine {
         };
         let ms = started.elapsed().as_millis() as u64;
         let mode = if request.join_url.is_some() { "join" } else { "create" };
-        tracing::info!(claim = %claim_id, mode, outcome, instance, ms, "claim");
+        tracing::info!(claim = %claim_id, mode, outcome, instance, ms, %actor, "claim");
         // Refill at once; the tick is only the safety net.
-        if let Err(err) = self.replenish().await {
+        if let Err(err) = self.replenish(actor).await {
             tracing::warn!(error = %err, "replenish after claim failed");
         }
         // The hot instance it took is replaced by waking another (hibernation.rs).
         if instance.is_some()
-            && let Err(err) = self.keep_hot().await
+            && let Err(err) = self.keep_hot(actor).await
         {
             tracing::warn!(error = %err, "restoring hot idle after claim failed");
         }
@@ -116,6 +117,7 @@ impl Engine {
         &self,
         claim_id: Uuid,
         request: &ClaimRequest,
+        actor: &Actor,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
         let deadline = Instant::now() + self.settings.claim_budget;
@@ -126,7 +128,8 @@ impl Engine {
                 break;
             }
             // The instance carries the request, so a retry elsewhere needs nothing but the row.
-            let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimCreate).await? else {
+            let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimCreate, actor).await?
+            else {
                 if attempt == 0 {
                     // Recorded as failed by the same statement that found no instance.
                     return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
@@ -136,7 +139,7 @@ impl Engine {
             // A sleeping instance wakes as part of the claim, within this attempt's deadline.
             let attempt_end = Instant::now() + remaining.min(self.settings.claim_attempt);
             let woke = tokio::select! {
-                woke = self.wake_if_asleep(&instance, attempt_end) => woke,
+                woke = self.wake_if_asleep(&instance, attempt_end, actor) => woke,
                 never = lease.keep_alive() => match never {},
             };
             match woke {
@@ -213,9 +216,10 @@ impl Engine {
         &self,
         claim_id: Uuid,
         request: &ClaimRequest,
+        actor: &Actor,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
-        let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? else {
+        let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimJoin, actor).await? else {
             // Recorded as failed by the same statement that found no instance.
             return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
         };
@@ -254,7 +258,7 @@ impl Engine {
         };
         let url = instance.url.as_deref().unwrap_or_default();
         let wake_deadline = Instant::now() + self.settings.claim_attempt;
-        match self.wake_if_asleep(instance, wake_deadline).await {
+        match self.wake_if_asleep(instance, wake_deadline, &Actor::Step).await {
             Ok(()) => {}
             // The running limit: the step waits its turn, the instance stays with the claim.
             Err(WakeFailure::Throttled { retry_after }) => {
@@ -346,7 +350,7 @@ impl Engine {
                 // ... and its expiry.
                 ttl: None,
             };
-            if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? {
+            if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin, &Actor::Step).await? {
                 next.wait_until(Duration::ZERO).await?;
                 return Ok(());
             }

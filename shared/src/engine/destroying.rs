@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::outcome::Outcome;
 use super::pool::ActionError;
 use super::{Engine, EngineError};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, EventKind, Reason};
 use crate::store::{Change, Instance, Status, Step};
 
 /// The move every destroy starts with.
@@ -28,7 +28,7 @@ impl Engine {
     }
 
     /// Destroys an instance whatever its status, unless a step is running on it right now.
-    pub async fn destroy(&self, id: &str) -> Result<Status, ActionError> {
+    pub async fn destroy(&self, id: &str, actor: &Actor) -> Result<Status, ActionError> {
         let instance = self.store.instance(id).await?.ok_or(ActionError::NotFound)?;
         if instance.status == Status::Destroying {
             return Ok(Status::Destroying);
@@ -36,7 +36,7 @@ impl Engine {
         if let Some(setting) = self.unreleasable(&instance) {
             return Err(ActionError::MissingSetting(setting));
         }
-        let lease = self.leases.at_rest(id, instance.status);
+        let lease = self.leases.at_rest(id, instance.status, actor);
         if !lease.advance(to_destroying(Reason::Destroy, None)).await? {
             return Err(ActionError::Busy(instance.status));
         }
@@ -47,30 +47,47 @@ impl Engine {
     /// still idle or provisioning, never one that was claimed meanwhile. Returns the ids a
     /// running step holds right now, to try again: a provisioning instance is taken when its
     /// step lets go between polls, or once it is idle.
-    pub async fn drain_unclaimed(&self, ids: &[String]) -> Result<Vec<String>, EngineError> {
+    pub async fn drain_unclaimed(&self, ids: &[String], actor: &Actor) -> Result<Vec<String>, EngineError> {
         let mut busy = Vec::new();
+        let mut drained = Vec::new();
         for id in ids {
             let Some(instance) = self.store.instance(id).await? else { continue };
             if !matches!(instance.status, Status::Idle | Status::Provisioning) {
                 continue;
             }
-            let lease = self.leases.at_rest(id, instance.status);
-            if !lease.advance(to_destroying(Reason::Drain, None)).await? {
+            let lease = self.leases.at_rest(id, instance.status, actor);
+            if lease.advance(to_destroying(Reason::Drain, None)).await? {
+                drained.push(id.clone());
+            } else {
                 busy.push(id.clone());
             }
         }
+        self.drained("idle", &drained, actor).await?;
         Ok(busy)
     }
 
     /// Destroys `count` idle instances (all of them when `None`), oldest first. One taken by a
     /// claim meanwhile is skipped.
-    pub async fn drain(&self, count: Option<u32>) -> Result<Vec<String>, EngineError> {
+    pub async fn drain(&self, count: Option<u32>, actor: &Actor) -> Result<Vec<String>, EngineError> {
         let mut drained = Vec::new();
         for id in self.store.idle_ids(count.map(i64::from)).await? {
-            if self.leases.at_rest(&id, Status::Idle).advance(to_destroying(Reason::Drain, None)).await? {
+            let lease = self.leases.at_rest(&id, Status::Idle, actor);
+            if lease.advance(to_destroying(Reason::Drain, None)).await? {
                 drained.push(id);
             }
         }
+        self.drained("count", &drained, actor).await?;
         Ok(drained)
+    }
+
+    /// The audit trail's `drain` event (issue 16.2): which drain, by whom, what it destroys.
+    /// Each instance's own history line names the drain too.
+    pub(super) async fn drained(&self, mode: &str, ids: &[String], actor: &Actor) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(mode, drained = ids.len(), %actor, "drain");
+        let detail = serde_json::json!({ "mode": mode, "instances": ids });
+        Ok(self.store.pool_event(EventKind::Drain, actor, &detail).await?)
     }
 }

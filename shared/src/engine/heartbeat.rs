@@ -13,7 +13,7 @@ use super::hibernation::WakeFailure;
 use super::tick::crashed;
 use super::{Engine, EngineError};
 use crate::gateway::{GatewayError, GatewayStatus};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::provider::Failure;
 use crate::store::{HeartbeatTarget, Status};
 
@@ -63,7 +63,7 @@ impl Engine {
         let settings = self.pool_settings().await?.settings;
         // Hot idle first (issue 17): the instances claims take next are awake before they
         // are pinged, and a promoted one gets its wake-up ping in this very pass.
-        self.keep_hot().await?;
+        self.keep_hot(&Actor::HEARTBEAT).await?;
         let targets = self.store.heartbeat_targets(self.sleep_plan(&settings)).await?;
         let targets = self.within_running_room(targets).await?;
         // A hung gateway holds its slot for the whole ping timeout. Once the hung ones fill
@@ -146,10 +146,16 @@ impl Engine {
     async fn ping(&self, target: &HeartbeatTarget) -> Ping {
         let Some(url) = target.url.as_deref() else { return Ping::Silent };
         if target.asleep {
-            let deadline = tokio::time::Instant::now() + self.settings.wake_budget;
+            let started = tokio::time::Instant::now();
+            let deadline = started + self.settings.wake_budget;
             // A bound one answers too: the pass recycles it like any idle instance found bound.
             return match self.wake_and_verify(url, &target.gateway_token, deadline).await {
-                Ok(status) => Ping::Answered(status),
+                Ok(status) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    self.note_wake((&target.id, target.status), &Actor::HEARTBEAT, "sleeping_check", ms)
+                        .await;
+                    Ping::Answered(status)
+                }
                 Err(WakeFailure::Throttled { .. }) => Ping::Throttled,
                 Err(WakeFailure::Failed(_)) => Ping::Silent,
             };
@@ -169,7 +175,7 @@ impl Engine {
     /// An idle instance whose gateway reports a conversation is recycled before anyone is
     /// handed it.
     async fn recycle_bound_idle(&self, id: &str) -> Result<bool, EngineError> {
-        let lease = self.leases.at_rest(id, Status::Idle);
+        let lease = self.leases.at_rest(id, Status::Idle, &Actor::HEARTBEAT);
         self.begin_recycle(lease, Reason::BoundWhileIdle, Some("idle instance reported a bound conversation"))
             .await
     }
@@ -198,7 +204,7 @@ impl Engine {
     /// Idle instances are replaced; claimed ones are kept, marked crashed, for the operator.
     /// `gone`: the wake-up found no machine at all, which is what the history then says.
     async fn give_up(&self, target: &HeartbeatTarget, gone: bool) -> Result<Escalation, EngineError> {
-        let lease = self.leases.at_rest(&target.id, target.status);
+        let lease = self.leases.at_rest(&target.id, target.status, &Actor::HEARTBEAT);
         let (reason, detail) = if gone {
             (
                 Reason::MachineGone,

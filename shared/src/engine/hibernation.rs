@@ -17,9 +17,9 @@ use uuid::Uuid;
 use super::lease::Lease;
 use super::{ClaimError, ClaimOutcome, Engine, EngineError};
 use crate::gateway::{GatewayError, GatewayStatus};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, EventKind, Reason};
 use crate::settings::PoolSettings;
-use crate::store::{Change, ClaimStatus, Instance, Secret, SleepPlan};
+use crate::store::{Change, ClaimStatus, Instance, Secret, SleepPlan, Status};
 
 /// Between two looks at a gateway that is still waking.
 const WAKE_POLL: Duration = Duration::from_millis(250);
@@ -45,12 +45,12 @@ impl Engine {
     /// Restores `hotIdle` (within `maxRunning`) and wakes the instances that just became hot,
     /// without waiting for them: the heartbeat verifies them on its next pass. Returns how
     /// many were woken.
-    pub(super) async fn keep_hot(&self) -> Result<usize, EngineError> {
+    pub(super) async fn keep_hot(&self, actor: &Actor) -> Result<usize, EngineError> {
         // A machine that never sleeps keeps every row hot, as each was created.
         if !self.provider.capabilities().hibernates {
             return Ok(0);
         }
-        let promoted = self.store.keep_hot().await?;
+        let promoted = self.store.keep_hot(actor).await?;
         for instance in &promoted {
             let Some(url) = instance.url.clone() else { continue };
             let gateway = self.gateway.clone();
@@ -112,6 +112,7 @@ impl Engine {
         &self,
         instance: &Instance,
         deadline: Instant,
+        actor: &Actor,
     ) -> Result<(), WakeFailure> {
         if !self.provider.capabilities().hibernates {
             return Ok(());
@@ -127,8 +128,20 @@ impl Engine {
         if status.conversation.is_some() {
             return Err(WakeFailure::Failed("woke bound to a conversation".into()));
         }
-        tracing::info!(instance = %instance.id, ms = started.elapsed().as_millis() as u64, "woke for a claim");
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(instance = %instance.id, ms, %actor, "woke for a claim");
+        self.note_wake((&instance.id, instance.status), actor, "claim", ms).await;
         Ok(())
+    }
+
+    /// The `wake` line of the audit trail. A wake that happened is not undone by a failed
+    /// write of its note: the write failure is logged and the caller goes on.
+    pub(super) async fn note_wake(&self, instance: (&str, Status), actor: &Actor, why: &str, ms: u64) {
+        let detail = format!("awake in {ms} ms");
+        let noted = self.store.note(instance, actor, (EventKind::Wake, why), Some(&detail)).await;
+        if let Err(err) = noted {
+            tracing::warn!(instance = instance.0, error = %err, "the wake's history line was not written");
+        }
     }
 
     /// The running limit refused the wake of the instance a claim took: it goes back to idle

@@ -6,6 +6,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::{ActionError, Engine, EngineError, Unrecognised};
+use crate::lifecycle::Actor;
 
 /// What `drain_all` did in one pass.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -78,12 +79,12 @@ impl Engine {
     /// Destroys every instance of this pool, claimed ones too, and every Sprite this pool named
     /// that no row knows; another pool's Sprites are left alone (naming.rs). Rows with a
     /// running step are left for the next pass (`busy`).
-    pub async fn drain_all(&self) -> Result<DrainAllReport, EngineError> {
+    pub async fn drain_all(&self, actor: &Actor) -> Result<DrainAllReport, EngineError> {
         let mut report = DrainAllReport::default();
         let instances = self.store.instances().await?;
         let known: HashSet<String> = instances.iter().map(|i| i.sprite_name.clone()).collect();
         for instance in instances {
-            match self.destroy(&instance.id).await {
+            match self.destroy(&instance.id, actor).await {
                 Ok(_) => report.destroying.push(instance.id),
                 Err(ActionError::Busy(_)) => report.busy.push(instance.id),
                 Err(ActionError::MissingSetting(_)) => report.refused.push(instance.id),
@@ -100,13 +101,17 @@ impl Engine {
                         continue;
                     }
                     match self.provider.destroy(&machine.name).await {
-                        Ok(()) => report.orphans_deleted.push(machine.name),
+                        Ok(()) => {
+                            self.orphan_deleted("machine", &machine.name, actor).await?;
+                            report.orphans_deleted.push(machine.name)
+                        }
                         Err(err) => report.orphan_errors.push(format!("{}: {err}", machine.name)),
                     }
                 }
             }
             Err(err) => report.orphan_errors.push(format!("listing Sprites: {err}")),
         }
+        self.drained("all", &report.destroying, actor).await?;
         Ok(report)
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::EngineError;
 use crate::chain::{Chain, Delivery};
-use crate::lifecycle::Transition;
+use crate::lifecycle::{Actor, EventKind, Transition};
 use crate::store::{Change, Fence, Instance, NewClaim, Record, Status, Step, Store, SweepFence};
 
 /// Makes leases: names owners, knows the chain and the lease timings. One per engine.
@@ -61,7 +61,7 @@ impl Leases {
         id: &str,
         hop: i32,
     ) -> Result<Option<(Lease<'_>, Instance)>, EngineError> {
-        let taken = self.store.take_lease(id, self.new_owner(), self.ttl, hop).await?;
+        let taken = self.store.take_lease(id, self.new_owner(), self.ttl, hop, Actor::Step).await?;
         Ok(taken.map(|(fence, instance)| (self.lease(fence, hop + 1), instance)))
     }
 
@@ -71,6 +71,7 @@ impl Leases {
         &self,
         claim: &NewClaim<'_>,
         step: Step,
+        actor: &Actor,
     ) -> Result<Option<(Lease<'_>, Instance)>, EngineError> {
         let claim_move = Transition {
             from: Some(Status::Idle),
@@ -79,18 +80,18 @@ impl Leases {
             reason: crate::lifecycle::Reason::Claim,
         };
         claim_move.check()?;
-        let taken = self.store.take_for_claim(self.new_owner(), self.ttl, step, claim).await?;
+        let taken = self.store.take_for_claim(self.new_owner(), self.ttl, step, claim, actor.clone()).await?;
         if let Some((fence, _)) = &taken {
             let claim = claim.id;
-            tracing::info!(instance = fence.id(), from = "idle", to = "claiming", %step, reason = "claim", %claim, "status");
+            tracing::info!(instance = fence.id(), from = "idle", to = "claiming", %step, reason = "claim", %claim, %actor, "status");
         }
         Ok(taken.map(|(fence, instance)| (self.lease(fence, 0), instance)))
     }
 
-    /// A row at rest (or whose lease ran out) that a sweep or an operator moves: its writes hold
-    /// only while nobody takes a lease and the row stays in `status`.
-    pub(crate) fn at_rest(&self, id: &str, status: Status) -> Lease<'_> {
-        self.lease(Fence::at_rest(id.to_string(), status), 0)
+    /// A row at rest (or whose lease ran out) that `actor` (a sweep, an operator) moves: its
+    /// writes hold only while nobody takes a lease and the row stays in `status`.
+    pub(crate) fn at_rest(&self, id: &str, status: Status, actor: &Actor) -> Lease<'_> {
+        self.lease(Fence::at_rest(id.to_string(), status, actor.clone()), 0)
     }
 
     fn lease(&self, fence: Fence, next_hop: i32) -> Lease<'_> {
@@ -150,6 +151,17 @@ impl Lease<'_> {
         std::future::pending().await
     }
 
+    /// A history line that moves nothing (a resource rotation), naming this lease's actor.
+    pub(crate) async fn note(
+        &self,
+        kind: EventKind,
+        why: &str,
+        detail: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let at = (self.id(), self.status());
+        Ok(self.leases.store.note(at, self.fence.actor(), (kind, why), detail).await?)
+    }
+
     /// Not finished: the lease released, the same step run again after `delay`.
     pub(crate) async fn wait_until(self, delay: Duration) -> Result<bool, EngineError> {
         let released = self.leases.store.release_until(&self.fence, delay).await?;
@@ -170,11 +182,14 @@ impl Lease<'_> {
         let (from, to) = (from.map_or("new", Status::as_str), to.map_or("destroyed", Status::as_str));
         let step_name = step.map_or("", Step::as_str);
         let ms = self.taken.elapsed().as_millis() as u64;
+        let actor = self.fence.actor();
         match &change {
             Change::Retry { error, .. } => {
-                tracing::info!(instance = self.id(), status = from, step = step_name, %reason, ms, error, "step retry")
+                tracing::info!(instance = self.id(), status = from, step = step_name, %reason, %actor, ms, error, "step retry")
             }
-            _ => tracing::info!(instance = self.id(), from, to, step = step_name, %reason, ms, "status"),
+            _ => {
+                tracing::info!(instance = self.id(), from, to, step = step_name, %reason, %actor, ms, "status")
+            }
         }
         if step.is_some() {
             let delay = match change {

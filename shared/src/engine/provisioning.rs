@@ -9,27 +9,32 @@ use time::OffsetDateTime;
 use super::lease::Lease;
 use super::outcome::Outcome;
 use super::{Engine, EngineError, ReplenishReport, new_gateway_token, random_id};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::provider::{InstanceSecrets, Progress, ProviderError};
 use crate::store::{Instance, NewInstance, Record, RefillAsk, Status, Step};
 
 impl Engine {
     /// Tops the pool up to `min_idle` warm instances (idle, provisioning or recycling), at
     /// most `replenish_batch` at a time, within `max_total`.
-    pub async fn replenish(&self) -> Result<ReplenishReport, EngineError> {
-        self.refill(None).await
+    /// `actor` is named on each new instance's first history line.
+    pub async fn replenish(&self, actor: &Actor) -> Result<ReplenishReport, EngineError> {
+        self.refill(None, actor).await
     }
 
     /// Starts `count` more instances whatever `min_idle` says (within `max_total`): an
     /// operator warming up ahead of a launch.
-    pub async fn add_instances(&self, count: u32) -> Result<ReplenishReport, EngineError> {
-        self.refill(Some(count)).await
+    pub async fn add_instances(&self, count: u32, actor: &Actor) -> Result<ReplenishReport, EngineError> {
+        self.refill(Some(count), actor).await
     }
 
     /// One round trip to the store (the `pool_refill` function, which writes each new row and
     /// its `new -> provisioning` history line), then the new instances' first steps are handed
     /// to the chain.
-    pub(super) async fn refill(&self, count: Option<u32>) -> Result<ReplenishReport, EngineError> {
+    pub(super) async fn refill(
+        &self,
+        count: Option<u32>,
+        actor: &Actor,
+    ) -> Result<ReplenishReport, EngineError> {
         let settings = &self.settings;
         let build = self.build_suffix();
         // Under `maxRunning` a new machine must have room to run (issue 17.2): the rest wait
@@ -48,6 +53,7 @@ impl Engine {
             openclaw_git_ref: &settings.openclaw_git_ref,
             reason: Reason::Replenish.as_str(),
             build: &build,
+            actor,
         };
         let names = self.names().await?;
         let candidates: Vec<NewInstance> = (0..ask.most())
@@ -63,6 +69,7 @@ impl Engine {
                 created = refill.created.len(),
                 warm = refill.warm,
                 total = refill.total,
+                %actor,
                 "replenish"
             );
         }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::destroying::to_destroying;
 use super::tick::crashed;
 use super::{Engine, EngineError, ResourceSweep, Unrecognised};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, EventKind, Reason};
 use crate::store::{Change, Status};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -33,14 +33,15 @@ impl Engine {
     /// Makes the rows and the provider agree: rows whose machine is gone go (or are marked
     /// crashed if someone was using them), machines this pool named that no row knows are
     /// deleted once older than the grace period.
-    pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
+    /// `actor`: the reconcile sweep, or an operator asking for a pass now.
+    pub async fn reconcile(&self, actor: &Actor) -> Result<ReconcileReport, EngineError> {
         match self.leases.sweep("reconcile").await? {
-            Some(lease) => lease.run(self.reconcile_pass()).await,
+            Some(lease) => lease.run(self.reconcile_pass(actor)).await,
             None => Ok(ReconcileReport { skipped: true, ..Default::default() }),
         }
     }
 
-    async fn reconcile_pass(&self) -> Result<ReconcileReport, EngineError> {
+    async fn reconcile_pass(&self, actor: &Actor) -> Result<ReconcileReport, EngineError> {
         let listed_at = OffsetDateTime::now_utc();
         let pool_names = self.names().await?;
         let remote = match self.provider.list(pool_names.environment_prefix()).await {
@@ -63,7 +64,7 @@ impl Engine {
             if row.leased || !created_before || present.contains(row.sprite_name.as_str()) {
                 continue;
             }
-            let lease = self.leases.at_rest(&row.id, row.status);
+            let lease = self.leases.at_rest(&row.id, row.status, actor);
             match row.status {
                 Status::Claimed => {
                     if lease.advance(crashed(Reason::MachineGone, Some(VANISHED))).await? {
@@ -104,14 +105,33 @@ impl Engine {
             }
             match self.provider.destroy(&machine.name).await {
                 Ok(()) => {
-                    tracing::info!(sprite = %machine.name, "orphan deleted: a machine of this pool that no row knows");
+                    self.orphan_deleted("machine", &machine.name, actor).await?;
                     report.orphans_deleted.push(machine.name.clone());
                 }
                 Err(err) => tracing::warn!(sprite = %machine.name, error = %err, "orphan delete failed"),
             }
         }
         report.resources = self.sweep_resources(pool_names, &names, self.settings.reconcile_grace).await;
+        for key in &report.resources.keys_deleted {
+            self.orphan_deleted("openrouter_key", key, actor).await?;
+        }
+        for inbox in &report.resources.inboxes_deleted {
+            self.orphan_deleted("agentmail_inbox", inbox, actor).await?;
+        }
         Ok(report)
+    }
+
+    /// One line and one `orphan_deleted` event (issue 16.2) for something this pool named that
+    /// no row knew, deleted: a machine, an OpenRouter key, an AgentMail inbox.
+    pub(super) async fn orphan_deleted(
+        &self,
+        resource: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<(), EngineError> {
+        tracing::info!(resource, name, %actor, "orphan deleted: this pool named it and no row knows it");
+        let detail = serde_json::json!({ "resource": resource, "name": name });
+        Ok(self.store.pool_event(EventKind::OrphanDeleted, actor, &detail).await?)
     }
 }
 

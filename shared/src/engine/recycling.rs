@@ -9,7 +9,7 @@ use super::pool::ActionError;
 use super::provisioning::secrets;
 use super::rollout::REBUILD_DETAIL;
 use super::{Engine, EngineError, new_gateway_token};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, EventKind, Reason};
 use crate::provider::{InstanceSecrets, ProviderError};
 use crate::store::{Change, ClaimEnd, Instance, Status, Step};
 
@@ -46,12 +46,12 @@ impl Engine {
 
     /// Restores an instance to its golden state and returns it to idle; one without a golden
     /// checkpoint is destroyed instead.
-    pub async fn recycle(&self, id: &str) -> Result<Status, ActionError> {
+    pub async fn recycle(&self, id: &str, actor: &Actor) -> Result<Status, ActionError> {
         let instance = self.store.instance(id).await?.ok_or(ActionError::NotFound)?;
         if !matches!(instance.status, Status::Claimed | Status::Crashed | Status::Idle) {
             return Err(ActionError::WrongStatus(instance.status));
         }
-        let lease = self.leases.at_rest(id, instance.status);
+        let lease = self.leases.at_rest(id, instance.status, actor);
         // Restoring would bring back the old build: a stale instance is rebuilt instead (the
         // tick's refill starts a current one).
         if self.is_stale(id).await? {
@@ -64,7 +64,7 @@ impl Engine {
             return Ok(Status::Destroying);
         }
         if instance.golden_checkpoint_id.is_none() {
-            return self.destroy(id).await;
+            return self.destroy(id, actor).await;
         }
         if !self.begin_recycle(lease, Reason::Recycle, None).await? {
             return Err(ActionError::Busy(instance.status));
@@ -88,7 +88,11 @@ impl Engine {
                 },
             },
             Step::RotateResources => match self.rotate_resources(instance, lease).await {
-                Ok(()) => Outcome::next(Status::Recycling, Step::RotateToken),
+                Ok(()) => {
+                    let detail = "the previous tenant's OpenRouter key and inbox deleted, new ones made";
+                    lease.note(EventKind::ResourcesRotated, "recycle", Some(detail)).await?;
+                    Outcome::next(Status::Recycling, Step::RotateToken)
+                }
                 Err(err) => err.into_outcome()?,
             },
             Step::RotateToken => match self.rotate_token(name, &secrets(instance)).await {

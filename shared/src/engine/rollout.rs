@@ -12,7 +12,7 @@
 
 use super::destroying::to_destroying;
 use super::{Engine, EngineError};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::settings::PoolSettings;
 use crate::store::{Status, VersionCounts};
 
@@ -95,7 +95,7 @@ impl Engine {
             return Ok(report);
         }
         for id in self.store.stale_idle_ids(&report.desired, replaceable(&counts, min_idle)).await? {
-            let lease = self.leases.at_rest(&id, Status::Idle);
+            let lease = self.leases.at_rest(&id, Status::Idle, &Actor::TICK);
             if lease.advance(to_destroying(Reason::Rollout, Some(ROLLOUT_DETAIL))).await? {
                 report.destroyed.push(id);
             }
@@ -104,7 +104,7 @@ impl Engine {
         let wanted = stale_left - counts.current_provisioning;
         if wanted > 0 {
             let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
-            report.started = self.refill(Some(wanted)).await?.created;
+            report.started = self.refill(Some(wanted), &Actor::TICK).await?.created;
         }
         if !report.destroyed.is_empty() || !report.started.is_empty() {
             tracing::info!(

@@ -3,6 +3,7 @@
 //! change reaches the next refill of every process, Lambda or local, within one tick.
 
 use super::{Engine, EngineError};
+use crate::lifecycle::Actor;
 use crate::settings::{PoolSettings, SettingsInvalid};
 use crate::store::StoredSettings;
 
@@ -66,7 +67,7 @@ impl Engine {
     pub async fn change_pool_settings(
         &self,
         patch: &serde_json::Value,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<StoredSettings, SettingsError> {
         for _ in 0..CHANGE_ATTEMPTS {
             let current = self.pool_settings().await?;
@@ -77,12 +78,12 @@ impl Engine {
             }
             let stored = self
                 .store
-                .change_settings(current.revision, &next, &changes, actor)
+                .change_settings(current.revision, &next, &changes, &actor.to_string())
                 .await
                 .map_err(EngineError::from)?;
             if let Some(stored) = stored {
                 let changes = serde_json::to_string(&changes).unwrap_or_default();
-                tracing::info!(actor, revision = stored.revision, %changes, "settings changed");
+                tracing::info!(%actor, revision = stored.revision, %changes, "settings changed");
                 return Ok(stored);
             }
         }

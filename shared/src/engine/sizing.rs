@@ -15,7 +15,7 @@
 
 use super::destroying::to_destroying;
 use super::{Engine, EngineError};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::settings::PoolSettings;
 use crate::sizing::{Held, Mode, estimate};
 use crate::store::{SizingRow, Status};
@@ -123,7 +123,7 @@ impl Engine {
             return Ok(shed);
         }
         for id in self.store.idle_ids(Some(surplus)).await? {
-            let lease = self.leases.at_rest(&id, Status::Idle);
+            let lease = self.leases.at_rest(&id, Status::Idle, &Actor::TICK);
             if lease.advance(to_destroying(Reason::ScaleDown, Some(SCALE_DOWN_DETAIL))).await? {
                 shed.push(id);
             }

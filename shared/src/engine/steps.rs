@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::lease::Lease;
 use super::outcome::Outcome;
 use super::{Engine, EngineError};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::provider::{Failure, ProviderError};
 use crate::store::{Change, Instance, Status, Step};
 
@@ -120,7 +120,7 @@ impl Engine {
         // creates are the provider asking us to slow down, not a broken creation path. A
         // transient failure counts when the instance is given up on (below).
         if step == Step::Create && err.failure != Failure::Transient {
-            self.breaker_failure(&message).await?;
+            self.breaker_failure(&message, &Actor::Step).await?;
         }
         // Destroying never gives up: a Sprite nobody deletes is a leak that costs money.
         let give_up = instance.status != Status::Destroying
@@ -131,7 +131,7 @@ impl Engine {
             return Ok(());
         }
         if provisioning && (step != Step::Create || err.failure == Failure::Transient) {
-            self.breaker_failure(&message).await?;
+            self.breaker_failure(&message, &Actor::Step).await?;
         }
         let reason = match instance.status {
             Status::Provisioning => Reason::ProvisioningFailed,
@@ -178,10 +178,12 @@ impl Engine {
     }
 
     /// Counts a provisioning failure toward the circuit breaker, and says when it opens.
-    pub(super) async fn breaker_failure(&self, message: &str) -> Result<(), EngineError> {
+    pub(super) async fn breaker_failure(&self, message: &str, actor: &Actor) -> Result<(), EngineError> {
         let settings = &self.settings;
-        let breaker =
-            self.store.breaker_failure(message, settings.breaker_threshold, settings.breaker_pause).await?;
+        let breaker = self
+            .store
+            .breaker_failure(message, settings.breaker_threshold, settings.breaker_pause, actor)
+            .await?;
         if breaker.is_open(OffsetDateTime::now_utc()) {
             tracing::warn!(failures = breaker.consecutive_failures, "circuit breaker open: creation paused");
             crate::metrics::breaker_open();

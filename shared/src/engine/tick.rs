@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::destroying::to_destroying;
 use super::{Engine, EngineError};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 use crate::provider::{DerivedStatus, Observed, derive_status};
 use crate::store::{Change, Pruned, Refill, Status, Step};
 
@@ -61,16 +61,16 @@ impl Engine {
         let settings = self.pool_settings().await?.settings;
         for id in self.store.lingering(Status::Provisioning, self.settings.stuck_timeout).await? {
             let detail = format!("provisioning longer than {} s", self.settings.stuck_timeout.as_secs());
-            let lease = self.leases.at_rest(&id, Status::Provisioning);
+            let lease = self.leases.at_rest(&id, Status::Provisioning, &Actor::TICK);
             if lease.advance(to_destroying(Reason::Stuck, Some(&detail))).await? {
-                self.breaker_failure(&detail).await?;
+                self.breaker_failure(&detail, &Actor::TICK).await?;
                 report.stuck_destroyed.push(id);
             }
         }
         for id in self.store.lingering(Status::Claiming, self.settings.claim_stale).await? {
             let Some(instance) = self.store.instance(&id).await? else { continue };
             let detail = "claiming for too long";
-            let lease = self.leases.at_rest(&id, Status::Claiming);
+            let lease = self.leases.at_rest(&id, Status::Claiming, &Actor::TICK);
             if self.begin_recycle(lease, Reason::StaleClaim, Some(detail)).await? {
                 if let Some(claim_id) = instance.claim_id {
                     let failed = crate::store::ClaimStatus::Failed;
@@ -98,8 +98,8 @@ impl Engine {
         report.rollout = Some(self.roll_out(&sized).await?);
         // Idle instances beyond `hotIdle` are let go to sleep first, so under `maxRunning`
         // the place they free can go to a new one (hibernation.rs).
-        report.woken = self.keep_hot().await?;
-        report.replenish = Some(self.replenish().await?);
+        report.woken = self.keep_hot(&Actor::TICK).await?;
+        report.replenish = Some(self.replenish(&Actor::TICK).await?);
         Ok(report)
     }
 
@@ -144,7 +144,7 @@ impl Engine {
                 }
                 _ => continue,
             };
-            if self.leases.at_rest(&row.id, row.status).advance(change).await? {
+            if self.leases.at_rest(&row.id, row.status, &Actor::TICK).advance(change).await? {
                 list.push(row.id);
             }
         }

@@ -3,6 +3,7 @@
 //! table of the moves the pool makes ([`allows`]). The store persists these enums as text; the
 //! engine's lease handle checks every move against the table before it writes one.
 
+mod actor;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -10,6 +11,7 @@ mod text_enum;
 
 pub(crate) use text_enum::text_enum;
 
+pub use actor::{Actor, Sweep};
 pub use table::{allows, step_belongs};
 
 text_enum! {
@@ -143,5 +145,29 @@ impl Transition {
             (Some(to), Some(step)) => step_belongs(step, to),
         };
         if step_fits && allows(self.from, self.to, self.reason) { Ok(self) } else { Err(Refused(self)) }
+    }
+}
+
+text_enum! {
+    /// What a line of the audit trail records (GET /api/pool/events `kind`): the first four
+    /// are an instance's history lines, the rest the pool's own events.
+    pub enum EventKind {
+        /// A move from one status to another.
+        Status = "status",
+        /// A failed attempt of a step, retried later.
+        StepFailed = "step_failed",
+        /// A sleeping instance woken: for a claim, to be kept hot, or for its rare check.
+        Wake = "wake",
+        /// A recycle gave the instance a new OpenRouter key and inbox, the old ones deleted.
+        ResourcesRotated = "resources_rotated",
+        /// A settings change, with each field's old and new value.
+        Settings = "settings",
+        /// The creation breaker opened or closed.
+        Breaker = "breaker",
+        /// An operator drained instances.
+        Drain = "drain",
+        /// Something this pool created and no row knows was deleted (reconcile, the resource
+        /// sweep).
+        OrphanDeleted = "orphan_deleted",
     }
 }

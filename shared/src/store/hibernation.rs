@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Fence, Secret, Status, Store, StoreError, secs};
-use crate::lifecycle::Reason;
+use crate::lifecycle::{Actor, Reason};
 
 /// Machines the pool counts as running, by why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -61,7 +61,7 @@ impl Store {
     /// them), fewer when `maxRunning` leaves less room beside the busy ones. The hot ones are those a claim takes first, and the hot stay hot, so nothing
     /// churns. Returns the instances that just became hot: they may be asleep, the caller wakes
     /// them. One statement, settings read in it.
-    pub async fn keep_hot(&self) -> Result<Vec<Promoted>, StoreError> {
+    pub async fn keep_hot(&self, actor: &Actor) -> Result<Vec<Promoted>, StoreError> {
         let promoted = sqlx::query_as!(
             Promoted,
             r#"WITH settings AS (
@@ -79,12 +79,19 @@ impl Store {
                    SELECT id, row_number() OVER (
                        ORDER BY hot DESC, heartbeat_failures = 0 DESC, ready_at, id) AS rank
                    FROM instances WHERE status = 'idle'
+               ), flipped AS (
+                   UPDATE instances i SET hot = ranked.rank <= COALESCE((SELECT hot FROM wanted), ranked.rank)
+                   FROM ranked
+                   WHERE i.id = ranked.id AND i.status = 'idle'
+                     AND i.hot <> (ranked.rank <= COALESCE((SELECT hot FROM wanted), ranked.rank))
+                   RETURNING i.id, i.hot, i.url, i.gateway_token
+               ), logged AS (
+                   -- Each newly hot one is woken (engine/hibernation.rs): a `wake` line.
+                   INSERT INTO instance_events (instance_id, from_status, to_status, reason, actor, kind)
+                   SELECT id, 'idle', 'idle', 'keep_hot', $1, 'wake' FROM flipped WHERE hot
                )
-               UPDATE instances i SET hot = ranked.rank <= COALESCE((SELECT hot FROM wanted), ranked.rank)
-               FROM ranked
-               WHERE i.id = ranked.id AND i.status = 'idle'
-                 AND i.hot <> (ranked.rank <= COALESCE((SELECT hot FROM wanted), ranked.rank))
-               RETURNING i.id, i.hot AS "hot!", i.url, i.gateway_token AS "gateway_token: _""#,
+               SELECT id AS "id!", hot AS "hot!", url, gateway_token AS "gateway_token!: _" FROM flipped"#,
+            actor.to_string(),
         )
         .fetch_all(&self.pool)
         .await?;
@@ -127,8 +134,8 @@ impl Store {
                    WHERE id = $1 AND lease_owner = $2 AND status = $3
                    RETURNING id
                ), logged AS (
-                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
-                   SELECT id, $3, 'idle', NULL, $4, $5 FROM released
+                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail, actor)
+                   SELECT id, $3, 'idle', NULL, $4, $5, $6 FROM released
                )
                SELECT EXISTS (SELECT 1 FROM released) AS "released!""#,
             fence.id,
@@ -136,6 +143,7 @@ impl Store {
             Status::Claiming.as_str(),
             reason.as_str(),
             detail,
+            fence.actor().to_string(),
         )
         .fetch_one(&self.pool)
         .await?;

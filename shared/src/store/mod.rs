@@ -7,6 +7,7 @@
 
 mod agents;
 mod claim_lifetime;
+mod claim_take;
 mod claims;
 mod events;
 mod heartbeats;
@@ -32,8 +33,9 @@ use time::OffsetDateTime;
 pub use agents::{Agent, AgentsAfter};
 pub(crate) use claim_lifetime::ClaimEnd;
 pub use claim_lifetime::{Extended, LifetimeTarget};
+
 pub use claims::{Claim, ClaimStatus, NewClaim};
-pub use events::Event;
+pub use events::{Event, EventFilter, FeedEvent, PoolEvent};
 pub use heartbeats::{HeartbeatTarget, SleepPlan};
 pub use hibernation::{Promoted, Running};
 pub use instances::Known;
@@ -44,7 +46,7 @@ pub use pool_state::{Breaker, NewInstance, Refill};
 pub(crate) use records::Record;
 pub use retention::Pruned;
 pub use rollout::VersionCounts;
-pub use settings::{PoolEvent, SEEDED_BY, StoredSettings};
+pub use settings::{SEEDED_BY, StoredSettings};
 pub use sizing::SizingRow;
 pub use sweeps::SweepFence;
 pub use webhooks::{Delivery, OutboxCounts, OutboxRow};

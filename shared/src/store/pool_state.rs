@@ -48,20 +48,37 @@ impl Store {
         reason: &str,
         threshold: i32,
         pause: Duration,
+        actor: &crate::lifecycle::Actor,
     ) -> Result<Breaker, StoreError> {
+        // `was` reads the row under the update's lock, so of two failures at once only the one
+        // that opened the breaker writes the `breaker` event (issue 16.2).
         let row = sqlx::query_as!(
             Breaker,
-            r#"UPDATE pool_state SET
-                  consecutive_failures = consecutive_failures + 1,
-                  breaker_open_until = CASE WHEN consecutive_failures + 1 >= $2
-                                            THEN now() + make_interval(secs => $3)
-                                            ELSE breaker_open_until END,
-                  last_failure = $1, updated_at = now()
-               WHERE id
-               RETURNING consecutive_failures, breaker_open_until AS open_until, last_failure"#,
+            r#"WITH updated AS (
+                   UPDATE pool_state p SET
+                      consecutive_failures = p.consecutive_failures + 1,
+                      breaker_open_until = CASE WHEN p.consecutive_failures + 1 >= $2
+                                                THEN now() + make_interval(secs => $3)
+                                                ELSE p.breaker_open_until END,
+                      last_failure = $1, updated_at = now()
+                   FROM (SELECT breaker_open_until AS was FROM pool_state WHERE id FOR UPDATE) b
+                   WHERE p.id
+                   RETURNING p.consecutive_failures, p.breaker_open_until, p.last_failure, b.was
+               ), opened AS (
+                   INSERT INTO pool_events (kind, actor, detail)
+                   SELECT 'breaker', $4, jsonb_build_object('state', 'open',
+                          'openUntil', breaker_open_until, 'consecutiveFailures', consecutive_failures,
+                          'lastFailure', last_failure)
+                   FROM updated
+                   WHERE breaker_open_until > now() AND (was IS NULL OR was <= now())
+               )
+               SELECT consecutive_failures AS "consecutive_failures!",
+                      breaker_open_until AS open_until, last_failure
+               FROM updated"#,
             reason,
             threshold,
             secs(pause),
+            actor.to_string(),
         )
         .fetch_one(&self.pool)
         .await?;
@@ -105,6 +122,8 @@ pub(crate) struct RefillAsk<'a> {
     pub reason: &'a str,
     /// What follows the ref in each new row's version (engine/rollout.rs).
     pub build: &'a str,
+    /// Who asked: named on each new row's first history line.
+    pub actor: &'a crate::lifecycle::Actor,
 }
 
 impl RefillAsk<'_> {
@@ -132,7 +151,7 @@ impl Store {
         let row = sqlx::query!(
             r#"SELECT warm AS "warm!", total AS "total?", breaker_open AS "breaker_open!",
                       created AS "created!"
-               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
+               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
             ask.max_total,
             ask.min_idle,
             ask.batch,
@@ -144,6 +163,7 @@ impl Store {
             ask.openclaw_git_ref,
             ask.reason,
             ask.build,
+            ask.actor.to_string(),
         )
         .fetch_one(&self.pool)
         .await?;

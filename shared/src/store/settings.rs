@@ -19,18 +19,6 @@ pub struct StoredSettings {
     pub updated_by: String,
 }
 
-/// One line of the pool's own history (settings changes, ...).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolEvent {
-    pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub kind: String,
-    pub actor: String,
-    pub detail: serde_json::Value,
-}
-
 /// Who seeded the row: the environment of whichever process read it first.
 pub const SEEDED_BY: &str = "environment";
 
@@ -109,21 +97,5 @@ impl Store {
             updated_at: row.updated_at,
             updated_by: row.updated_by,
         }))
-    }
-
-    /// The newest pool events first, optionally of one kind.
-    pub async fn pool_events(&self, kind: Option<&str>, limit: i64) -> Result<Vec<PoolEvent>, StoreError> {
-        let events = sqlx::query_as!(
-            PoolEvent,
-            "SELECT id, at, kind, actor, detail FROM pool_events
-             WHERE $1::text IS NULL OR kind = $1
-             ORDER BY id DESC
-             LIMIT $2",
-            kind,
-            limit,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(events)
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{Options, eventually, fault_json, pool_with, test_settings};
+use crate::harness::{Options, eventually, fault_json, operator, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn three_refused_creations_open_the_breaker_and_a_success_closes_it(db: PgPool) {
@@ -20,7 +20,7 @@ async fn three_refused_creations_open_the_breaker_and_a_success_closes_it(db: Pg
     pool.emulator.fault(fault_json("sprites.create", json!({"type": "status", "status": 400}))).await;
 
     let breaker = eventually("the breaker to open", Duration::from_secs(10), || async {
-        pool.engine.replenish().await.unwrap();
+        pool.engine.replenish(&operator()).await.unwrap();
         let breaker = pool.store.breaker().await.unwrap();
         breaker.open_until.is_some().then_some(breaker)
     })
@@ -35,7 +35,7 @@ async fn three_refused_creations_open_the_breaker_and_a_success_closes_it(db: Pg
     assert_eq!(pool.emulator.count("sprites.create").await, 3);
     let mut more = test_settings();
     more.min_idle = 5;
-    let refill = pool.other_process(more, None).replenish().await.unwrap();
+    let refill = pool.other_process(more, None).replenish(&operator()).await.unwrap();
     assert!(refill.breaker_open && refill.created.is_empty(), "{refill:?}");
 
     // Five minutes later (moved forward here), creation resumes and a success closes it.
@@ -64,7 +64,7 @@ async fn transient_create_failures_are_retried_without_counting(db: PgPool) {
     let mut rule = fault_json("sprites.create", json!({"type": "status", "status": 503}));
     rule["count"] = json!(4);
     pool.emulator.fault(rule).await;
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     pool.settled_idle(1).await;
     assert_eq!(pool.instance(&id).await.unwrap().status, Status::Idle);
     assert_eq!(pool.emulator.count("sprites.create").await, 5, "four 503s, then the create");
@@ -86,7 +86,7 @@ async fn rate_limited_creates_wait_out_retry_after_without_failing(db: PgPool) {
     rule["count"] = json!(4);
     pool.emulator.fault(rule).await;
     let started = std::time::Instant::now();
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     pool.settled_idle(1).await;
     assert!(started.elapsed() >= Duration::from_secs(4), "each Retry-After was waited out");
     let row = pool.instance(&id).await.unwrap();

@@ -12,7 +12,7 @@ use shared::store::{ClaimStatus, Status};
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
 
-use crate::harness::{Options, Pool, eventually, fault_json, pool, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, fault_json, operator, pool, pool_with, test_settings};
 
 fn create(name: &str, instructions: &str) -> ClaimRequest {
     ClaimRequest::new(name.into(), instructions.into(), None, PoolEnvironment::Dev).unwrap()
@@ -46,7 +46,7 @@ async fn fifty_parallel_claims_on_twenty_idle_hand_out_each_once(db: PgPool) {
     let tasks: Vec<_> = (0..50)
         .map(|n| {
             let engine = Arc::clone(&engine);
-            tokio::spawn(async move { engine.claim(create(&format!("agent {n}"), "hi")).await })
+            tokio::spawn(async move { engine.claim(create(&format!("agent {n}"), "hi"), &operator()).await })
         })
         .collect();
     let mut claimed = Vec::new();
@@ -82,7 +82,7 @@ async fn create_failure_is_compensated(db: PgPool, fault: serde_json::Value) {
     rule["count"] = json!(1);
     pool.emulator.fault(rule).await;
 
-    let result = done(pool.engine.claim(create("Ada", "hi")).await.unwrap());
+    let result = done(pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap());
     assert_eq!(result.status, ClaimStatus::Created);
     let claim = pool.store.claim(result.claim_id).await.unwrap().unwrap();
     assert_eq!(claim.attempts, 2, "the claim moved to a second instance");
@@ -121,7 +121,7 @@ async fn claim_failing_everywhere_fails_cleanly(db: PgPool) {
     pool.provision(3).await;
     pool.emulator.fault(fault_json("gateway.conversation", json!({"type": "status", "status": 500}))).await;
 
-    let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
+    let err = pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap_err();
     assert!(matches!(err, ClaimError::Failed(_)), "{err}");
     no_claiming_rows(&pool).await;
     // Two attempts, both instances recycled back; the third was never touched.
@@ -139,7 +139,7 @@ async fn a_claim_answers_within_its_budget(db: PgPool) {
     pool.emulator.fault(fault_json("gateway.conversation", json!({"type": "hang"}))).await;
 
     let started = std::time::Instant::now();
-    let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
+    let err = pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap_err();
     let took = started.elapsed();
     assert!(matches!(err, ClaimError::Failed(_)), "{err}");
     assert!(took < Duration::from_millis(2500), "took {took:?}");
@@ -156,7 +156,7 @@ async fn a_claim_answers_within_its_budget(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn no_idle_instance_is_refused_with_retry_after(db: PgPool) {
     let pool = pool(db).await;
-    let err = pool.engine.claim(create("Ada", "hi")).await.unwrap_err();
+    let err = pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap_err();
     let ClaimError::NoIdle { retry_after } = err else { panic!("{err}") };
     assert_eq!(retry_after, Duration::from_secs(30));
     // The message names the wait the Retry-After header gives (issue 16.6).
@@ -164,7 +164,7 @@ async fn no_idle_instance_is_refused_with_retry_after(db: PgPool) {
 }
 
 async fn err_message(pool: &Pool) -> String {
-    pool.engine.claim(create("Ada", "hi")).await.unwrap_err().to_string()
+    pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap_err().to_string()
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -172,9 +172,9 @@ async fn claim_replenishes_at_once(db: PgPool) {
     let mut settings = test_settings();
     settings.min_idle = 2;
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
-    pool.engine.replenish().await.unwrap();
+    pool.engine.replenish(&operator()).await.unwrap();
     pool.settled_idle(2).await;
-    done(pool.engine.claim(create("Ada", "hi")).await.unwrap());
+    done(pool.engine.claim(create("Ada", "hi"), &operator()).await.unwrap());
     // Replaced without waiting for a tick.
     pool.settled_idle(2).await;
     assert_eq!(pool.count(Status::Claimed).await, 1);
@@ -189,8 +189,8 @@ async fn instructions_arrive_byte_for_byte_and_never_in_a_command(db: PgPool) {
     pool.provision(2).await;
     let execs_before = pool.emulator.count("exec").await + pool.emulator.count("exec.http").await;
 
-    let created = done(pool.engine.claim(create("Ada", HOSTILE)).await.unwrap());
-    let joined = done(pool.engine.claim(join("Bob", HOSTILE)).await.unwrap());
+    let created = done(pool.engine.claim(create("Ada", HOSTILE), &operator()).await.unwrap());
+    let joined = done(pool.engine.claim(join("Bob", HOSTILE), &operator()).await.unwrap());
     assert_eq!(joined.status, ClaimStatus::Joined);
 
     for result in [created, joined] {
@@ -210,7 +210,7 @@ async fn instructions_arrive_byte_for_byte_and_never_in_a_command(db: PgPool) {
 async fn join_reports_joined(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(1).await;
-    let result = done(pool.engine.claim(join("Ada", "hi")).await.unwrap());
+    let result = done(pool.engine.claim(join("Ada", "hi"), &operator()).await.unwrap());
     assert_eq!(result.status, ClaimStatus::Joined);
     assert!(result.joined);
     let instance = pool.instance(result.instance_id.as_deref().unwrap()).await.unwrap();
@@ -226,7 +226,7 @@ async fn join_reports_waiting_for_acceptance(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(1).await;
     pool.emulator.configure(json!({"join_outcome": "waiting_for_acceptance"})).await;
-    let result = done(pool.engine.claim(join("Ada", "hi")).await.unwrap());
+    let result = done(pool.engine.claim(join("Ada", "hi"), &operator()).await.unwrap());
     assert_eq!(result.status, ClaimStatus::WaitingForAcceptance);
     assert!(!result.joined && result.conversation_id.is_none());
     // The flag the Railway pool's clients read beside `status` (issue 16.6).
@@ -252,7 +252,7 @@ async fn slow_join_answers_accepted_then_finishes(db: PgPool) {
     pool.provision(1).await;
 
     let ClaimOutcome::Accepted { claim_id, instance_id } =
-        pool.engine.claim(join("Ada", "hi")).await.unwrap()
+        pool.engine.claim(join("Ada", "hi"), &operator()).await.unwrap()
     else {
         panic!("a join slower than the claim wait answers Accepted")
     };
@@ -279,7 +279,7 @@ async fn failed_join_recycles_and_retries_on_another_instance(db: PgPool) {
     rule["count"] = json!(1);
     pool.emulator.fault(rule).await;
 
-    let result = done(pool.engine.claim(join("Ada", "hi")).await.unwrap());
+    let result = done(pool.engine.claim(join("Ada", "hi"), &operator()).await.unwrap());
     assert_eq!(result.status, ClaimStatus::Joined);
     let claim = pool.store.claim(result.claim_id).await.unwrap().unwrap();
     assert_eq!(claim.attempts, 2);
@@ -297,7 +297,7 @@ async fn a_claim_whose_process_died_is_recycled_not_reused(db: PgPool) {
     // runs out with the row still claiming.
     pool.emulator.fault(fault_json("gateway.conversation", json!({"type": "hang"}))).await;
     let engine = Arc::clone(&pool.engine);
-    let claim = tokio::spawn(async move { engine.claim(create("Ada", "hi")).await });
+    let claim = tokio::spawn(async move { engine.claim(create("Ada", "hi"), &operator()).await });
     eventually("the claim to start", Duration::from_secs(5), || async {
         (pool.count(Status::Claiming).await == 1).then_some(())
     })
@@ -371,12 +371,12 @@ async fn a_pending_claim_no_instance_serves_is_failed_by_the_tick(db: PgPool) {
     let pool = pool_with(db, Options { settings, emulator, timeouts, ..Options::default() }).await;
     pool.provision(1).await;
     let ClaimOutcome::Accepted { claim_id, instance_id } =
-        pool.engine.claim(join("Ada", "hi")).await.unwrap()
+        pool.engine.claim(join("Ada", "hi"), &operator()).await.unwrap()
     else {
         panic!("the join is still running")
     };
     // The operator's destroy does not interrupt a running step.
-    assert!(pool.engine.destroy(&instance_id).await.is_err());
+    assert!(pool.engine.destroy(&instance_id, &operator()).await.is_err());
     // A young pending claim whose instance is claiming is left alone.
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(pool.engine.tick().await.unwrap().orphaned_claims_failed, 0);

@@ -12,7 +12,7 @@ use shared::store::Status;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::harness::{API_KEY, Pool, pool};
+use crate::harness::{API_KEY, Pool, operator, pool};
 
 /// POST /api/pool/claim through the router, with an Idempotency-Key.
 async fn claim(pool: &Pool, key: Option<&str>, body: &Value) -> (StatusCode, Value) {
@@ -96,10 +96,10 @@ async fn one_live_agent_per_invite(db: PgPool) {
     let url = sprites_emulator::mint_invite_url("dev");
     let request =
         || ClaimRequest::new("Ada".into(), "hi".into(), Some(url.clone()), PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(first) = pool.engine.claim(request()).await.unwrap() else {
+    let ClaimOutcome::Done(first) = pool.engine.claim(request(), &operator()).await.unwrap() else {
         panic!("joined at once")
     };
-    let ClaimOutcome::Done(again) = pool.engine.claim(request()).await.unwrap() else {
+    let ClaimOutcome::Done(again) = pool.engine.claim(request(), &operator()).await.unwrap() else {
         panic!("the first claim")
     };
     assert_eq!(again.claim_id, first.claim_id);
@@ -109,7 +109,8 @@ async fn one_live_agent_per_invite(db: PgPool) {
     let url = sprites_emulator::mint_invite_url("dev");
     let request =
         || ClaimRequest::new("Bo".into(), "hi".into(), Some(url.clone()), PoolEnvironment::Dev).unwrap();
-    let (a, b) = tokio::join!(pool.engine.claim(request()), pool.engine.claim(request()));
+    let actor = operator();
+    let (a, b) = tokio::join!(pool.engine.claim(request(), &actor), pool.engine.claim(request(), &actor));
     let id = |outcome: ClaimOutcome| match outcome {
         ClaimOutcome::Done(done) => done.claim_id,
         ClaimOutcome::Accepted { claim_id, .. } => claim_id,

@@ -11,7 +11,7 @@ use shared::store::{ClaimStatus, Status};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::harness::{API_KEY, Options, Pool, eventually, pool, pool_with, test_settings};
+use crate::harness::{API_KEY, Options, Pool, eventually, operator, pool, pool_with, test_settings};
 
 fn create(name: &str) -> ClaimRequest {
     ClaimRequest::new(name.into(), "hi".into(), None, PoolEnvironment::Dev).unwrap()
@@ -38,7 +38,7 @@ async fn a_hung_gateway_costs_one_attempt_and_the_claim_lands_on_another(db: PgP
     pool.emulator.fault(fault).await;
 
     let started = Instant::now();
-    let outcome = pool.engine.claim(create("Ada")).await.expect("the second attempt succeeds");
+    let outcome = pool.engine.claim(create("Ada"), &operator()).await.expect("the second attempt succeeds");
     let took = started.elapsed();
     let ClaimOutcome::Done(result) = outcome else { panic!("{outcome:?}") };
     assert_eq!(result.status, ClaimStatus::Created);
@@ -58,12 +58,14 @@ async fn an_instance_whose_heartbeat_failed_is_taken_last(db: PgPool) {
     let report = pool.engine.heartbeat().await.unwrap();
     assert_eq!(report.failed, 1, "{report:?}");
 
-    let ClaimOutcome::Done(result) = pool.engine.claim(create("Ada")).await.unwrap() else { panic!() };
+    let ClaimOutcome::Done(result) = pool.engine.claim(create("Ada"), &operator()).await.unwrap() else {
+        panic!()
+    };
     assert_ne!(result.instance_id.as_deref(), Some(silent.as_str()));
     assert_eq!(pool.emulator.count("gateway.conversation").await, 1, "no attempt on the silent one");
     // With no answering instance left, the silent one is still better than a 503.
     for name in ["Bo", "Cy"] {
-        let _ = pool.engine.claim(create(name)).await;
+        let _ = pool.engine.claim(create(name), &operator()).await;
     }
     let row = pool.instance(&silent).await.unwrap();
     assert!(

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::api::{Answer, KEY, get, send};
-use crate::harness::{Pool, pool};
+use crate::harness::{Pool, operator, pool};
 
 async fn claim(pool: &Pool, body: Value) -> Answer {
     send(&pool.api, "POST", "/api/pool/claim", Some(KEY), Some(&body.to_string())).await
@@ -227,8 +227,8 @@ async fn a_join_never_accepted_is_recycled_and_one_accepted_meanwhile_is_kept(db
         let url = sprites_emulator::mint_invite_url("dev");
         ClaimRequest::new(name.into(), "hi".into(), Some(url), PoolEnvironment::Dev).unwrap()
     };
-    let never = waiting(pool.engine.claim(join("Never")).await.unwrap());
-    let later = waiting(pool.engine.claim(join("Later")).await.unwrap());
+    let never = waiting(pool.engine.claim(join("Never"), &operator()).await.unwrap());
+    let later = waiting(pool.engine.claim(join("Later"), &operator()).await.unwrap());
     let (never_id, later_id) = (never.instance_id.clone().unwrap(), later.instance_id.clone().unwrap());
     assert_eq!(put_settings(&pool, json!({ "joinAcceptTimeoutSeconds": 60 })).await.status, StatusCode::OK);
 

@@ -10,19 +10,21 @@ use shared::engine::{ClaimOutcome, ClaimRequest};
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{eventually, pool};
+use crate::harness::{eventually, operator, pool};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn drain_idle_takes_idle_and_provisioning_and_never_a_claim(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(3).await;
     let request = ClaimRequest::new("keeper".into(), "stay".into(), None, PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(claimed) = pool.engine.claim(request).await.unwrap() else { panic!("claim") };
+    let ClaimOutcome::Done(claimed) = pool.engine.claim(request, &operator()).await.unwrap() else {
+        panic!("claim")
+    };
 
     // Two more that stay provisioning for a while: their setup script runs 2 s (speed 1), and
     // their install step polls it, letting go of the lease between polls.
     pool.emulator.configure(json!({ "speed": 1.0, "setup_ms": 2000 })).await;
-    let started = pool.engine.add_instances(2).await.unwrap().created;
+    let started = pool.engine.add_instances(2, &operator()).await.unwrap().created;
     assert_eq!(started.len(), 2);
     let targets: Vec<String> = pool
         .store
@@ -37,7 +39,7 @@ async fn drain_idle_takes_idle_and_provisioning_and_never_a_claim(db: PgPool) {
 
     // As poolctl does it: again and again until no target is held by a running step.
     eventually("every target draining", Duration::from_secs(30), || async {
-        pool.engine.drain_unclaimed(&targets).await.unwrap().is_empty().then_some(())
+        pool.engine.drain_unclaimed(&targets, &operator()).await.unwrap().is_empty().then_some(())
     })
     .await;
 

@@ -11,7 +11,7 @@ use shared::store::{Status, Step};
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
 
-use crate::harness::{Options, eventually, fault_json, pool, pool_with, test_settings};
+use crate::harness::{Options, eventually, fault_json, operator, pool, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_worker_dying_mid_create_is_resumed_without_a_second_sprite(db: PgPool) {
@@ -22,12 +22,22 @@ async fn a_worker_dying_mid_create_is_resumed_without_a_second_sprite(db: PgPool
     // The other process records the new instance, takes the create step and gets as far as
     // creating the Sprite; it dies before writing anything down.
     let dead = pool.other_process(settings, Some(Arc::new(TickOnlyChain)));
-    let id = dead.add_instances(1).await.unwrap().created.pop().unwrap();
-    let (_, row) =
-        pool.store.take_lease(&id, "dead-worker", Duration::from_millis(300), 0).await.unwrap().unwrap();
+    let id = dead.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
+    let (_, row) = pool
+        .store
+        .take_lease(&id, "dead-worker", Duration::from_millis(300), 0, operator())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.step, Some(Step::Create));
     pool.emulator.sprite(&row.sprite_name).await;
-    assert!(pool.store.take_lease(&id, "live-worker", Duration::from_secs(1), 0).await.unwrap().is_none());
+    assert!(
+        pool.store
+            .take_lease(&id, "live-worker", Duration::from_secs(1), 0, operator())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     tokio::time::sleep(Duration::from_millis(350)).await;
     let report = pool.engine.tick().await.unwrap();
@@ -49,7 +59,7 @@ async fn an_install_outlives_the_run_that_started_it(db: PgPool) {
     let emulator = EmulatorConfig { speed: 0.001, setup_secs: 1500.0, ..EmulatorConfig::default() };
     let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
 
-    pool.engine.add_instances(1).await.unwrap();
+    pool.engine.add_instances(1, &operator()).await.unwrap();
     pool.settled_idle(1).await;
     // The first run gave up waiting after 200 ms and dropped its socket; later runs found the
     // script still running, then its marker. It ran once.
@@ -63,7 +73,7 @@ async fn chains_stop_at_the_hop_bound_and_the_tick_carries_on(db: PgPool) {
     settings.hop_limit = 3;
     let pool = pool_with(db, Options { settings, ..Options::default() }).await;
 
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     let stalled = eventually("the chain to stop", Duration::from_secs(5), || async {
         let row = pool.instance(&id).await.unwrap();
         (row.step == Some(Step::StartGateway) && row.lease_owner.is_none()).then_some(row)
@@ -89,7 +99,7 @@ async fn stuck_provisioning_is_destroyed_and_counted(db: PgPool) {
     let emulator = EmulatorConfig { speed: 0.001, setup_secs: 100_000.0, ..EmulatorConfig::default() };
     let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
 
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let report = eventually("the tick to catch the stuck instance", Duration::from_secs(5), || async {
         let report = pool.engine.tick().await.unwrap();
@@ -111,7 +121,7 @@ async fn a_step_failing_past_its_attempts_destroys_the_instance(db: PgPool) {
     pool.emulator
         .fault(fault_json("checkpoints.create", json!({"type": "stream_error", "message": "disk full"})))
         .await;
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     eventually("the instance to be given up", Duration::from_secs(10), || async {
         pool.instance(&id).await.is_none().then_some(())
     })
@@ -131,7 +141,7 @@ async fn a_failed_restore_falls_back_to_destroy(db: PgPool) {
     let pool = pool(db).await;
     let idle = pool.provision(1).await;
     pool.emulator.fault(fault_json("checkpoints.restore", json!({"type": "status", "status": 500}))).await;
-    assert_eq!(pool.engine.recycle(&idle[0].id).await.unwrap(), Status::Recycling);
+    assert_eq!(pool.engine.recycle(&idle[0].id, &operator()).await.unwrap(), Status::Recycling);
     eventually("the instance to be destroyed", Duration::from_secs(10), || async {
         pool.instance(&idle[0].id).await.is_none().then_some(())
     })
@@ -164,7 +174,7 @@ async fn a_long_step_keeps_its_lease_and_is_never_run_twice(db: PgPool) {
     let emulator = EmulatorConfig { speed: 0.001, setup_secs: 1500.0, ..EmulatorConfig::default() };
     let pool = pool_with(db, Options { settings, emulator, ..Options::default() }).await;
 
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     eventually("the install to start", Duration::from_secs(5), || async {
         (pool.instance(&id).await.unwrap().step == Some(Step::Install)).then_some(())
     })
@@ -175,7 +185,13 @@ async fn a_long_step_keeps_its_lease_and_is_never_run_twice(db: PgPool) {
         if row.step != Some(Step::Install) {
             break;
         }
-        assert!(pool.store.take_lease(&id, "intruder", Duration::from_secs(1), 0).await.unwrap().is_none());
+        assert!(
+            pool.store
+                .take_lease(&id, "intruder", Duration::from_secs(1), 0, operator())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
     pool.settled_idle(1).await;
     assert_eq!(pool.emulator.count("exec").await, 1, "one install run");

@@ -14,7 +14,7 @@ use shared::lambda::{StepEventError, step_event};
 use shared::store::{Status, Step};
 use sqlx::PgPool;
 
-use crate::harness::{Options, pool, pool_with, test_settings};
+use crate::harness::{Options, operator, pool, pool_with, test_settings};
 
 const REGION: &str = "us-east-1";
 const BUS: &str = "convos-pool-test-steps";
@@ -240,7 +240,7 @@ async fn the_chain_runs_to_the_hop_bound_and_the_tick_finishes_it(db: PgPool) {
     let chain = Arc::new(steps.chain());
     let pool = pool_with(db, Options { settings, chain: Some(chain), ..Options::default() }).await;
 
-    let id = pool.engine.add_instances(1).await.unwrap().created.pop().unwrap();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.pop().unwrap();
     // Create, install, configure, start the gateway; the fifth delivery is over the bound.
     assert_eq!(run_events(&steps, &pool.engine).await, vec![0, 1, 2, 3]);
     let stalled = pool.instance(&id).await.unwrap();

@@ -12,7 +12,7 @@ use shared::provider::Provider;
 use shared::store::{ClaimStatus, Instance, Status};
 use sqlx::PgPool;
 
-use crate::harness::{Pool, pool};
+use crate::harness::{Pool, operator, pool};
 
 const INSTRUCTIONS: &str = "/home/sprite/.openclaw/workspace/INSTRUCTIONS.md";
 const IDENTITIES: &str = "/home/sprite/.convos/identities";
@@ -49,7 +49,7 @@ async fn a_bogus_invite_fails_the_claim_and_each_instance_tried_is_restored(db: 
     // The pool only checks the host; the invite itself is the CLI's to refuse.
     let bogus = "https://dev.convos.org/v2?i=abc".to_string();
     let request = ClaimRequest::new("Ada".into(), SECRET.into(), Some(bogus), PoolEnvironment::Dev).unwrap();
-    let claim_id = match pool.engine.claim(request).await {
+    let claim_id = match pool.engine.claim(request, &operator()).await {
         Err(ClaimError::Failed(message)) => {
             assert!(message.contains("Invalid invite"), "{message}");
             None
@@ -77,7 +77,7 @@ async fn a_create_that_fails_without_the_network_is_recycled_not_handed_out(db: 
     pool.provision(2).await;
     pool.emulator.configure(json!({"xmtp_network": "down"})).await;
     let request = ClaimRequest::new("Ada".into(), SECRET.into(), None, PoolEnvironment::Dev).unwrap();
-    match pool.engine.claim(request).await {
+    match pool.engine.claim(request, &operator()).await {
         Err(ClaimError::Failed(message)) => assert!(message.contains("XMTP"), "{message}"),
         other => panic!("the create fails: {other:?}"),
     }
@@ -86,7 +86,7 @@ async fn a_create_that_fails_without_the_network_is_recycled_not_handed_out(db: 
 
     // The next user gets an instance holding only their own state.
     let request = ClaimRequest::new("Bob".into(), "Bob's".into(), None, PoolEnvironment::Dev).unwrap();
-    let Ok(ClaimOutcome::Done(result)) = pool.engine.claim(request).await else {
+    let Ok(ClaimOutcome::Done(result)) = pool.engine.claim(request, &operator()).await else {
         panic!("a clean instance is claimed");
     };
     assert_eq!(result.status, ClaimStatus::Created);

@@ -12,6 +12,7 @@ use shared::chain::Chain;
 use shared::config::{Config, PoolEnvironment};
 use shared::engine::{Engine, EngineSettings, Resources, Webhooks};
 use shared::gateway::{GatewayClient, GatewayTimeouts};
+use shared::lifecycle::Actor;
 use shared::provider::{
     Provider, RailwayProvider, RailwayProviderSettings, SpritesProvider, SpritesProviderSettings,
 };
@@ -38,6 +39,11 @@ pub struct Pool {
 }
 
 pub const ANTHROPIC_KEY: &str = "sk-ant-test-key";
+
+/// Who the tests act as in the audit trail, where a change needs an actor.
+pub fn operator() -> Actor {
+    Actor::Poolctl(Some("test".into()))
+}
 
 pub fn test_settings() -> EngineSettings {
     EngineSettings {
@@ -389,7 +395,7 @@ impl Pool {
 
     /// Provisions `n` idle instances.
     pub async fn provision(&self, n: usize) -> Vec<Instance> {
-        let refill = self.engine.add_instances(n as u32).await.unwrap();
+        let refill = self.engine.add_instances(n as u32, &operator()).await.unwrap();
         assert_eq!(refill.created.len(), n, "{refill:?}");
         self.settled_idle(n as i64).await
     }

@@ -7,7 +7,7 @@ use shared::engine::{ClaimOutcome, ClaimRequest};
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{Pool, eventually, pool};
+use crate::harness::{Pool, eventually, operator, pool};
 
 async fn beat(pool: &Pool) -> shared::engine::HeartbeatReport {
     let report = pool.engine.heartbeat().await.unwrap();
@@ -83,7 +83,7 @@ async fn a_claimed_instance_that_stays_dead_is_marked_crashed(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(1).await;
     let request = ClaimRequest::new("Ada".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(result) = pool.engine.claim(request).await.unwrap() else { panic!() };
+    let ClaimOutcome::Done(result) = pool.engine.claim(request, &operator()).await.unwrap() else { panic!() };
     let id = result.instance_id.unwrap();
     let sprite = pool.instance(&id).await.unwrap().sprite_name;
 

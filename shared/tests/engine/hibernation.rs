@@ -11,7 +11,7 @@ use shared::store::Status;
 use sprites_emulator::EmulatorConfig;
 use sqlx::PgPool;
 
-use crate::harness::{Options, Pool, eventually, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, operator, pool_with, test_settings};
 
 /// Quick provisioning, Sprites that pause after `pause` s and go cold as fast, and a gateway
 /// that takes ~100 ms to boot again after a cold wake.
@@ -37,7 +37,7 @@ fn create(name: &str) -> ClaimRequest {
 }
 
 async fn settings(pool: &Pool, patch: Value) {
-    pool.engine.change_pool_settings(&patch, "test").await.unwrap();
+    pool.engine.change_pool_settings(&patch, &operator()).await.unwrap();
 }
 
 async fn lifecycle(pool: &Pool) -> Value {
@@ -104,13 +104,19 @@ async fn only_hot_idle_are_pinged_and_a_claim_wakes_a_cold_one_verified(db: PgPo
 
     // Each claim wakes a cold Sprite whose gateway must boot again: the claim waits for it
     // (a create sent at once would meet a gateway still booting) and succeeds.
-    let first = created(pool.engine.claim(create("Ada")).await.unwrap());
-    let second = created(pool.engine.claim(create("Bob")).await.unwrap());
+    let first = created(pool.engine.claim(create("Ada"), &operator()).await.unwrap());
+    let second = created(pool.engine.claim(create("Bob"), &operator()).await.unwrap());
     assert_ne!(first, second);
     let state = lifecycle(&pool).await;
     let cold_wakes: u64 =
         instances.iter().map(|i| state["sprites"][&i.sprite_name]["cold_wakes"].as_u64().unwrap_or(0)).sum();
     assert!(cold_wakes >= 2, "{state}");
+    // Each wake is in the audit trail, the claim's caller named (issue 16.2).
+    for id in [&first, &second] {
+        let lines = pool.store.events(Some(id), 50).await.unwrap();
+        let wake = lines.iter().find(|e| e.kind == "wake").unwrap_or_else(|| panic!("{lines:#?}"));
+        assert_eq!((wake.reason.as_str(), wake.actor.as_str()), ("claim", "poolctl:test"));
+    }
     // The one left idle became hot in place of those taken.
     let left = pool.in_status(Status::Idle).await;
     assert_eq!(left.len(), 1);
@@ -143,9 +149,9 @@ async fn the_running_limit_is_back_pressure_never_a_failure(db: PgPool) {
     })
     .await;
     pool.emulator.configure(json!({ "idle_pause_ms": 60_000 })).await;
-    created(pool.engine.claim(create("Ada")).await.unwrap());
-    created(pool.engine.claim(create("Bob")).await.unwrap());
-    let err = pool.engine.claim(create("Cy")).await.unwrap_err();
+    created(pool.engine.claim(create("Ada"), &operator()).await.unwrap());
+    created(pool.engine.claim(create("Bob"), &operator()).await.unwrap());
+    let err = pool.engine.claim(create("Cy"), &operator()).await.unwrap_err();
     assert!(matches!(err, ClaimError::NoIdle { .. }), "{err:?}");
     assert_eq!(pool.count(Status::Idle).await, 3, "the instance it took is idle again");
     assert_eq!(events_for(&db, &["wake_refused"]).await, 1);
@@ -205,6 +211,12 @@ async fn the_rare_check_finds_a_dead_sleeping_instance_and_replaces_it(db: PgPoo
         }
     }
     assert!(destroyed, "the dead instance is given up");
+    // The rare check of the healthy one, when due, wakes it: a `wake` line of the heartbeat.
+    checked_long_ago(&db, &[&fine.id]).await;
+    pool.engine.heartbeat().await.unwrap();
+    let lines = pool.store.events(Some(&fine.id), 50).await.unwrap();
+    let wake = lines.iter().find(|e| e.kind == "wake").unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!((wake.reason.as_str(), wake.actor.as_str()), ("sleeping_check", "sweep:heartbeat"));
     eventually("the pool back at 2 idle", Duration::from_secs(30), || async {
         pool.engine.tick().await.unwrap();
         let idle = pool.in_status(Status::Idle).await;
@@ -223,10 +235,11 @@ async fn a_claim_racing_a_sleeping_check_gets_a_clean_instance(db: PgPool) {
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     checked_long_ago(&db, &ids).await;
 
+    let actor = operator();
     let (beat, ada, bob) = tokio::join!(
         pool.engine.heartbeat(),
-        pool.engine.claim(create("Ada")),
-        pool.engine.claim(create("Bob")),
+        pool.engine.claim(create("Ada"), &actor),
+        pool.engine.claim(create("Bob"), &actor),
     );
     let beat = beat.unwrap();
     let (ada, bob) = (created(ada.unwrap()), created(bob.unwrap()));
@@ -248,7 +261,7 @@ async fn a_claim_waits_for_an_idle_row_a_sweep_has_locked(db: PgPool) {
         .await
         .unwrap();
     let engine = pool.engine.clone();
-    let claim = tokio::spawn(async move { engine.claim(create("Ada")).await });
+    let claim = tokio::spawn(async move { engine.claim(create("Ada"), &operator()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!claim.is_finished(), "the claim waits for the row");
     sweep.commit().await.unwrap();

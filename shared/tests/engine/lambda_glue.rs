@@ -11,7 +11,7 @@ use shared::store::{Status, Step, Store};
 use shared::sweep_loop::{Plan, Sweep};
 use sqlx::PgPool;
 
-use crate::harness::{Options, pool_with, test_settings};
+use crate::harness::{Options, operator, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_sweep_invocation_runs_the_passes_that_fit_before_its_deadline(db: PgPool) {
@@ -30,7 +30,7 @@ async fn a_sweep_invocation_runs_the_passes_that_fit_before_its_deadline(db: PgP
 #[sqlx::test(migrations = "../migrations")]
 async fn the_step_worker_runs_the_step_its_event_names(db: PgPool) {
     let pool = pool_with(db, Options { chain: Some(Arc::new(TickOnlyChain)), ..Options::default() }).await;
-    let id = pool.engine.add_instances(1).await.unwrap().created.remove(0);
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created.remove(0);
     assert_eq!(pool.instance(&id).await.unwrap().step, Some(Step::Create));
 
     let envelope = json!({

@@ -7,7 +7,7 @@ use shared::gateway::GatewayError;
 use shared::store::{ClaimStatus, Status};
 use sqlx::PgPool;
 
-use crate::harness::{ANTHROPIC_KEY, pool};
+use crate::harness::{ANTHROPIC_KEY, operator, pool};
 
 fn request(name: &str, instructions: &str) -> ClaimRequest {
     ClaimRequest::new(name.into(), instructions.into(), None, shared::config::PoolEnvironment::Dev).unwrap()
@@ -85,7 +85,7 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     let pool = pool(db).await;
     pool.provision(1).await;
 
-    let outcome = pool.engine.claim(request("Ada", "Be helpful.")).await.unwrap();
+    let outcome = pool.engine.claim(request("Ada", "Be helpful."), &operator()).await.unwrap();
     let ClaimOutcome::Done(result) = outcome else { panic!("create claims finish in the request") };
     assert_eq!(result.status, ClaimStatus::Created);
     assert!(!result.joined);
@@ -119,7 +119,7 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     assert!(matches!(before, GatewayError::AlreadyBound(_)), "{before}");
 
     // Recycle: golden state back, a new token, the old one refused.
-    assert_eq!(pool.engine.recycle(&id).await.unwrap(), Status::Recycling);
+    assert_eq!(pool.engine.recycle(&id, &operator()).await.unwrap(), Status::Recycling);
     pool.settled_idle(1).await;
     let recycled = pool.instance(&id).await.unwrap();
     assert_eq!(recycled.status, Status::Idle);
@@ -136,11 +136,11 @@ async fn claim_recycle_and_destroy(db: PgPool) {
     assert!(pool.read_file(&recycled.sprite_name, "/home/sprite/.convos").await.is_none());
     // Unbound again: the next conversation can be created (this one is then thrown away).
     gateway.create_conversation(&url, &recycled.gateway_token, &next).await.unwrap();
-    assert_eq!(pool.engine.recycle(&id).await.unwrap(), Status::Recycling);
+    assert_eq!(pool.engine.recycle(&id, &operator()).await.unwrap(), Status::Recycling);
     pool.settled_idle(1).await;
 
     // Destroy: the Sprite and the row go, the history stays.
-    assert_eq!(pool.engine.destroy(&id).await.unwrap(), Status::Destroying);
+    assert_eq!(pool.engine.destroy(&id, &operator()).await.unwrap(), Status::Destroying);
     crate::harness::eventually("the row to go", std::time::Duration::from_secs(10), || async {
         pool.instance(&id).await.is_none().then_some(())
     })
@@ -170,7 +170,7 @@ async fn claim_recycle_and_destroy(db: PgPool) {
 async fn drain_destroys_the_oldest_idle_instances(db: PgPool) {
     let pool = pool(db).await;
     let idle = pool.provision(3).await;
-    let drained = pool.engine.drain(Some(2)).await.unwrap();
+    let drained = pool.engine.drain(Some(2), &operator()).await.unwrap();
     assert_eq!(drained.len(), 2);
     pool.settled_idle(1).await;
     assert_eq!(pool.store.instances().await.unwrap().len(), 1);
@@ -186,7 +186,7 @@ async fn drain_destroys_the_oldest_idle_instances(db: PgPool) {
     oldest_sorted.sort();
     assert_eq!(drained_sorted, oldest_sorted);
 
-    assert_eq!(pool.engine.drain(None).await.unwrap().len(), 1);
+    assert_eq!(pool.engine.drain(None, &operator()).await.unwrap().len(), 1);
     pool.settled_idle(0).await;
     assert!(pool.store.instances().await.unwrap().is_empty());
     assert!(pool.sprite_names().await.is_empty());
@@ -217,7 +217,7 @@ async fn an_engine_built_from_the_environment_provisions(db: PgPool) {
     let store = shared::store::Store::new(db);
     let engine = shared::wiring::Wiring::new(config).store(store.clone()).build().unwrap().engine;
 
-    assert_eq!(engine.replenish().await.unwrap().created.len(), 1);
+    assert_eq!(engine.replenish(&operator()).await.unwrap().created.len(), 1);
     let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {
         store.instances().await.unwrap().into_iter().find(|i| i.status == Status::Idle)
     })
@@ -266,7 +266,7 @@ async fn without_the_shared_key_an_instance_holds_only_its_own_model_key(db: PgP
     let store = shared::store::Store::new(db);
     let engine = shared::wiring::Wiring::new(config).store(store.clone()).build().unwrap().engine;
 
-    assert_eq!(engine.add_instances(1).await.unwrap().created.len(), 1);
+    assert_eq!(engine.add_instances(1, &operator()).await.unwrap().created.len(), 1);
     let idle = crate::harness::eventually("an idle instance", std::time::Duration::from_secs(20), || async {
         store.instances().await.unwrap().into_iter().find(|i| i.status == Status::Idle)
     })

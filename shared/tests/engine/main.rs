@@ -5,6 +5,7 @@ mod harness;
 
 mod agents_pages;
 mod api;
+mod audit;
 mod breaker;
 mod claim;
 mod claim_dedupe;

@@ -13,11 +13,12 @@ use std::time::Duration;
 use serde_json::json;
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimError, ClaimOutcome, ClaimRequest};
+use shared::lifecycle::Actor;
 use shared::store::{ClaimStatus, Fence, Status, Store};
 use sprites_emulator::EmulatorConfig;
 use sqlx::{Connection, PgPool};
 
-use crate::harness::{Options, eventually, fault_json, pool_on, test_settings};
+use crate::harness::{Options, eventually, fault_json, operator, pool_on, test_settings};
 
 /// The bouncer's URL (its database part is replaced per test), started once per test binary.
 fn bouncer_url() -> Result<String, String> {
@@ -116,7 +117,7 @@ async fn the_store_works_through_pgbouncer_in_transaction_mode(db: PgPool) {
     rule["count"] = json!(1);
     pool.emulator.fault(rule).await;
     for (engine, n) in engines.iter().zip([4, 3, 3]) {
-        assert_eq!(engine.add_instances(n).await.unwrap().created.len(), n as usize);
+        assert_eq!(engine.add_instances(n, &operator()).await.unwrap().created.len(), n as usize);
     }
     let idle = pool.settled_idle(10).await;
     assert_eq!(pool.emulator.count("sprites.create").await, 11, "one create failed and was retried");
@@ -128,7 +129,7 @@ async fn the_store_works_through_pgbouncer_in_transaction_mode(db: PgPool) {
     let tasks: Vec<_> = (0..30)
         .map(|n| {
             let engine = Arc::clone(&engines[n % 3]);
-            tokio::spawn(async move { engine.claim(request(n)).await })
+            tokio::spawn(async move { engine.claim(request(n), &operator()).await })
         })
         .collect();
     let mut claimed = Vec::new();
@@ -155,7 +156,7 @@ async fn the_store_works_through_pgbouncer_in_transaction_mode(db: PgPool) {
 
     // An operator recycle through another store: back to idle with a new token.
     let recycled = claimed[0].instance_id.clone().unwrap();
-    assert_eq!(engines[1].recycle(&recycled).await.unwrap(), Status::Recycling);
+    assert_eq!(engines[1].recycle(&recycled, &operator()).await.unwrap(), Status::Recycling);
     pool.settled_idle(1).await;
 
     let status = engines[2].status().await.unwrap();
@@ -185,15 +186,15 @@ async fn the_store_works_through_pgbouncer_in_transaction_mode(db: PgPool) {
     }
     let row = pool.instance(&recycled).await.unwrap();
     assert_eq!((row.status, row.heartbeat_recoveries), (Status::Idle, 1), "{row:?}");
-    let report = engines[2].reconcile().await.unwrap();
+    let report = engines[2].reconcile(&Actor::RECONCILE).await.unwrap();
     assert!(!report.skipped && report.listed == 10 && report.orphans_deleted.is_empty(), "{report:?}");
-    let unheld = Fence::at_rest(recycled.clone(), Status::Idle);
+    let unheld = Fence::at_rest(recycled.clone(), Status::Idle, Actor::Poolctl(Some("test".into())));
     assert!(!stores[0].extend_lease(&unheld, Duration::from_secs(1)).await.unwrap());
 
     // Drain the idle one and destroy a claimed one: both rows go.
-    assert_eq!(engines[0].drain(None).await.unwrap(), vec![recycled.clone()]);
+    assert_eq!(engines[0].drain(None, &operator()).await.unwrap(), vec![recycled.clone()]);
     let destroyed = claimed[1].instance_id.clone().unwrap();
-    assert_eq!(engines[2].destroy(&destroyed).await.unwrap(), Status::Destroying);
+    assert_eq!(engines[2].destroy(&destroyed, &operator()).await.unwrap(), Status::Destroying);
     eventually("the two rows to go", Duration::from_secs(10), || async {
         let rows = stores[1].instances().await.unwrap();
         (rows.len() == 8 && rows.iter().all(|r| r.step.is_none())).then_some(())

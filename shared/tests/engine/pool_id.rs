@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
+use shared::lifecycle::Actor;
 use shared::store::{Status, Store};
 use sqlx::ConnectOptions;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::harness::{Options, Pool, eventually, pool_with, resources, test_settings};
+use crate::harness::{Options, Pool, eventually, operator, pool_with, resources, test_settings};
 
 /// A second database on the test's server, migrated like the test's own; dropped with this.
 struct SecondDatabase {
@@ -114,7 +115,7 @@ async fn two_pools_of_one_environment_leave_each_others_agents_alone(db: PgPool)
     assert_eq!(a.engine.status().await.unwrap().pool_id, a_id, "status shows it");
 
     let a_names: Vec<String> = a.provision(2).await.into_iter().map(|i| i.sprite_name).collect();
-    b.add_instances(2).await.unwrap();
+    b.add_instances(2, &operator()).await.unwrap();
     let b_names = settled_idle(&second.store, 2).await;
     for (names, id) in [(&a_names, &a_id), (&b_names, &b_id)] {
         assert!(names.iter().all(|n| n.starts_with(&format!("convos-agent-dev-{id}-"))), "{names:?}");
@@ -135,7 +136,7 @@ async fn two_pools_of_one_environment_leave_each_others_agents_alone(db: PgPool)
     }
 
     // B's reconcile and resource sweep delete nothing of A's, not even A's orphan.
-    let report = b.reconcile().await.unwrap();
+    let report = b.reconcile(&Actor::RECONCILE).await.unwrap();
     assert!(report.orphans_deleted.is_empty(), "{report:?}");
     assert!(report.resources.keys_deleted.is_empty() && report.resources.inboxes_deleted.is_empty());
     assert_eq!(report.unrecognised.count, 4, "A's two, its orphan, the legacy one: {report:?}");
@@ -145,7 +146,7 @@ async fn two_pools_of_one_environment_leave_each_others_agents_alone(db: PgPool)
     assert_eq!(everything(&a).await, before);
 
     // A's deletes its own orphan and nothing else.
-    let report = a.engine.reconcile().await.unwrap();
+    let report = a.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.orphans_deleted, vec![a_orphan.clone()]);
     assert_eq!(report.resources.keys_deleted, vec![a_orphan.clone()]);
     assert_eq!(report.resources.inboxes_deleted.len(), 1, "{report:?}");
@@ -154,7 +155,7 @@ async fn two_pools_of_one_environment_leave_each_others_agents_alone(db: PgPool)
     assert_eq!(everything(&a).await, after_reconciles);
 
     // B's drain --all destroys B's instances with their keys and inboxes, nothing of A's.
-    let report = b.drain_all().await.unwrap();
+    let report = b.drain_all(&operator()).await.unwrap();
     assert_eq!(report.destroying.len(), 2, "{report:?}");
     assert!(report.orphans_deleted.is_empty() && report.orphan_errors.is_empty(), "{report:?}");
     assert_eq!(report.unrecognised.count, 3, "A's two and the legacy one: {report:?}");
@@ -164,7 +165,7 @@ async fn two_pools_of_one_environment_leave_each_others_agents_alone(db: PgPool)
     assert_eq!(a.count(Status::Idle).await, 2);
 
     // A's drain --all leaves only the legacy Sprite, key and inbox, for the operator.
-    let report = a.engine.drain_all().await.unwrap();
+    let report = a.engine.drain_all(&operator()).await.unwrap();
     assert_eq!((report.destroying.len(), report.unrecognised.names.clone()), (2, vec![legacy.clone()]));
     all_gone(&a.store).await;
     assert_eq!(everything(&a).await, [vec![legacy.clone()], vec![legacy.clone()], vec![legacy]]);

@@ -12,7 +12,7 @@ use shared::store::Status;
 use sqlx::PgPool;
 
 use crate::harness::{
-    Backend, Options, Pool, RAILWAY_IMAGE, eventually, pool_with, railway_client, test_settings,
+    Backend, Options, Pool, RAILWAY_IMAGE, eventually, operator, pool_with, railway_client, test_settings,
 };
 
 async fn railway_pool(db: PgPool) -> Pool {
@@ -87,7 +87,8 @@ async fn provisions_with_one_commit_a_volume_and_a_domain(db: PgPool) {
 async fn a_claim_binds_the_runtime_and_a_recycle_replaces_the_instance(db: PgPool) {
     let pool = railway_pool(db).await;
     let first = pool.provision(1).await.pop().unwrap();
-    let ClaimOutcome::Done(result) = pool.engine.claim(create("railway agent")).await.unwrap() else {
+    let ClaimOutcome::Done(result) = pool.engine.claim(create("railway agent"), &operator()).await.unwrap()
+    else {
         panic!("a create claim finishes in the request");
     };
     assert_eq!(result.instance_id.as_deref(), Some(first.id.as_str()));
@@ -99,7 +100,7 @@ async fn a_claim_binds_the_runtime_and_a_recycle_replaces_the_instance(db: PgPoo
 
     // Railway has no checkpoints: a recycle destroys the service (volume first) and the
     // pool makes a fresh instance in its place.
-    let moved = pool.engine.recycle(&first.id).await.unwrap();
+    let moved = pool.engine.recycle(&first.id, &operator()).await.unwrap();
     assert_eq!(moved, Status::Destroying);
     eventually("the old instance gone", Duration::from_secs(20), || async {
         pool.instance(&first.id).await.is_none().then_some(())
@@ -108,7 +109,7 @@ async fn a_claim_binds_the_runtime_and_a_recycle_replaces_the_instance(db: PgPoo
     let state = railway_state(&pool).await;
     assert!(service_named(&state, &first.sprite_name).is_none(), "{state}");
     assert_eq!(state["volumes"].as_array().map(Vec::len), Some(0), "a volume outlived its service: {state}");
-    pool.engine.add_instances(1).await.unwrap();
+    pool.engine.add_instances(1, &operator()).await.unwrap();
     let fresh = pool.settled_idle(1).await.pop().unwrap();
     assert_ne!(fresh.id, first.id);
 }
@@ -121,7 +122,7 @@ async fn a_tick_costs_one_railway_call_however_large_the_pool(db: PgPool) {
     let mut per_tick = Vec::new();
     for size in [1, 6] {
         let have = pool.store.instances().await.unwrap().len();
-        pool.engine.add_instances((size - have) as u32).await.unwrap();
+        pool.engine.add_instances((size - have) as u32, &operator()).await.unwrap();
         pool.settled_idle(size as i64).await;
         let before = railway_calls(&pool).await;
         let report = pool.engine.tick().await.unwrap();
@@ -150,7 +151,9 @@ async fn railway_calls(pool: &Pool) -> u64 {
 async fn failed_deployments_replace_idle_instances_and_mark_claimed_ones_crashed(db: PgPool) {
     let pool = railway_pool(db).await;
     let idle = pool.provision(2).await;
-    let ClaimOutcome::Done(claimed) = pool.engine.claim(create("doomed")).await.unwrap() else { panic!() };
+    let ClaimOutcome::Done(claimed) = pool.engine.claim(create("doomed"), &operator()).await.unwrap() else {
+        panic!()
+    };
     let claimed_id = claimed.instance_id.unwrap();
     let spare = idle.iter().find(|i| i.id != claimed_id).unwrap();
     let claimed_row = idle.iter().find(|i| i.id == claimed_id).unwrap();
@@ -190,7 +193,7 @@ async fn a_deployment_that_never_becomes_ready_is_destroyed_by_the_stuck_rule(db
         pool.emulator.raw().put(url).json(&json!({"deployMs": 3_600_000_000u64})).send().await.unwrap();
     assert!(response.status().is_success());
     pool.emulator.configure(json!({"speed": 0.001})).await;
-    let refill = pool.engine.add_instances(1).await.unwrap();
+    let refill = pool.engine.add_instances(1, &operator()).await.unwrap();
     let id = refill.created[0].clone();
     tokio::time::sleep(Duration::from_millis(1600)).await;
     // The tick takes it between two polls of await_ready (a running step holds the lease).
@@ -293,7 +296,7 @@ async fn a_burst_of_throttled_creates_does_not_open_the_breaker(db: PgPool) {
             .fault(json!({"route": route, "probability": 0.25, "kind": {"type": "status", "status": 200, "body": problem}}))
             .await;
     }
-    let refill = pool.engine.add_instances(6).await.unwrap();
+    let refill = pool.engine.add_instances(6, &operator()).await.unwrap();
     assert_eq!(refill.created.len(), 6);
     pool.settled_idle(6).await;
     let breaker = pool.store.breaker().await.unwrap();

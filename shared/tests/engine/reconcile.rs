@@ -4,24 +4,25 @@ use std::time::Duration;
 
 use shared::config::PoolEnvironment;
 use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::lifecycle::Actor;
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{Options, pool, pool_with, test_settings};
+use crate::harness::{Options, operator, pool, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn rows_whose_sprite_is_gone_are_removed_or_marked_crashed(db: PgPool) {
     let pool = pool(db).await;
     let idle = pool.provision(3).await;
     let request = ClaimRequest::new("Ada".into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    let ClaimOutcome::Done(result) = pool.engine.claim(request).await.unwrap() else { panic!() };
+    let ClaimOutcome::Done(result) = pool.engine.claim(request, &operator()).await.unwrap() else { panic!() };
     let claimed_id = result.instance_id.unwrap();
     let claimed = pool.instance(&claimed_id).await.unwrap();
     let lost_idle = idle.iter().find(|i| i.id != claimed_id).unwrap();
 
     pool.kill_sprite(&claimed.sprite_name).await;
     pool.kill_sprite(&lost_idle.sprite_name).await;
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.listed, 1);
     assert_eq!(report.rows_removed, vec![lost_idle.id.clone()]);
     assert_eq!(report.marked_crashed, vec![claimed_id.clone()]);
@@ -29,7 +30,7 @@ async fn rows_whose_sprite_is_gone_are_removed_or_marked_crashed(db: PgPool) {
     assert_eq!(pool.instance(&claimed_id).await.unwrap().status, Status::Crashed);
     assert_eq!(pool.count(Status::Idle).await, 1);
     // Nothing left to do the second time.
-    let again = pool.engine.reconcile().await.unwrap();
+    let again = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert!(again.rows_removed.is_empty() && again.marked_crashed.is_empty());
 }
 
@@ -46,12 +47,12 @@ async fn sprites_no_row_knows_are_deleted_after_the_grace_period(db: PgPool) {
     pool.emulator.sprite("someone-elses-sprite").await;
 
     // Young orphans wait: they may be an instance whose row is being written right now.
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.orphans_waiting, vec![orphan.clone()]);
     assert!(report.orphans_deleted.is_empty());
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.orphans_deleted, vec![orphan.clone()]);
     let mut expected = vec![
         known.sprite_name.clone(),
@@ -74,7 +75,7 @@ async fn a_failed_listing_changes_nothing(db: PgPool) {
         ))
         .await;
     pool.kill_sprite(&idle.sprite_name).await;
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert!(report.rows_removed.is_empty() && report.listed == 0);
     assert!(pool.instance(&idle.id).await.is_some());
 }

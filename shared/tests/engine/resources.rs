@@ -8,10 +8,13 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use shared::chain::TickOnlyChain;
+use shared::lifecycle::{Actor, EventKind};
 use shared::store::{Status, Step};
 use sqlx::PgPool;
 
-use crate::harness::{Backend, Options, Pool, eventually, fault_json, pool_with, resources, test_settings};
+use crate::harness::{
+    Backend, Options, Pool, eventually, fault_json, operator, pool_with, resources, test_settings,
+};
 
 async fn pool_with_resources(db: PgPool, backend: Backend) -> Pool {
     pool_with(db, Options { backend, resources: true, ..Options::default() }).await
@@ -88,7 +91,7 @@ async fn each_sprite_instance_gets_its_own_key_and_inbox_in_its_env_file(db: PgP
     // restored instance, and deletes the previous tenant's.
     let before = &idle[0];
     let old_secret = before.openrouter_key.as_ref().unwrap().expose_secret().to_string();
-    pool.engine.recycle(&before.id).await.unwrap();
+    pool.engine.recycle(&before.id, &operator()).await.unwrap();
     pool.settled_idle(2).await;
     let after = pool.instance(&before.id).await.unwrap();
     assert!(after.openrouter_key_hash.is_some() && after.agentmail_inbox_id.is_some());
@@ -109,9 +112,12 @@ async fn each_sprite_instance_gets_its_own_key_and_inbox_in_its_env_file(db: PgP
     assert!(env.contains(&format!("OPENROUTER_API_KEY={new_secret}\n")), "the new key is in .env");
     assert!(!env.contains(&old_secret), "the old key is not");
     assert!(env.contains(&format!("AGENTMAIL_INBOX_ID={}\n", after.agentmail_inbox_id.as_deref().unwrap())));
+    // The rotation is in the audit trail (issue 16.2), by the recycle's step.
+    let lines = pool.store.events(Some(&before.id), 50).await.unwrap();
+    assert!(lines.iter().any(|e| e.kind == "resources_rotated" && e.actor == "step"), "{lines:#?}");
 
     for instance in &idle {
-        pool.engine.destroy(&instance.id).await.unwrap();
+        pool.engine.destroy(&instance.id, &operator()).await.unwrap();
     }
     nothing_left(&pool, "keys and inboxes deleted with their instances").await;
 }
@@ -130,7 +136,7 @@ async fn railway_instances_get_theirs_as_variables(db: PgPool) {
     let vars: Vec<&str> = service["variables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(vars.contains(&"OPENROUTER_API_KEY") && vars.contains(&"AGENTMAIL_INBOX_ID"), "{vars:?}");
     // A recycle on Railway replaces the instance: its resources go with it.
-    pool.engine.recycle(&instance.id).await.unwrap();
+    pool.engine.recycle(&instance.id, &operator()).await.unwrap();
     nothing_left(&pool, "resources of the replaced instance deleted").await;
 }
 
@@ -141,7 +147,7 @@ async fn a_key_left_by_a_lost_answer_is_found_by_name_and_replaced(db: PgPool) {
     let options =
         Options { settings, resources: true, chain: Some(Arc::new(TickOnlyChain)), ..Options::default() };
     let pool = pool_with(db, options).await;
-    let id = pool.engine.add_instances(1).await.unwrap().created[0].clone();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created[0].clone();
     pool.engine.run_step(&id, 0).await.unwrap();
     let row = pool.instance(&id).await.unwrap();
     assert_eq!(row.step, Some(Step::Resources));
@@ -182,7 +188,7 @@ async fn a_key_left_by_a_lost_answer_is_found_by_name_and_replaced(db: PgPool) {
     .execute(pool.store.pool())
     .await
     .unwrap();
-    pool.engine.destroy(&id).await.unwrap();
+    pool.engine.destroy(&id, &operator()).await.unwrap();
     pool.engine.run_step(&id, 0).await.unwrap();
     assert!(pool.instance(&id).await.is_none());
     let (keys, inboxes) = leftovers(&pool).await;
@@ -215,7 +221,7 @@ async fn keys_are_made_and_deleted_without_listing_the_account(db: PgPool) {
     assert_eq!(counter(&pool, "openrouter.keys.create").await - creates_before, 2);
     assert_eq!(counter(&pool, "agentmail.inboxes.list").await, 0);
     for instance in &idle {
-        pool.engine.destroy(&instance.id).await.unwrap();
+        pool.engine.destroy(&instance.id, &operator()).await.unwrap();
     }
     eventually("both destroyed", Duration::from_secs(20), || async {
         pool.store.instances().await.unwrap().is_empty().then_some(())
@@ -231,7 +237,7 @@ async fn failed_provisioning_deletes_what_it_created(db: PgPool) {
     let pool = pool_with_resources(db, Backend::Sprites).await;
     // Every configuration write is refused: provisioning fails after the resources step.
     pool.emulator.fault(fault_json("fs.write", json!({"type": "status", "status": 400}))).await;
-    let id = pool.engine.add_instances(1).await.unwrap().created[0].clone();
+    let id = pool.engine.add_instances(1, &operator()).await.unwrap().created[0].clone();
     eventually("the failed instance destroyed", Duration::from_secs(20), || async {
         pool.instance(&id).await.is_none().then_some(())
     })
@@ -254,7 +260,7 @@ async fn reconcile_deletes_resources_no_row_owns(db: PgPool) {
     openrouter.create_key(&ghost).await.unwrap();
     openrouter.create_key("convos-agent-staging-other").await.unwrap();
     agentmail.create_inbox(&ghost, &ghost).await.unwrap();
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.resources.keys_deleted, vec![ghost.clone()]);
     assert_eq!(report.resources.inboxes_deleted.len(), 1);
     let (keys, inboxes) = leftovers(&pool).await;
@@ -262,6 +268,12 @@ async fn reconcile_deletes_resources_no_row_owns(db: PgPool) {
     expected.sort();
     assert_eq!(keys, expected);
     assert_eq!(inboxes, vec![live.sprite_name.clone()]);
+    // Each deletion is an `orphan_deleted` event of the reconcile sweep (issue 16.2).
+    let orphans = pool.store.pool_events(Some(EventKind::OrphanDeleted), 10).await.unwrap();
+    let mut deleted: Vec<&str> = orphans.iter().map(|e| e.detail["resource"].as_str().unwrap()).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["agentmail_inbox", "openrouter_key"]);
+    assert!(orphans.iter().all(|e| e.actor == "sweep:reconcile"));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -269,7 +281,7 @@ async fn a_machine_gone_behind_the_pools_back_still_has_its_resources_deleted(db
     let pool = pool_with_resources(db, Backend::Sprites).await;
     let idle = pool.provision(1).await.pop().unwrap();
     pool.kill_sprite(&idle.sprite_name).await;
-    let report = pool.engine.reconcile().await.unwrap();
+    let report = pool.engine.reconcile(&Actor::RECONCILE).await.unwrap();
     assert_eq!(report.sent_to_destroy, vec![idle.id.clone()]);
     eventually("the row gone", Duration::from_secs(20), || async {
         pool.instance(&idle.id).await.is_none().then_some(())
@@ -292,7 +304,7 @@ async fn an_interrupted_rotation_is_resumed_by_the_tick(db: PgPool) {
     let mut settings = test_settings();
     settings.hop_limit = 0;
     let other = pool.other_process(settings, Some(Arc::new(TickOnlyChain)));
-    other.recycle(&before.id).await.unwrap();
+    other.recycle(&before.id, &operator()).await.unwrap();
     other.run_step(&before.id, 0).await.unwrap();
     let row = pool.instance(&before.id).await.unwrap();
     assert_eq!(row.step, Some(Step::RotateResources));
@@ -322,7 +334,7 @@ async fn an_interrupted_rotation_is_resumed_by_the_tick(db: PgPool) {
     assert_eq!(keys, vec![before.sprite_name.clone()], "exactly one key of the name");
     assert_eq!(inboxes, vec![after.agentmail_client_id.clone().unwrap()]);
 
-    pool.engine.destroy(&before.id).await.unwrap();
+    pool.engine.destroy(&before.id, &operator()).await.unwrap();
     nothing_left(&pool, "the rotated resources deleted with the instance").await;
 }
 
@@ -336,13 +348,13 @@ async fn a_process_without_resource_settings_refuses_to_destroy_and_leak(db: PgP
     let before = leftovers(&pool).await;
     assert_eq!((before.0.len(), before.1.len()), (1, 1), "{before:?}");
 
-    let operator = pool.process_without_resources(test_settings());
-    let err = operator.destroy(&instance.id).await.unwrap_err();
+    let without = pool.process_without_resources(test_settings());
+    let err = without.destroy(&instance.id, &operator()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "OPENROUTER_MANAGEMENT_KEY is not set: this process cannot delete the instance's per-instance resources"
     );
-    let report = operator.drain_all().await.unwrap();
+    let report = without.drain_all(&operator()).await.unwrap();
     assert_eq!(report.refused, vec![instance.id.clone()], "{report:?}");
     assert!(report.destroying.is_empty());
     assert_eq!(pool.instance(&instance.id).await.unwrap().status, Status::Idle);

@@ -7,14 +7,14 @@ use shared::config::PoolEnvironment;
 use shared::engine::{ClaimError, ClaimRequest};
 use sqlx::PgPool;
 
-use crate::harness::{Options, pool, pool_with, test_settings};
+use crate::harness::{Options, operator, pool, pool_with, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_refused_claim_keeps_no_instructions(db: PgPool) {
     let pool = pool(db).await;
     let request =
         ClaimRequest::new("Ada".into(), "a long private brief".into(), None, PoolEnvironment::Dev).unwrap();
-    let err = pool.engine.claim(request).await.unwrap_err();
+    let err = pool.engine.claim(request, &operator()).await.unwrap_err();
     assert!(matches!(err, ClaimError::NoIdle { .. }), "{err}");
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT agent_name, instructions, status FROM claims")
@@ -50,11 +50,19 @@ async fn the_tick_prunes_what_is_past_retention_in_batches(db: PgPool) {
     .execute(db)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO pool_events (kind, actor, at) SELECT 'drain', 'old', now() - interval '8 days'
+         FROM generate_series(1, 3)",
+    )
+    .execute(db)
+    .await
+    .unwrap();
 
     let first = pool.engine.tick().await.unwrap();
-    assert_eq!((first.pruned.claims, first.pruned.events), (2, 2), "one batch: {first:?}");
+    let pruned = |p: shared::store::Pruned| (p.claims, p.events, p.pool_events);
+    assert_eq!(pruned(first.pruned), (2, 2, 2), "one batch: {first:?}");
     let second = pool.engine.tick().await.unwrap();
-    assert_eq!((second.pruned.claims, second.pruned.events), (1, 1), "the rest: {second:?}");
+    assert_eq!(pruned(second.pruned), (1, 1, 1), "the rest: {second:?}");
     let claims: Vec<(String,)> =
         sqlx::query_as("SELECT agent_name FROM claims ORDER BY agent_name").fetch_all(db).await.unwrap();
     assert_eq!(claims, vec![("new".into(),), ("pending".into(),)]);
@@ -64,4 +72,9 @@ async fn the_tick_prunes_what_is_past_retention_in_batches(db: PgPool) {
             .await
             .unwrap();
     assert_eq!(events, vec![("live".into(),)]);
+    let old: i64 = sqlx::query_scalar("SELECT count(*) FROM pool_events WHERE actor = 'old'")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(old, 0);
 }

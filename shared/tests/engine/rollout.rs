@@ -13,7 +13,7 @@ use shared::engine::{ClaimOutcome, ClaimRequest, Engine, EngineSettings};
 use shared::store::Status;
 use sqlx::PgPool;
 
-use crate::harness::{Options, Pool, eventually, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, operator, pool_with, test_settings};
 
 fn sized(min_idle: u32, max_total: u32) -> EngineSettings {
     EngineSettings { min_idle, max_total, ..test_settings() }
@@ -25,7 +25,7 @@ async fn sized_pool(db: PgPool, min_idle: u32, max_total: u32) -> Pool {
 
 async fn claim(engine: &Engine, name: &str) -> String {
     let request = ClaimRequest::new(name.into(), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    match engine.claim(request).await.unwrap() {
+    match engine.claim(request, &operator()).await.unwrap() {
         ClaimOutcome::Done(result) => result.instance_id.expect("a claimed instance"),
         other => panic!("expected a finished claim, got {other:?}"),
     }
@@ -86,7 +86,7 @@ async fn a_rollout_under_claims_keeps_min_idle_and_ends_all_current(db: PgPool) 
     pool.settled_idle(3).await;
     assert_eq!(versions(&pool.engine).await, (5, 5), "every instance built from the first version");
 
-    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), "test").await.unwrap();
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
     let desired = pool.engine.desired_version().await.unwrap();
     assert!(desired.starts_with("main+setup:"), "{desired}");
     assert_eq!(versions(&pool.engine).await, (0, 5));
@@ -109,7 +109,7 @@ async fn a_rollout_under_claims_keeps_min_idle_and_ends_all_current(db: PgPool) 
         if pool.store.build_version(id).await.unwrap().as_ref() == Some(&desired) {
             continue;
         }
-        assert_eq!(pool.engine.recycle(id).await.unwrap(), Status::Destroying);
+        assert_eq!(pool.engine.recycle(id, &operator()).await.unwrap(), Status::Destroying);
     }
     run_until_current(&pool, &pool.engine, min_idle, max_total).await;
     let status = pool.engine.rollout_status().await.unwrap();
@@ -124,9 +124,9 @@ async fn a_released_stale_instance_is_rebuilt_not_restored(db: PgPool) {
     pool.settled_idle(1).await;
     let id = claim(&pool.engine, "Ada").await;
     pool.settled_idle(1).await;
-    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), "test").await.unwrap();
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
 
-    assert_eq!(pool.engine.recycle(&id).await.unwrap(), Status::Destroying);
+    assert_eq!(pool.engine.recycle(&id, &operator()).await.unwrap(), Status::Destroying);
     let reasons: Vec<(String, String)> = pool
         .store
         .events(Some(&id), 50)
@@ -146,7 +146,7 @@ async fn a_released_stale_instance_is_rebuilt_not_restored(db: PgPool) {
 
     // A current instance released is restored as before.
     let current = claim(&pool.engine, "Bob").await;
-    assert_eq!(pool.engine.recycle(&current).await.unwrap(), Status::Recycling);
+    assert_eq!(pool.engine.recycle(&current, &operator()).await.unwrap(), Status::Recycling);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -155,7 +155,7 @@ async fn a_rollout_cut_off_mid_way_is_finished_by_another_process(db: PgPool) {
     let pool = sized_pool(db, min_idle as u32, max_total as u32).await;
     pool.engine.tick().await.unwrap();
     pool.settled_idle(3).await;
-    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), "test").await.unwrap();
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
 
     // The first process starts the rollout, replaces what it can, then is gone for good.
     checked_tick(&pool, &pool.engine, min_idle, max_total).await;
@@ -176,7 +176,7 @@ async fn a_full_pool_waits_for_room_rather_than_dropping_idle(db: PgPool) {
     let pool = sized_pool(db, 2, 2).await;
     pool.engine.tick().await.unwrap();
     pool.settled_idle(2).await;
-    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), "test").await.unwrap();
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
 
     // At max total with idle at min idle there is no room to build a replacement, and
     // destroying first would drop idle below min idle: the rollout waits.
@@ -187,7 +187,7 @@ async fn a_full_pool_waits_for_room_rather_than_dropping_idle(db: PgPool) {
     assert_eq!(pool.count(Status::Idle).await, 2);
 
     // One more instance of room and it goes through, never above the new max.
-    pool.engine.change_pool_settings(&json!({"maxTotal": 3}), "test").await.unwrap();
+    pool.engine.change_pool_settings(&json!({"maxTotal": 3}), &operator()).await.unwrap();
     run_until_current(&pool, &pool.engine, 2, 3).await;
     assert_eq!(versions(&pool.engine).await, (2, 2));
 }

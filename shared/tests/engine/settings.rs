@@ -8,7 +8,7 @@ use shared::store::Status;
 use sqlx::PgPool;
 
 use crate::api::{KEY, get, send};
-use crate::harness::{eventually, pool, test_settings};
+use crate::harness::{eventually, operator, pool, test_settings};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_environment_seeds_the_settings_once(db: PgPool) {
@@ -122,7 +122,7 @@ async fn another_process_follows_a_change_at_its_next_tick(db: PgPool) {
     pool.settled_idle(3).await;
 
     // An operator's explicit add stops at the new max total.
-    let added = other.add_instances(5).await.unwrap();
+    let added = other.add_instances(5, &operator()).await.unwrap();
     assert_eq!(added.created.len(), 1, "{added:?}");
     eventually("4 idle", std::time::Duration::from_secs(30), || async {
         (pool.count(Status::Idle).await == 4).then_some(())

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::api::{KEY, get, send};
-use crate::harness::{Options, Pool, eventually, pool, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, operator, pool, pool_with, test_settings};
 
 /// The clock compressed: demand remembered for 3 s, a target held for 4 s.
 fn tuning() -> Tuning {
@@ -32,7 +32,7 @@ fn tuning() -> Tuning {
 /// Returns whether the claim got an instance (a refusal is the 503's `NoIdle`).
 async fn claim(engine: &Engine, n: usize) -> bool {
     let request = ClaimRequest::new(format!("burst {n}"), "hi".into(), None, PoolEnvironment::Dev).unwrap();
-    match engine.claim(request).await {
+    match engine.claim(request, &operator()).await {
         Ok(ClaimOutcome::Done(_)) => true,
         Err(ClaimError::NoIdle { .. }) => false,
         other => panic!("claim {n}: {other:?}"),
@@ -68,7 +68,7 @@ async fn a_burst_raises_the_target_and_quiet_lowers_it_after_the_cooldown_never_
     assert!(figures.lead_measured && figures.lead_time_seconds > 0.2, "{figures:?}");
 
     let patch = json!({ "mode": "adaptive", "floor": 1, "ceiling": 12 });
-    engine.change_pool_settings(&patch, "test").await.unwrap();
+    engine.change_pool_settings(&patch, &operator()).await.unwrap();
 
     // A burst: ten claims at once against two idle instances. The refused ones are demand too.
     let taken = futures_util::future::join_all((0..10).map(|n| claim(engine, n))).await;

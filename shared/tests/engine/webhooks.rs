@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use crate::api::get;
-use crate::harness::{Options, Pool, eventually, fault_json, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, fault_json, operator, pool_with, test_settings};
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 
@@ -152,7 +152,7 @@ fn request() -> ClaimRequest {
 /// One idle instance, claimed: the outbox then holds its `instance.claimed`.
 async fn claimed_instance(pool: &Pool) -> String {
     let id = pool.provision(1).await.remove(0).id;
-    match pool.engine.claim(request()).await.unwrap() {
+    match pool.engine.claim(request(), &operator()).await.unwrap() {
         ClaimOutcome::Done(result) => assert_eq!(result.instance_id.as_deref(), Some(id.as_str())),
         other => panic!("claim: {other:?}"),
     }
@@ -161,7 +161,7 @@ async fn claimed_instance(pool: &Pool) -> String {
 
 /// Recycled back to idle: `instance.recycled`.
 async fn recycle(pool: &Pool, id: &str) {
-    pool.engine.recycle(id).await.unwrap();
+    pool.engine.recycle(id, &operator()).await.unwrap();
     pool.settled_idle(1).await;
 }
 
@@ -207,7 +207,7 @@ async fn a_lifecycle_is_announced_signed_and_in_order(db: PgPool) {
     let pool = pool_hooked(db, &receiver).await;
     let id = claimed_instance(&pool).await;
     recycle(&pool, &id).await;
-    pool.engine.destroy(&id).await.unwrap();
+    pool.engine.destroy(&id, &operator()).await.unwrap();
     eventually("the instance destroyed", Duration::from_secs(10), || async {
         pool.instance(&id).await.is_none().then_some(())
     })
@@ -386,7 +386,7 @@ async fn with_no_url_nothing_is_written_to_the_outbox(db: PgPool) {
 
     let id = claimed_instance(&pool).await;
     recycle(&pool, &id).await;
-    pool.engine.destroy(&id).await.unwrap();
+    pool.engine.destroy(&id, &operator()).await.unwrap();
     eventually("the instance destroyed", Duration::from_secs(10), || async {
         pool.instance(&id).await.is_none().then_some(())
     })
@@ -411,7 +411,7 @@ async fn the_breaker_opening_and_closing_is_announced(db: PgPool) {
         .fault(fault_json("sprites.create", serde_json::json!({"type": "status", "status": 400})))
         .await;
     eventually("the breaker to open", Duration::from_secs(10), || async {
-        pool.engine.replenish().await.unwrap();
+        pool.engine.replenish(&operator()).await.unwrap();
         pool.store.breaker().await.unwrap().open_until.is_some().then_some(())
     })
     .await;
