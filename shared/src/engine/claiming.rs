@@ -118,6 +118,7 @@ impl Engine {
         request: &ClaimRequest,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
+        let build = self.build();
         let deadline = Instant::now() + self.settings.claim_budget;
         let mut last_error = String::new();
         for attempt in 0..CLAIM_ATTEMPTS {
@@ -126,7 +127,9 @@ impl Engine {
                 break;
             }
             // The instance carries the request, so a retry elsewhere needs nothing but the row.
-            let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimCreate).await? else {
+            let Some((lease, instance)) =
+                self.leases.take_for_claim(&view, Step::ClaimCreate, &build.wanted()).await?
+            else {
                 if attempt == 0 {
                     // Recorded as failed by the same statement that found no instance.
                     return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
@@ -215,7 +218,10 @@ impl Engine {
         request: &ClaimRequest,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
-        let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? else {
+        let build = self.build();
+        let Some((lease, instance)) =
+            self.leases.take_for_claim(&view, Step::ClaimJoin, &build.wanted()).await?
+        else {
             // Recorded as failed by the same statement that found no instance.
             return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
         };
@@ -346,7 +352,10 @@ impl Engine {
                 // ... and its expiry.
                 ttl: None,
             };
-            if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin).await? {
+            let build = self.build();
+            if let Some((next, _)) =
+                self.leases.take_for_claim(&view, Step::ClaimJoin, &build.wanted()).await?
+            {
                 next.wait_until(Duration::ZERO).await?;
                 return Ok(());
             }

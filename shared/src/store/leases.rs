@@ -1,9 +1,10 @@
 //! The fenced writes of an instance's lease (the store's half of `engine::lease`): taking and
 //! keeping a lease, and the moves it makes. A move and its history line are one statement, so
 //! each costs one round trip and one commit. A claim is two (issue 13: a claim in three round
-//! trips): taking an instance records the claim, moves the oldest idle instance to `claiming`
-//! under the caller's lease and logs the move; recording the answer moves the instance to
-//! `claimed`, logs it and ends the claim. A third is the replacement's refill (pool_state.rs).
+//! trips): taking an instance (claim_take.rs) records the claim, moves an idle instance to
+//! `claiming` under the caller's lease and logs the move; recording the answer (here) moves
+//! the instance to `claimed`, logs it and ends the claim. A third is the replacement's refill
+//! (pool_state.rs).
 //!
 //! Every write is fenced: on the lease owner when the writer holds one, else on the row being
 //! unleased and still in the status the writer saw. Zero rows touched means someone else moved
@@ -16,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::claim_lifetime::ClaimEnd;
-use super::claims::{ClaimStatus, NewClaim};
+use super::claims::ClaimStatus;
 use super::{Instance, Reason, Status, Step, Store, StoreError, secs};
 
 /// Who may write a row and the status they saw; only the store makes one, on taking a lease or
@@ -142,7 +143,8 @@ impl Store {
                    last_heartbeat_at, sprite_created_at, created_at, ready_at, claimed_at,
                    status_changed_at, updated_at, openrouter_key_hash, openrouter_key AS "openrouter_key: _",
                    agentmail_inbox_id, openrouter_key_requested_at, agentmail_client_id,
-                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at"#,
+                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at,
+                   runtime_image"#,
             id,
             owner,
             secs(ttl),
@@ -366,98 +368,6 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(moved)
-    }
-
-    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement:
-    /// one whose last heartbeat was answered if any is free, else any.
-    /// The first attempt also records the claim: `pending` with its instance, or `failed` with
-    /// "no idle instance" when none was free. A later attempt (the same claim id) only moves the
-    /// claim to the instance it now has.
-    pub(crate) async fn take_for_claim(
-        &self,
-        owner: String,
-        ttl: Duration,
-        step: Step,
-        claim: &NewClaim<'_>,
-    ) -> Result<Option<(Fence, Instance)>, StoreError> {
-        let instance = sqlx::query_as!(
-            Instance,
-            r#"WITH lifetime AS (
-                   -- A later attempt keeps the claim's expiry; a first one takes the request's
-                   -- ttlSeconds, else the pool's claimTtlSeconds, else none.
-                   SELECT CASE WHEN EXISTS (SELECT 1 FROM claims WHERE id = $4)
-                               THEN (SELECT expires_at FROM claims WHERE id = $4)
-                               ELSE now() + make_interval(secs => COALESCE($10::float8,
-                                   (SELECT (document->>'claimTtlSeconds')::float8
-                                    FROM pool_settings WHERE id)))
-                          END AS expires_at
-               ), taken AS (
-                   UPDATE instances SET
-                       status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
-                       lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
-                       next_run_at = now(), step_started_at = now(), status_changed_at = now(),
-                       updated_at = now(), claim_id = $4, agent_name = $5, instructions = $6,
-                       join_url = $7, claim_expires_at = (SELECT expires_at FROM lifetime)
-                   WHERE id = COALESCE(
-                       (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
-                       (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
-                       -- All idle rows locked (other claims; a sweep's update for a few ms):
-                       -- wait, not 503. A row a claim took is no longer idle, and is passed over.
-                       (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE))
-                   RETURNING *
-               ), recorded AS (
-                   INSERT INTO claims
-                       (id, agent_name, instructions, join_url, status, attempts, instance_id, error, finished_at,
-                        idempotency_key, request_digest, expires_at)
-                   -- A refused claim keeps no instructions: only what explains the 503. Nor
-                   -- its key: a retry after the 503 may take an instance.
-                   SELECT $4, $5, CASE WHEN taken.id IS NULL THEN '' ELSE $6 END, $7,
-                          CASE WHEN taken.id IS NULL THEN 'failed' ELSE 'pending' END,
-                          CASE WHEN taken.id IS NULL THEN 0 ELSE 1 END,
-                          taken.id,
-                          CASE WHEN taken.id IS NULL THEN 'no idle instance' END,
-                          CASE WHEN taken.id IS NULL THEN now() END,
-                          CASE WHEN taken.id IS NULL THEN NULL ELSE $8 END, $9, taken.claim_expires_at
-                   FROM (VALUES (1)) AS one (x) LEFT JOIN taken ON true
-                   ON CONFLICT (id) DO UPDATE
-                       SET instance_id = EXCLUDED.instance_id, attempts = claims.attempts + 1
-                       WHERE claims.status = 'pending' AND EXCLUDED.instance_id IS NOT NULL
-               ), logged AS (
-                   INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail)
-                   SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text FROM taken
-               )
-               SELECT id AS "id!", provider AS "provider!", provider_ref, sprite_name AS "sprite_name!",
-                      url, status AS "status!: _", step AS "step: _", attempts AS "attempts!", lease_owner,
-                      lease_expires_at, next_run_at, hop AS "hop!", step_started_at, last_error,
-                      golden_checkpoint_id, gateway_token AS "gateway_token!: _", agent_name,
-                      instructions, join_url, invite_url, conversation_id, join_status, claim_id,
-                      openclaw_git_ref AS "openclaw_git_ref!",
-                      heartbeat_failures AS "heartbeat_failures!",
-                      heartbeat_recoveries AS "heartbeat_recoveries!", last_heartbeat_at,
-                      sprite_created_at, created_at AS "created_at!", ready_at, claimed_at,
-                      status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
-                      openrouter_key_hash, openrouter_key AS "openrouter_key: _", agentmail_inbox_id,
-                      openrouter_key_requested_at, agentmail_client_id,
-                      retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at
-               FROM taken"#,
-            owner,
-            secs(ttl),
-            step.as_str(),
-            claim.id,
-            claim.agent_name,
-            claim.instructions,
-            claim.join_url,
-            claim.idempotency_key,
-            claim.request_digest,
-            claim.ttl.map(secs),
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(super::claims::duplicate_claim)?;
-        Ok(instance.map(|i| (Fence::held(i.id.clone(), owner, Status::Claiming), i)))
     }
 
     /// Records the gateway's answer: the instance `claiming` -> `claimed` (fenced on the lease), its event, and the claim's end, in one statement. `false`: the lease was

@@ -191,3 +191,41 @@ async fn a_full_pool_waits_for_room_rather_than_dropping_idle(db: PgPool) {
     run_until_current(&pool, &pool.engine, 2, 3).await;
     assert_eq!(versions(&pool.engine).await, (2, 2));
 }
+
+/// The idle instance whose version is (or is not) the desired one.
+async fn idle_of_version(pool: &Pool, current: bool) -> String {
+    let desired = pool.engine.desired_version().await.unwrap();
+    let idle = pool.in_status(Status::Idle).await;
+    let mut matching = Vec::new();
+    for instance in &idle {
+        let version = pool.store.build_version(&instance.id).await.unwrap();
+        if (version.as_ref() == Some(&desired)) == current {
+            matching.push(instance.id.clone());
+        }
+    }
+    assert_eq!(matching.len(), 1, "one idle instance with current = {current}: {idle:?}");
+    matching.remove(0)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claim_takes_a_current_instance_before_an_older_stale_one(db: PgPool) {
+    let pool = sized_pool(db, 1, 4).await;
+    pool.engine.tick().await.unwrap();
+    pool.settled_idle(1).await;
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), "test").await.unwrap();
+    // One pass starts a replacement; the stale instance stays until the next pass, so both
+    // are idle, the stale one the older.
+    checked_tick(&pool, &pool.engine, 1, 4).await;
+    pool.settled_idle(2).await;
+    let (stale, current) = (idle_of_version(&pool, false).await, idle_of_version(&pool, true).await);
+    let ready = |id: String| {
+        let pool = &pool;
+        async move { pool.instance(&id).await.unwrap().ready_at.unwrap() }
+    };
+    assert!(ready(stale.clone()).await < ready(current.clone()).await, "the stale one is older");
+
+    // Both awake and answering: the current one goes first, though the stale one is older.
+    assert_eq!(claim(&pool.engine, "Ada").await, current);
+    // Only the stale one is idle now: it is taken rather than the claim refused.
+    assert_eq!(claim(&pool.engine, "Bob").await, stale);
+}
