@@ -324,7 +324,7 @@ impl Engine {
         instance: &Instance,
         detail: &str,
     ) -> Result<bool, EngineError> {
-        if !self.begin_recycle(lease, Reason::ClaimFailed, Some(detail)).await? {
+        if self.begin_recycle(lease, Reason::ClaimFailed, Some(detail)).await?.is_none() {
             return Ok(false);
         }
         if let Some(claim_id) = instance.claim_id {
