@@ -261,11 +261,12 @@ fn git_ref(text: &str) -> Result<String, String> {
 
 /// A container image reference (`registry/repository:tag`, `…@sha256:…`): what the provider
 /// deploys as given, so nothing that could not be one: no whitespace or control characters,
-/// no leading `-`, bounded.
+/// no leading `-`, bounded in characters (as the OpenAPI document's `maxLength` counts).
 fn image(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
-        && text.len() <= MAX_IMAGE_LEN
-        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+        && text.chars().count() <= MAX_IMAGE_LEN
+        // U+FEFF too: the OpenAPI pattern's `\s` (ECMAScript's) counts it as a space.
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
         && !text.starts_with('-');
     if ok {
         Ok(text.to_string())
@@ -421,9 +422,15 @@ mod tests {
             assert_eq!(changes["runtimeImage"], FieldChange { old: Value::Null, new: json!(good) });
         }
         let long = "a".repeat(MAX_IMAGE_LEN + 1);
-        for bad in
-            [json!(""), json!("img:v2 --privileged"), json!("img\nv2"), json!("-img"), json!(long), json!(3)]
-        {
+        for bad in [
+            json!(""),
+            json!("img:v2 --privileged"),
+            json!("img\nv2"),
+            json!("img\u{feff}v2"),
+            json!("-img"),
+            json!(long),
+            json!(3),
+        ] {
             let err = current().patched(&json!({ "runtimeImage": bad })).unwrap_err();
             assert_eq!(err.problems.len(), 1, "{bad}");
             assert_eq!(err.problems[0].field, "runtimeImage", "{bad}");

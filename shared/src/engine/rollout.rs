@@ -2,11 +2,11 @@
 //! OpenClaw ref, the runtime image on Railway (the `runtimeImage` setting), then what this
 //! deploy builds with (the provider's build identity: the setup script's digest on Sprites)
 //! and the config format. When the desired version (the stored ref and image + this build)
-//! changes, the tick replaces stale idle
-//! instances in a rolling way: replacements are started first (within max total, through the
-//! refill statement), and a stale idle instance is destroyed only against a current idle one
-//! and only while idle stays at or above min idle. A stale instance released by its tenant is
-//! rebuilt rather than restored (recycling.rs).
+//! changes, the tick replaces stale idle instances in a rolling way: replacements are started
+//! first (within max total, through the refill statement), and a stale idle instance is
+//! destroyed only against a current idle one and only while idle stays at or above min idle.
+//! A claim takes a current idle instance before a stale one (store/claim_take.rs), and a stale
+//! instance given back is rebuilt rather than restored (recycling.rs).
 //!
 //! Nothing here is remembered between ticks: each pass reads the rows, so a crash mid-rollout
 //! (or a second process taking over the tick) simply carries on from what the rows show.
