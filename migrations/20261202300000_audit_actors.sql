@@ -21,8 +21,8 @@ UPDATE pool_events SET id = nextval('instance_events_id_seq');
 DROP SEQUENCE pool_events_id_seq;
 
 -- The refill writes its new rows' first lines inside pool_refill; the caller's actor is set on
--- them in the same transaction. Otherwise as 20261201110000.
-DROP FUNCTION pool_refill_current(bigint, bigint, bigint, bigint, text[], text[], text[], text, text, text, text);
+-- them in the same transaction. Otherwise as 20261202100000.
+DROP FUNCTION pool_refill_current(bigint, bigint, bigint, bigint, text[], text[], text[], text, text, text, text, text);
 CREATE FUNCTION pool_refill_current(
     p_max_total bigint,
     p_min_idle bigint,
@@ -35,6 +35,7 @@ CREATE FUNCTION pool_refill_current(
     p_git_ref text,
     p_reason text,
     p_build text,
+    p_image text,
     p_actor text
 ) RETURNS TABLE (warm bigint, total bigint, breaker_open boolean, created text[])
 LANGUAGE plpgsql AS $$
@@ -60,7 +61,9 @@ BEGIN
         COALESCE(v_document->>'openclawRef', p_git_ref),
         p_reason) r;
     IF cardinality(v_result.created) > 0 THEN
-        UPDATE instances i SET build_version = i.openclaw_git_ref || p_build
+        UPDATE instances i
+           SET runtime_image = pool_runtime_image(v_document, p_image),
+               build_version = pool_version(v_document, p_git_ref, p_build, p_image)
          WHERE i.id = ANY(v_result.created);
         UPDATE instance_events e SET actor = p_actor
          WHERE e.instance_id = ANY(v_result.created) AND e.from_status IS NULL;

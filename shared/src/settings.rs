@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 pub const MAX_MIN_IDLE: u32 = 1_000;
 pub const MAX_MAX_TOTAL: u32 = 10_000;
 const MAX_REF_LEN: usize = 200;
+/// A registry host, a repository path, a tag and a sha256 digest fit well within this.
+const MAX_IMAGE_LEN: usize = 300;
 /// A claim's lifetime, its own `ttlSeconds` or the pool's `claimTtlSeconds` (issue 15.4), and
 /// the wait for an invite's acceptance: a minute to 30 days.
 pub const MIN_LIFETIME_SECS: u32 = 60;
@@ -36,6 +38,11 @@ pub struct PoolSettings {
     pub max_total: u32,
     /// The OpenClaw git ref new instances are built from.
     pub openclaw_ref: String,
+    /// The runtime image new Railway instances are built from (`null` on a provider that runs
+    /// no image). Absent from a document stored before it existed: the engine seeds it from
+    /// the environment on its first read (engine/settings.rs).
+    #[serde(default)]
+    pub runtime_image: Option<String>,
     /// The lifetime of a claim that names none itself; `None` (the default): claims do not
     /// expire. Absent from a document stored before it existed, which reads as `None`.
     #[serde(default)]
@@ -128,6 +135,10 @@ impl PoolSettings {
                 let text = value.as_str().ok_or("must be a string")?;
                 self.openclaw_ref = git_ref(text)?;
             }
+            "runtimeImage" => {
+                let text = value.as_str().ok_or("must be a string (an image reference)")?;
+                self.runtime_image = Some(image(text)?);
+            }
             "claimTtlSeconds" => {
                 self.claim_ttl_seconds = match value {
                     Value::Null => None,
@@ -161,6 +172,9 @@ impl PoolSettings {
         }
         if let Err(message) = git_ref(&self.openclaw_ref) {
             problems.push(FieldProblem { field: "openclawRef".into(), message });
+        }
+        if let Some(Err(message)) = self.runtime_image.as_deref().map(image) {
+            problems.push(FieldProblem { field: "runtimeImage".into(), message });
         }
         let lifetimes = [
             ("claimTtlSeconds", self.claim_ttl_seconds),
@@ -245,6 +259,24 @@ fn git_ref(text: &str) -> Result<String, String> {
     }
 }
 
+/// A container image reference (`registry/repository:tag`, `…@sha256:…`): what the provider
+/// deploys as given, so nothing that could not be one: no whitespace or control characters,
+/// no leading `-`, bounded in characters (as the OpenAPI document's `maxLength` counts).
+fn image(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.chars().count() <= MAX_IMAGE_LEN
+        // U+FEFF too: the OpenAPI pattern's `\s` (ECMAScript's) counts it as a space.
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
+        && !text.starts_with('-');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "must be an image reference (1 to {MAX_IMAGE_LEN} characters, no whitespace or control characters, not starting with -)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -256,6 +288,7 @@ mod tests {
             min_idle: 3,
             max_total: 10,
             openclaw_ref: "v2026.2.1".into(),
+            runtime_image: None,
             claim_ttl_seconds: None,
             join_accept_timeout_seconds: DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
             sizing: Default::default(),
@@ -377,6 +410,33 @@ mod tests {
             (&json!("adaptive"), &json!(1), &json!(8))
         );
         assert_eq!(serde_json::from_value::<PoolSettings>(stored).unwrap(), on);
+    }
+
+    #[test]
+    fn the_runtime_image_is_a_bounded_reference_and_its_change_is_recorded() {
+        let digest = format!("ghcr.io/xmtplabs/convos-runtime@sha256:{}", "a".repeat(64));
+        for good in ["ghcr.io/xmtplabs/convos-runtime:v2", "localhost:5000/runtime", digest.as_str()] {
+            let next = current().patched(&json!({ "runtimeImage": good })).unwrap();
+            assert_eq!(next.runtime_image.as_deref(), Some(good));
+            let changes = next.changes_from(&current());
+            assert_eq!(changes["runtimeImage"], FieldChange { old: Value::Null, new: json!(good) });
+        }
+        let long = "a".repeat(MAX_IMAGE_LEN + 1);
+        for bad in [
+            json!(""),
+            json!("img:v2 --privileged"),
+            json!("img\nv2"),
+            json!("img\u{feff}v2"),
+            json!("-img"),
+            json!(long),
+            json!(3),
+        ] {
+            let err = current().patched(&json!({ "runtimeImage": bad })).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{bad}");
+            assert_eq!(err.problems[0].field, "runtimeImage", "{bad}");
+        }
+        let set = current().patched(&json!({ "runtimeImage": "img:v1" })).unwrap();
+        assert!(set.patched(&json!({ "runtimeImage": null })).is_err(), "an image cannot be unset");
     }
 
     #[test]

@@ -63,6 +63,9 @@ enum Command {
         /// The OpenClaw git ref new instances are built from.
         #[arg(long)]
         openclaw_ref: Option<String>,
+        /// The runtime image new Railway instances are built from (a change rolls the pool).
+        #[arg(long)]
+        runtime_image: Option<String>,
         /// `fixed` (min idle) or `adaptive` (follow measured demand between floor and ceiling).
         #[arg(long, value_parser = ["fixed", "adaptive"])]
         mode: Option<String>,
@@ -165,6 +168,7 @@ async fn run(command: Command) -> Result<(), String> {
             min_idle,
             max_total,
             openclaw_ref,
+            runtime_image,
             mode,
             floor,
             ceiling,
@@ -181,6 +185,9 @@ async fn run(command: Command) -> Result<(), String> {
             }
             if let Some(git_ref) = openclaw_ref {
                 patch.insert("openclawRef".into(), json!(git_ref));
+            }
+            if let Some(image) = runtime_image {
+                patch.insert("runtimeImage".into(), json!(image));
             }
             if let Some(mode) = mode {
                 patch.insert("mode".into(), json!(mode));

@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 use shared::config::{Config, PoolEnvironment};
 use shared::engine::{ClaimOutcome, ClaimRequest, Engine, Resources};
 use shared::lifecycle::Actor;
-use shared::provider::{
-    InboxKeys, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings, runtime_type_of_image,
-};
+use shared::provider::{InboxKeys, POOL_SERVER_START_COMMAND, RailwayProvider, RailwayProviderSettings};
 use shared::railway::{RailwayClient, RailwaySettings, RetryPolicy};
 use shared::resources::{AgentMailClient, AgentMailSettings};
 use shared::store::{Status, Store};
@@ -67,7 +65,7 @@ fn engine(emulator: &sprites_emulator::Emulator, store: &Store) -> Arc<Engine> {
         RailwayProviderSettings {
             image: IMAGE.into(),
             start_command: POOL_SERVER_START_COMMAND.into(),
-            runtime_type: runtime_type_of_image(IMAGE).into(),
+            runtime_type: None,
             inbox_keys: Some(InboxKeys::new(agentmail_url.clone(), org_key.clone(), http())),
             cpu: 4.0,
             memory_bytes: 4 << 30,

@@ -734,13 +734,14 @@
   // ---- Settings (issue 15.1) ---------------------------------------------------------------
   // The form shows the stored settings unless the operator is editing it.
   var SETTINGS_FIELDS = { minIdle: "settings-min-idle", maxTotal: "settings-max-total", openclawRef: "settings-openclaw-ref",
+    runtimeImage: "settings-runtime-image",
     hotIdle: "settings-hot-idle", maxRunning: "settings-max-running",
     mode: "settings-mode", floor: "settings-floor", ceiling: "settings-ceiling" };
   // Left empty, these mean their unbounded default (null): every idle instance hot, no limit,
   // no floor (0) or ceiling (max total) for adaptive sizing.
   var NULLABLE = { hotIdle: true, maxRunning: true, floor: true, ceiling: true };
   function settingValue(field, input) {
-    if (field === "openclawRef" || field === "mode") return input.value.trim();
+    if (field === "openclawRef" || field === "runtimeImage" || field === "mode") return input.value.trim();
     if (NULLABLE[field] && input.value.trim() === "") return null;
     return Number(input.value);
   }
@@ -752,6 +753,8 @@
   function renderSettings(stored) {
     if (!stored || !stored.settings) return;
     shownSettings = stored.settings;
+    // Only a provider that runs an image (Railway) has one to change.
+    $("settings-runtime-image-row").hidden = stored.settings.runtimeImage == null;
     setText($("settings-meta"), "Revision " + stored.revision + " · last changed by " + stored.updatedBy + " " + since(stored.updatedAt) + " ago");
     if (settingsEditing()) return;
     Object.keys(SETTINGS_FIELDS).forEach(function (field) {
@@ -771,6 +774,7 @@
     Object.keys(SETTINGS_FIELDS).forEach(function (field) {
       var input = $(SETTINGS_FIELDS[field]);
       input.removeAttribute("aria-invalid");
+      if (input.closest("[hidden]")) return;
       var value = settingValue(field, input);
       if (!shownSettings || value !== shownSettings[field]) {
         patch[field] = value;

@@ -21,13 +21,14 @@ pub struct RailwayConfig {
     /// `RAILWAY_ENVIRONMENT_NAME` (e.g. `production`): the client looks its id up once.
     pub environment_name: Option<String>,
     /// `RAILWAY_RUNTIME_IMAGE`, by default [`DEFAULT_RAILWAY_RUNTIME_IMAGE`] as in the Railway
-    /// pool; pin it by digest in production.
+    /// pool; pin it by digest in production. It only seeds the `runtimeImage` setting.
     pub image: String,
     /// `RAILWAY_START_COMMAND`, by default the pool server's (the image's own command runs
     /// the gateway without it, and nothing would answer `/pool/health`).
     pub start_command: String,
-    /// `RAILWAY_RUNTIME_TYPE` (`openclaw` or `hermes`), by default read from the image's name.
-    pub runtime_type: String,
+    /// `RAILWAY_RUNTIME_TYPE` (`openclaw` or `hermes`); unset: read from each instance's image
+    /// name (the `runtimeImage` setting may change the image).
+    pub runtime_type: Option<String>,
     pub cpu: f64,
     pub memory_mb: u64,
     /// Local use only: domains are served under this URL (the emulator) instead of https.
@@ -65,10 +66,8 @@ pub(super) fn railway_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -
             String::new()
         }
     };
-    let runtime_type = r
-        .get("RAILWAY_RUNTIME_TYPE")
-        .unwrap_or_else(|| crate::provider::runtime_type_of_image(&image).to_string());
-    if !matches!(runtime_type.as_str(), "openclaw" | "hermes") {
+    let runtime_type = r.get("RAILWAY_RUNTIME_TYPE");
+    if runtime_type.as_deref().is_some_and(|t| !matches!(t, "openclaw" | "hermes")) {
         r.problems.push("RAILWAY_RUNTIME_TYPE must be openclaw or hermes".into());
     }
     RailwayConfig {

@@ -98,7 +98,7 @@ fn railway_needs_its_own_settings_and_not_a_sprite_token() {
     assert_eq!(railway.api_url.as_str(), RAILWAY_API_URL);
     assert_eq!((railway.cpu, railway.memory_mb), (4.0, 4096));
     assert_eq!(railway.start_command, "node convos-platform/pool-server/dist/index.js");
-    assert_eq!(railway.runtime_type, "openclaw");
+    assert_eq!(railway.runtime_type, None, "read from each instance's image");
     let openrouter = config.openrouter.as_ref().unwrap();
     assert_eq!((openrouter.limit_usd, openrouter.limit_reset.as_deref()), (20.0, Some("weekly")));
     assert_eq!(config.agentmail.as_ref().unwrap().api_url.as_str(), AGENTMAIL_API_URL);
@@ -126,7 +126,7 @@ fn railway_takes_the_environment_by_name_and_defaults_the_image() {
     assert_eq!(railway.environment_name.as_deref(), Some("scaling"));
     assert_eq!(railway.environment_id, "");
     assert_eq!(railway.image, "ghcr.io/xmtplabs/convos-runtime:latest");
-    assert_eq!(railway.runtime_type, "openclaw");
+    assert_eq!(railway.runtime_type, None, "read from each instance's image");
 
     vars.push(("RAILWAY_ENVIRONMENT_ID", "e1"));
     let err = load(&vars).unwrap_err();

@@ -106,7 +106,7 @@ impl Engine {
         ends: ClaimEnd,
     ) -> Result<bool, EngineError> {
         let lease = self.leases.at_rest(&target.id, Status::Claimed, &Actor::TICK);
-        self.begin_recycle_ending(lease, reason, Some(detail), Some(ends)).await
+        Ok(self.begin_recycle_ending(lease, reason, Some(detail), Some(ends)).await?.is_some())
     }
 
     /// The gateway's status, or `None` when it did not answer within the heartbeat's timeout.

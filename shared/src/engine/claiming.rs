@@ -120,6 +120,7 @@ impl Engine {
         actor: &Actor,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
+        let build = self.build();
         let deadline = Instant::now() + self.settings.claim_budget;
         let mut last_error = String::new();
         for attempt in 0..CLAIM_ATTEMPTS {
@@ -128,7 +129,8 @@ impl Engine {
                 break;
             }
             // The instance carries the request, so a retry elsewhere needs nothing but the row.
-            let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimCreate, actor).await?
+            let Some((lease, instance)) =
+                self.leases.take_for_claim(&view, Step::ClaimCreate, &build.wanted(), actor).await?
             else {
                 if attempt == 0 {
                     // Recorded as failed by the same statement that found no instance.
@@ -219,7 +221,10 @@ impl Engine {
         actor: &Actor,
     ) -> Result<ClaimOutcome, ClaimError> {
         let view = new_claim(claim_id, request);
-        let Some((lease, instance)) = self.leases.take_for_claim(&view, Step::ClaimJoin, actor).await? else {
+        let build = self.build();
+        let Some((lease, instance)) =
+            self.leases.take_for_claim(&view, Step::ClaimJoin, &build.wanted(), actor).await?
+        else {
             // Recorded as failed by the same statement that found no instance.
             return Err(ClaimError::NoIdle { retry_after: self.settings.retry_after });
         };
@@ -322,7 +327,7 @@ impl Engine {
         instance: &Instance,
         detail: &str,
     ) -> Result<bool, EngineError> {
-        if !self.begin_recycle(lease, Reason::ClaimFailed, Some(detail)).await? {
+        if self.begin_recycle(lease, Reason::ClaimFailed, Some(detail)).await?.is_none() {
             return Ok(false);
         }
         if let Some(claim_id) = instance.claim_id {
@@ -350,7 +355,10 @@ impl Engine {
                 // ... and its expiry.
                 ttl: None,
             };
-            if let Some((next, _)) = self.leases.take_for_claim(&view, Step::ClaimJoin, &Actor::Step).await? {
+            let build = self.build();
+            if let Some((next, _)) =
+                self.leases.take_for_claim(&view, Step::ClaimJoin, &build.wanted(), &Actor::Step).await?
+            {
                 next.wait_until(Duration::ZERO).await?;
                 return Ok(());
             }

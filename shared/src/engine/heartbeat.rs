@@ -176,8 +176,8 @@ impl Engine {
     /// handed it.
     async fn recycle_bound_idle(&self, id: &str) -> Result<bool, EngineError> {
         let lease = self.leases.at_rest(id, Status::Idle, &Actor::HEARTBEAT);
-        self.begin_recycle(lease, Reason::BoundWhileIdle, Some("idle instance reported a bound conversation"))
-            .await
+        let detail = Some("idle instance reported a bound conversation");
+        Ok(self.begin_recycle(lease, Reason::BoundWhileIdle, detail).await?.is_some())
     }
 
     /// Too many failed pings in a row: wake the machine (a Sprite that went to sleep wakes on

@@ -13,7 +13,9 @@ use std::time::Duration;
 use super::EngineError;
 use crate::chain::{Chain, Delivery};
 use crate::lifecycle::{Actor, EventKind, Transition};
-use crate::store::{Change, Fence, Instance, NewClaim, Record, Status, Step, Store, SweepFence};
+use crate::store::{
+    Change, Fence, Instance, NewClaim, Record, Status, Step, Store, SweepFence, WantedVersion,
+};
 
 /// Makes leases: names owners, knows the chain and the lease timings. One per engine.
 pub(crate) struct Leases {
@@ -65,12 +67,14 @@ impl Leases {
         Ok(taken.map(|(fence, instance)| (self.lease(fence, hop + 1), instance)))
     }
 
-    /// The oldest idle instance, taken for `claim` with `step` (the claim is recorded by the
-    /// same statement, failed when no instance was free).
+    /// An idle instance, taken for `claim` with `step`: a current one before a stale one
+    /// among equally awake ones (store/claim_take.rs). The claim is recorded by the same
+    /// statement, failed when no instance was free.
     pub(crate) async fn take_for_claim(
         &self,
         claim: &NewClaim<'_>,
         step: Step,
+        wanted: &WantedVersion<'_>,
         actor: &Actor,
     ) -> Result<Option<(Lease<'_>, Instance)>, EngineError> {
         let claim_move = Transition {
@@ -80,7 +84,8 @@ impl Leases {
             reason: crate::lifecycle::Reason::Claim,
         };
         claim_move.check()?;
-        let taken = self.store.take_for_claim(self.new_owner(), self.ttl, step, claim, actor.clone()).await?;
+        let taken =
+            self.store.take_for_claim(self.new_owner(), self.ttl, step, claim, wanted, actor.clone()).await?;
         if let Some((fence, _)) = &taken {
             let claim = claim.id;
             tracing::info!(instance = fence.id(), from = "idle", to = "claiming", %step, reason = "claim", %claim, %actor, "status");

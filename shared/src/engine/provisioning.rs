@@ -37,6 +37,7 @@ impl Engine {
     ) -> Result<ReplenishReport, EngineError> {
         let settings = &self.settings;
         let build = self.build_suffix();
+        let image = self.provider.runtime_image();
         // Under `maxRunning` a new machine must have room to run (issue 17.2): the rest wait
         // until sleeping ones free theirs.
         let room = self.running_room().await?.map(|room| room.max(0));
@@ -53,6 +54,7 @@ impl Engine {
             openclaw_git_ref: &settings.openclaw_git_ref,
             reason: Reason::Replenish.as_str(),
             build: &build,
+            image: image.as_deref(),
             actor,
         };
         let names = self.names().await?;
@@ -212,6 +214,7 @@ pub(super) fn secrets(instance: &Instance) -> InstanceSecrets<'_> {
         gateway_token: &instance.gateway_token,
         openrouter_key: instance.openrouter_key.as_deref(),
         agentmail_inbox_id: instance.agentmail_inbox_id.as_deref(),
+        runtime_image: instance.runtime_image.as_deref(),
     }
 }
 

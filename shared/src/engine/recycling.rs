@@ -2,7 +2,6 @@
 //! forgetting the tenant (a new gateway token, the conversation and resources dropped) and
 //! runs restore, rotate_resources, rotate_token, then the readiness steps of provisioning.
 
-use super::destroying::to_destroying;
 use super::lease::Lease;
 use super::outcome::Outcome;
 use super::pool::ActionError;
@@ -14,62 +13,76 @@ use crate::provider::{InstanceSecrets, ProviderError};
 use crate::store::{Change, ClaimEnd, Instance, Status, Step};
 
 impl Engine {
-    /// Starts a recycle of the instance `lease` holds (or finds at rest): `false` when someone
-    /// moved it first. Where the provider has no checkpoints the instance is destroyed instead
-    /// and replenish makes a fresh one.
+    /// Starts a recycle of the instance `lease` holds (or finds at rest): `None` when someone
+    /// moved it first, else where it went (see [`Engine::begin_recycle_ending`]).
     pub(super) async fn begin_recycle(
         &self,
         lease: Lease<'_>,
         reason: Reason,
         detail: Option<&str>,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<Status>, EngineError> {
         self.begin_recycle_ending(lease, reason, detail, None).await
     }
 
     /// [`Engine::begin_recycle`] that also ends the claim the instance served, in the same
-    /// write (claim_lifetime.rs).
+    /// write (claim_lifetime.rs). The one place that decides between restoring and rebuilding,
+    /// for every path that gives an instance back (an operator's recycle, an expired claim, a
+    /// join never accepted, a failed or abandoned claim, a bound idle instance):
+    /// - built from an older version: rebuilt (`destroying`), since restoring would bring the
+    ///   old build back; the tick's refill starts a current one. A tenant's instance (claimed
+    ///   or crashed) goes with reason `rollout` and the caller's reason in the detail; one that
+    ///   never reached a tenant (a failed claim, a bound idle one) keeps the caller's reason, so
+    ///   a failure is still counted as one, with the rebuild in the detail;
+    /// - no checkpoints (Railway): destroyed, and replenish makes a fresh one;
+    /// - else restored from its golden checkpoint (`recycling`).
     pub(super) async fn begin_recycle_ending(
         &self,
         lease: Lease<'_>,
         reason: Reason,
         detail: Option<&str>,
         ends: Option<ClaimEnd>,
-    ) -> Result<bool, EngineError> {
-        let first = if self.provider.capabilities().checkpoints {
-            (Status::Recycling, Step::Restore)
+    ) -> Result<Option<Status>, EngineError> {
+        let rebuild;
+        let (first, reason, detail) = if self.is_stale(lease.id()).await? {
+            let released = matches!(lease.status(), Status::Claimed | Status::Crashed);
+            rebuild = match (released, detail) {
+                (true, Some(detail)) => format!("{reason}: {detail}; {REBUILD_DETAIL}"),
+                (true, None) => format!("{reason}; {REBUILD_DETAIL}"),
+                (false, Some(detail)) => format!("{detail}; {REBUILD_DETAIL}"),
+                (false, None) => REBUILD_DETAIL.to_string(),
+            };
+            let reason = if released { Reason::Rollout } else { reason };
+            ((Status::Destroying, Step::Destroy), reason, Some(rebuild.as_str()))
+        } else if self.provider.capabilities().checkpoints {
+            ((Status::Recycling, Step::Restore), reason, detail)
         } else {
-            (Status::Destroying, Step::Destroy)
+            ((Status::Destroying, Step::Destroy), reason, detail)
         };
         let token = new_gateway_token();
-        lease.advance(Change::Recycle { first, token: &token, reason, detail, ends }).await
+        let moved = lease.advance(Change::Recycle { first, token: &token, reason, detail, ends }).await?;
+        Ok(moved.then_some(first.0))
     }
 
-    /// Restores an instance to its golden state and returns it to idle; one without a golden
-    /// checkpoint is destroyed instead.
+    /// Gives an instance back for the next tenant: restored to its golden state, or rebuilt
+    /// (see [`Engine::begin_recycle_ending`]); one without a golden checkpoint is destroyed.
     pub async fn recycle(&self, id: &str, actor: &Actor) -> Result<Status, ActionError> {
         let instance = self.store.instance(id).await?.ok_or(ActionError::NotFound)?;
         if !matches!(instance.status, Status::Claimed | Status::Crashed | Status::Idle) {
             return Err(ActionError::WrongStatus(instance.status));
         }
-        let lease = self.leases.at_rest(id, instance.status, actor);
-        // Restoring would bring back the old build: a stale instance is rebuilt instead (the
-        // tick's refill starts a current one).
-        if self.is_stale(id).await? {
-            if let Some(setting) = self.unreleasable(&instance) {
-                return Err(ActionError::MissingSetting(setting));
-            }
-            if !lease.advance(to_destroying(Reason::Rollout, Some(REBUILD_DETAIL))).await? {
-                return Err(ActionError::Busy(instance.status));
-            }
-            return Ok(Status::Destroying);
-        }
-        if instance.golden_checkpoint_id.is_none() {
+        let stale = self.is_stale(id).await?;
+        if instance.golden_checkpoint_id.is_none() && !stale {
             return self.destroy(id, actor).await;
         }
-        if !self.begin_recycle(lease, Reason::Recycle, None).await? {
-            return Err(ActionError::Busy(instance.status));
+        // A rebuild releases the instance's resources, as a destroy does.
+        if stale && let Some(setting) = self.unreleasable(&instance) {
+            return Err(ActionError::MissingSetting(setting));
         }
-        Ok(Status::Recycling)
+        let lease = self.leases.at_rest(id, instance.status, actor);
+        match self.begin_recycle(lease, Reason::Recycle, None).await? {
+            Some(status) => Ok(status),
+            None => Err(ActionError::Busy(instance.status)),
+        }
     }
 
     pub(super) async fn recycling_step(

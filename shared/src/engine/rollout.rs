@@ -1,11 +1,12 @@
 //! Version rollout (issue 15.3). Each instance records the version it was built from: the
-//! OpenClaw ref, then what this deploy builds with (the provider's build identity: the setup
-//! script's digest on Sprites, the runtime image on Railway) and the config format. When the
-//! desired version (the stored ref + this build) changes, the tick replaces stale idle
-//! instances in a rolling way: replacements are started first (within max total, through the
-//! refill statement), and a stale idle instance is destroyed only against a current idle one
-//! and only while idle stays at or above min idle. A stale instance released by its tenant is
-//! rebuilt rather than restored (recycling.rs).
+//! OpenClaw ref, the runtime image on Railway (the `runtimeImage` setting), then what this
+//! deploy builds with (the provider's build identity: the setup script's digest on Sprites)
+//! and the config format. When the desired version (the stored ref and image + this build)
+//! changes, the tick replaces stale idle instances in a rolling way: replacements are started
+//! first (within max total, through the refill statement), and a stale idle instance is
+//! destroyed only against a current idle one and only while idle stays at or above min idle.
+//! A claim takes a current idle instance before a stale one (store/claim_take.rs), and a stale
+//! instance given back is rebuilt rather than restored (recycling.rs).
 //!
 //! Nothing here is remembered between ticks: each pass reads the rows, so a crash mid-rollout
 //! (or a second process taking over the tick) simply carries on from what the rows show.
@@ -14,7 +15,7 @@ use super::destroying::to_destroying;
 use super::{Engine, EngineError};
 use crate::lifecycle::{Actor, Reason};
 use crate::settings::PoolSettings;
-use crate::store::{Status, VersionCounts};
+use crate::store::{Status, VersionCounts, WantedVersion};
 
 /// The format of the configuration this build writes into an instance. Raise it when a change
 /// to what `configure` writes must reach every instance.
@@ -62,8 +63,24 @@ impl Engine {
         Ok(self.version_for(&self.pool_settings().await?.settings))
     }
 
+    /// The refill statement labels new rows the same way (`pool_version` in migrations/).
     fn version_for(&self, settings: &PoolSettings) -> String {
-        format!("{}{}", settings.openclaw_ref, self.build_suffix())
+        let image = self.image_for(settings).map(|image| format!("+image:{image}")).unwrap_or_default();
+        format!("{}{image}{}", settings.openclaw_ref, self.build_suffix())
+    }
+
+    /// The runtime image an instance built now gets: the stored setting, else (before it is
+    /// seeded) the environment's; `None` where the provider runs no image.
+    fn image_for(&self, settings: &PoolSettings) -> Option<String> {
+        let environment = self.provider.runtime_image()?;
+        Some(settings.runtime_image.clone().unwrap_or(environment))
+    }
+
+    /// What a claim's take statement needs, with the stored settings it reads itself, to
+    /// prefer instances of the desired version (store/claim_take.rs): owned, borrow with
+    /// [`Build::wanted`].
+    pub(super) fn build(&self) -> Build {
+        Build { suffix: self.build_suffix(), image: self.provider.runtime_image() }
     }
 
     /// Whether instance `id` was built from a version other than the desired one.
@@ -116,6 +133,18 @@ impl Engine {
             );
         }
         Ok(report)
+    }
+}
+
+/// This process's part of the desired version.
+pub(super) struct Build {
+    suffix: String,
+    image: Option<String>,
+}
+
+impl Build {
+    pub(super) fn wanted(&self) -> WantedVersion<'_> {
+        WantedVersion { build: &self.suffix, image: self.image.as_deref() }
     }
 }
 

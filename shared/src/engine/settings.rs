@@ -5,10 +5,11 @@
 use super::{Engine, EngineError};
 use crate::lifecycle::Actor;
 use crate::settings::{PoolSettings, SettingsInvalid};
-use crate::store::StoredSettings;
+use crate::store::{SEEDED_BY, StoredSettings};
 
-/// The settings the environment seeds (`POOL_MIN_IDLE`, `POOL_MAX_TOTAL`, `OPENCLAW_GIT_REF`).
-const SEEDED_FIELDS: &[&str] = &["minIdle", "maxTotal", "openclawRef"];
+/// The settings the environment seeds (`POOL_MIN_IDLE`, `POOL_MAX_TOTAL`, `OPENCLAW_GIT_REF`,
+/// `RAILWAY_RUNTIME_IMAGE`).
+const SEEDED_FIELDS: &[&str] = &["minIdle", "maxTotal", "openclawRef", "runtimeImage"];
 
 /// Attempts at a change that keeps losing the compare-and-set to other writers.
 const CHANGE_ATTEMPTS: usize = 5;
@@ -30,6 +31,7 @@ impl Engine {
             min_idle: self.settings.min_idle,
             max_total: self.settings.max_total,
             openclaw_ref: self.settings.openclaw_git_ref.clone(),
+            runtime_image: self.provider.runtime_image(),
             claim_ttl_seconds: None,
             join_accept_timeout_seconds: crate::settings::DEFAULT_JOIN_ACCEPT_TIMEOUT_SECS,
             sizing: Default::default(),
@@ -40,7 +42,34 @@ impl Engine {
     }
 
     pub async fn pool_settings(&self) -> Result<StoredSettings, EngineError> {
-        Ok(self.store.settings(&self.seed_settings()).await?)
+        let seed = self.seed_settings();
+        let stored = self.store.settings(&seed).await?;
+        match (&stored.settings.runtime_image, seed.runtime_image) {
+            (None, Some(image)) => self.seed_runtime_image(stored, image).await,
+            _ => Ok(stored),
+        }
+    }
+
+    /// A document stored before `runtimeImage` existed gets the environment's image once, as a
+    /// change by the environment (an event with old and new value, like any change): from then
+    /// on the environment's image only seeded it, as the ref is. Until that write lands the
+    /// refill statement falls back to the environment's image too (pool_runtime_image).
+    async fn seed_runtime_image(
+        &self,
+        stored: StoredSettings,
+        image: String,
+    ) -> Result<StoredSettings, EngineError> {
+        let next = PoolSettings { runtime_image: Some(image), ..stored.settings.clone() };
+        let changes = next.changes_from(&stored.settings);
+        match self.store.change_settings(stored.revision, &next, &changes, SEEDED_BY).await? {
+            Some(seeded) => {
+                tracing::info!(revision = seeded.revision, "runtimeImage seeded from the environment");
+                Ok(seeded)
+            }
+            // Someone else wrote the row meanwhile (perhaps this same seed): theirs stands, and
+            // a read that still finds no image seeds it then.
+            None => Ok(self.store.settings(&self.seed_settings()).await?),
+        }
     }
 
     /// Says, one line per field, where this process's environment differs from the stored
@@ -69,6 +98,11 @@ impl Engine {
         patch: &serde_json::Value,
         actor: &Actor,
     ) -> Result<StoredSettings, SettingsError> {
+        if patch.get("runtimeImage").is_some() && self.provider.runtime_image().is_none() {
+            let message = format!("this pool's provider ({}) runs no runtime image", self.provider.kind());
+            let problems = vec![crate::settings::FieldProblem { field: "runtimeImage".into(), message }];
+            return Err(SettingsInvalid { problems }.into());
+        }
         for _ in 0..CHANGE_ATTEMPTS {
             let current = self.pool_settings().await?;
             let next = current.settings.patched(patch)?;

@@ -71,7 +71,7 @@ impl Engine {
             let Some(instance) = self.store.instance(&id).await? else { continue };
             let detail = "claiming for too long";
             let lease = self.leases.at_rest(&id, Status::Claiming, &Actor::TICK);
-            if self.begin_recycle(lease, Reason::StaleClaim, Some(detail)).await? {
+            if self.begin_recycle(lease, Reason::StaleClaim, Some(detail)).await?.is_some() {
                 if let Some(claim_id) = instance.claim_id {
                     let failed = crate::store::ClaimStatus::Failed;
                     self.store.finish_claim(claim_id, failed, None, None, Some(detail)).await?;

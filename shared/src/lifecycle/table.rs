@@ -51,7 +51,7 @@ const MOVES: &[(Option<Status>, Option<Status>, &[Reason])] = &[
     (Some(Claiming), Some(Destroying), &[ClaimFailed, StaleClaim, StepFailed, Destroy]),
     // The tick ends a claim whose lifetime ran out, or whose invite was never accepted.
     (Some(Claimed), Some(Recycling), &[Recycle, ClaimExpired, JoinNotAccepted]),
-    // A stale instance released is rebuilt, not restored (engine/rollout.rs).
+    // A stale instance released is rebuilt, not restored (engine/recycling.rs).
     (Some(Claimed), Some(Destroying), &[Recycle, Destroy, ClaimExpired, JoinNotAccepted, Rollout]),
     (Some(Claimed), Some(Crashed), &[MachineGone, DeployDead, HeartbeatFailed]),
     (Some(Recycling), Some(Idle), &[Recycled]),

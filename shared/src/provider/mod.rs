@@ -42,6 +42,9 @@ pub struct InstanceSecrets<'a> {
     pub gateway_token: &'a SecretString,
     pub openrouter_key: Option<&'a SecretString>,
     pub agentmail_inbox_id: Option<&'a str>,
+    /// The runtime image recorded with the instance when it was built (Railway): the
+    /// `runtimeImage` setting of that moment, which its version names.
+    pub runtime_image: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +106,18 @@ pub trait Provider: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
-    /// What, besides the OpenClaw ref, an instance this process builds is made of (the setup
-    /// script's digest, the runtime image): part of its version (engine/rollout.rs), so a
+    /// What, besides the OpenClaw ref and the runtime image, an instance this process builds is
+    /// made of (the setup script's digest): part of its version (engine/rollout.rs), so a
     /// deploy that changes it rolls the pool.
     fn build_identity(&self) -> String {
         String::new()
+    }
+
+    /// The runtime image this deploy's environment names (`RAILWAY_RUNTIME_IMAGE`). It only
+    /// seeds the `runtimeImage` setting, which instances are built from (and which their
+    /// version names); `None`: the provider runs no image.
+    fn runtime_image(&self) -> Option<String> {
+        None
     }
 
     /// Creates the machine with a public URL, or adopts the one of that name (a retry after a

@@ -407,7 +407,13 @@ mod tests {
     }
 
     fn secrets<'a>(token: &'a SecretString, openrouter_key: Option<&'a SecretString>) -> InstanceSecrets<'a> {
-        InstanceSecrets { instance_id: "i1", gateway_token: token, openrouter_key, agentmail_inbox_id: None }
+        InstanceSecrets {
+            instance_id: "i1",
+            gateway_token: token,
+            openrouter_key,
+            agentmail_inbox_id: None,
+            runtime_image: None,
+        }
     }
 
     /// The config and the launcher must say the same, and say what the real gateway needs

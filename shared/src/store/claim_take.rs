@@ -1,7 +1,8 @@
-//! A claim's two statements (issue 13: a claim in three round trips): taking the oldest idle
-//! instance records the claim, moves the instance to `claiming` under the caller's lease and
-//! logs the move; recording the gateway's answer moves it to `claimed`, logs it and ends the
-//! claim. The fences and the other moves are in leases.rs.
+//! A claim's two statements (issue 13: a claim in three round trips): taking an idle instance
+//! (a current one before a stale one during a rollout) records the claim, moves the instance to
+//! `claiming` under the caller's lease and logs the move; recording the gateway's answer moves
+//! it to `claimed`, logs it and ends the claim. Both lines name the claim's actor (issue 16.2).
+//! The fences and the other moves are in leases.rs.
 
 use std::time::Duration;
 
@@ -10,9 +11,20 @@ use super::leases::{Answered, Fence};
 use super::{Instance, Status, Step, Store, StoreError, secs};
 use crate::lifecycle::Actor;
 
+/// What an instance built now would be made of besides the stored settings (engine/rollout.rs):
+/// with the settings document the statement reads, it names the desired version.
+pub struct WantedVersion<'a> {
+    /// What follows the ref and the image in a version.
+    pub build: &'a str,
+    /// The environment's runtime image (`None`: the provider runs no image).
+    pub image: Option<&'a str>,
+}
+
 impl Store {
-    /// Takes the oldest idle instance for `claim` under a lease of `owner`, in one statement:
-    /// one whose last heartbeat was answered if any is free, else any.
+    /// Takes an idle instance for `claim` under a lease of `owner`, in one statement: one whose
+    /// last heartbeat was answered if any is free, else any. Among those, an awake one first
+    /// (hibernation), then, during a rollout, one built from the desired version (`wanted`)
+    /// before a stale one, then the oldest. A stale one is still taken when it is all there is.
     /// The first attempt also records the claim: `pending` with its instance, or `failed` with
     /// "no idle instance" when none was free. A later attempt (the same claim id) only moves the
     /// claim to the instance it now has.
@@ -22,6 +34,7 @@ impl Store {
         ttl: Duration,
         step: Step,
         claim: &NewClaim<'_>,
+        wanted: &WantedVersion<'_>,
         actor: Actor,
     ) -> Result<Option<(Fence, Instance)>, StoreError> {
         let instance = sqlx::query_as!(
@@ -35,6 +48,8 @@ impl Store {
                                    (SELECT (document->>'claimTtlSeconds')::float8
                                     FROM pool_settings WHERE id)))
                           END AS expires_at
+               ), desired AS (
+                   SELECT pool_version(document, '', $11, $12) AS version FROM pool_settings WHERE id
                ), taken AS (
                    UPDATE instances SET
                        status = 'claiming', step = $3, attempts = 0, hop = 0, last_error = NULL,
@@ -44,13 +59,16 @@ impl Store {
                        join_url = $7, claim_expires_at = (SELECT expires_at FROM lifetime)
                    WHERE id = COALESCE(
                        (SELECT id FROM instances WHERE status = 'idle' AND heartbeat_failures = 0
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+                        ORDER BY hot DESC, build_version = (SELECT version FROM desired) IS TRUE DESC,
+                                 ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
                        (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+                        ORDER BY hot DESC, build_version = (SELECT version FROM desired) IS TRUE DESC,
+                                 ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
                        -- All idle rows locked (other claims; a sweep's update for a few ms):
                        -- wait, not 503. A row a claim took is no longer idle, and is passed over.
                        (SELECT id FROM instances WHERE status = 'idle'
-                        ORDER BY hot DESC, ready_at, id LIMIT 1 FOR UPDATE))
+                        ORDER BY hot DESC, build_version = (SELECT version FROM desired) IS TRUE DESC,
+                                 ready_at, id LIMIT 1 FOR UPDATE))
                    RETURNING *
                ), recorded AS (
                    INSERT INTO claims
@@ -71,7 +89,7 @@ impl Store {
                        WHERE claims.status = 'pending' AND EXCLUDED.instance_id IS NOT NULL
                ), logged AS (
                    INSERT INTO instance_events (instance_id, from_status, to_status, step, reason, detail, actor)
-                   SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text, $11 FROM taken
+                   SELECT id, 'idle', 'claiming', $3, 'claim', 'claim ' || $4::text, $13 FROM taken
                )
                SELECT id AS "id!", provider AS "provider!", provider_ref, sprite_name AS "sprite_name!",
                       url, status AS "status!: _", step AS "step: _", attempts AS "attempts!", lease_owner,
@@ -85,7 +103,8 @@ impl Store {
                       status_changed_at AS "status_changed_at!", updated_at AS "updated_at!",
                       openrouter_key_hash, openrouter_key AS "openrouter_key: _", agentmail_inbox_id,
                       openrouter_key_requested_at, agentmail_client_id,
-                      retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at
+                      retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at,
+                   runtime_image
                FROM taken"#,
             owner,
             secs(ttl),
@@ -97,6 +116,8 @@ impl Store {
             claim.idempotency_key,
             claim.request_digest,
             claim.ttl.map(secs),
+            wanted.build,
+            wanted.image,
             actor.to_string(),
         )
         .fetch_optional(&self.pool)

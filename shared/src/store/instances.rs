@@ -32,7 +32,8 @@ impl Store {
                    last_heartbeat_at, sprite_created_at, created_at, ready_at, claimed_at,
                    status_changed_at, updated_at, openrouter_key_hash, openrouter_key AS "openrouter_key: _",
                    agentmail_inbox_id, openrouter_key_requested_at, agentmail_client_id,
-                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at
+                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at,
+                   runtime_image
                FROM instances WHERE id = $1"#,
             id
         )
@@ -52,7 +53,8 @@ impl Store {
                    last_heartbeat_at, sprite_created_at, created_at, ready_at, claimed_at,
                    status_changed_at, updated_at, openrouter_key_hash, openrouter_key AS "openrouter_key: _",
                    agentmail_inbox_id, openrouter_key_requested_at, agentmail_client_id,
-                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at
+                   retired_openrouter_key_hash, retired_agentmail_inbox_id, claim_expires_at,
+                   runtime_image
                FROM instances ORDER BY created_at, id"#
         )
         .fetch_all(&self.pool)

@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 pub use agents::{Agent, AgentsAfter};
 pub(crate) use claim_lifetime::ClaimEnd;
 pub use claim_lifetime::{Extended, LifetimeTarget};
-
+pub use claim_take::WantedVersion;
 pub use claims::{Claim, ClaimStatus, NewClaim};
 pub use events::{Event, EventFilter, FeedEvent, PoolEvent};
 pub use heartbeats::{HeartbeatTarget, SleepPlan};
@@ -226,6 +226,9 @@ pub struct Instance {
     pub retired_agentmail_inbox_id: Option<String>,
     /// When the claim this instance serves expires (issue 15.4); `None`: it does not.
     pub claim_expires_at: Option<OffsetDateTime>,
+    /// The runtime image the instance was built from (Railway); `None` where the provider runs
+    /// no image.
+    pub runtime_image: Option<String>,
 }
 
 /// Leaves out the gateway token and the instructions (user text), so a row can be logged.

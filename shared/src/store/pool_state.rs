@@ -108,7 +108,7 @@ pub struct NewInstance {
 }
 
 /// What a refill is asked to do (see the `pool_refill` function in migrations/). The stored
-/// settings, once seeded, override `max_total`, `min_idle` and `openclaw_git_ref`
+/// settings, once seeded, override `max_total`, `min_idle`, `openclaw_git_ref` and `image`
 /// (`pool_refill_current`).
 pub(crate) struct RefillAsk<'a> {
     pub max_total: i64,
@@ -120,8 +120,11 @@ pub(crate) struct RefillAsk<'a> {
     pub provider: &'a str,
     pub openclaw_git_ref: &'a str,
     pub reason: &'a str,
-    /// What follows the ref in each new row's version (engine/rollout.rs).
+    /// What follows the ref (and the image) in each new row's version (engine/rollout.rs).
     pub build: &'a str,
+    /// The environment's runtime image, until the stored `runtimeImage` setting overrides it;
+    /// `None` where the provider runs no image.
+    pub image: Option<&'a str>,
     /// Who asked: named on each new row's first history line.
     pub actor: &'a crate::lifecycle::Actor,
 }
@@ -151,7 +154,7 @@ impl Store {
         let row = sqlx::query!(
             r#"SELECT warm AS "warm!", total AS "total?", breaker_open AS "breaker_open!",
                       created AS "created!"
-               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+               FROM pool_refill_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
             ask.max_total,
             ask.min_idle,
             ask.batch,
@@ -163,6 +166,7 @@ impl Store {
             ask.openclaw_git_ref,
             ask.reason,
             ask.build,
+            ask.image,
             ask.actor.to_string(),
         )
         .fetch_one(&self.pool)

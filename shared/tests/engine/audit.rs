@@ -94,16 +94,15 @@ async fn every_change_names_who_made_it(db: PgPool) {
     // The heartbeat gives up an idle instance whose machine died: its moves are the heartbeat's.
     let idle = pool.settled_idle(4).await;
     let dead = &idle[0];
+    let before = lines(&pool, &dead.id).await.last().map_or(0, |e| e.id);
     pool.kill_sprite(&dead.sprite_name).await;
-    eventually("the heartbeat to give the dead one up", Duration::from_secs(20), || async {
+    let left_idle = eventually("the heartbeat to give the dead one up", Duration::from_secs(20), || async {
         pool.engine.heartbeat().await.unwrap();
         let history = lines(&pool, &dead.id).await;
-        history.iter().any(|e| e.from_status.as_deref() == Some("idle")).then_some(())
+        history.into_iter().find(|e| e.id > before && e.from_status.as_deref() == Some("idle"))
     })
     .await;
-    let gave_up = lines(&pool, &dead.id).await;
-    let left_idle = gave_up.iter().find(|e| e.from_status.as_deref() == Some("idle")).unwrap();
-    assert_eq!(left_idle.actor, "sweep:heartbeat", "{gave_up:#?}");
+    assert_eq!(left_idle.actor, "sweep:heartbeat", "{left_idle:#?}");
 
     // Reconcile deletes an orphan of this pool: an event, and the sweep named.
     let orphan = format!("convos-agent-dev-{}-orphan1", pool.engine.pool_id().await.unwrap());

@@ -252,7 +252,7 @@ pub fn railway_provider_for(emulator: &Harness) -> RailwayProvider {
         RailwayProviderSettings {
             image: RAILWAY_IMAGE.into(),
             start_command: shared::provider::POOL_SERVER_START_COMMAND.into(),
-            runtime_type: shared::provider::runtime_type_of_image(RAILWAY_IMAGE).into(),
+            runtime_type: None,
             inbox_keys: Some(shared::provider::InboxKeys::new(
                 format!("{}/v0", emulator.emulator.base_url()).parse().unwrap(),
                 SecretString::from(emulator.emulator.config().agentmail_key.clone()),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::config::PoolEnvironment;
-use shared::engine::{ClaimOutcome, ClaimRequest};
+use shared::engine::{ClaimOutcome, ClaimRequest, EngineSettings};
+use shared::lifecycle::EventKind;
 use shared::provider::Provider;
 use shared::store::Status;
 use sqlx::PgPool;
@@ -324,4 +325,83 @@ async fn creates_whose_answer_was_lost_are_looked_up_not_resent(db: PgPool) {
     for route in ["railway.serviceCreate", "railway.volumeCreate", "railway.serviceDomainCreate"] {
         assert_eq!(pool.emulator.count(route).await, 1, "{route} was sent once");
     }
+}
+
+/// Another digest of the runtime image, as an operator would pin a new release.
+const NEXT_IMAGE: &str = "ghcr.io/xmtplabs/convos-runtime@sha256:fedcba9876543210";
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_new_runtime_image_setting_rolls_the_pool_onto_it(db: PgPool) {
+    let settings = EngineSettings { min_idle: 2, max_total: 5, ..test_settings() };
+    let pool = pool_with(db, Options { backend: Backend::Railway, settings, ..Options::default() }).await;
+    pool.engine.tick().await.unwrap();
+    let first = pool.settled_idle(2).await;
+    let stored = pool.engine.pool_settings().await.unwrap().settings;
+    assert_eq!(stored.runtime_image.as_deref(), Some(RAILWAY_IMAGE), "seeded from RAILWAY_RUNTIME_IMAGE");
+    let desired = pool.engine.desired_version().await.unwrap();
+    assert_eq!(desired, format!("staging+image:{RAILWAY_IMAGE}+config:1"));
+    for instance in &first {
+        assert_eq!(instance.runtime_image.as_deref(), Some(RAILWAY_IMAGE));
+        assert_eq!(pool.store.build_version(&instance.id).await.unwrap().as_ref(), Some(&desired));
+    }
+
+    // The operator's change is an event with the old and new image and who made it.
+    pool.engine.change_pool_settings(&json!({ "runtimeImage": NEXT_IMAGE }), &operator()).await.unwrap();
+    let event = pool.store.pool_events(Some(EventKind::Settings), 1).await.unwrap().remove(0);
+    assert_eq!(event.actor, "poolctl:test");
+    assert_eq!(event.detail["runtimeImage"], json!({ "old": RAILWAY_IMAGE, "new": NEXT_IMAGE }));
+    let status = pool.engine.rollout_status().await.unwrap();
+    assert_eq!((status.current, status.stale), (0, 2), "{status:?}");
+
+    // The tick rolls the pool: new services run the new image, the old ones are deleted.
+    for _ in 0..40 {
+        pool.engine.tick().await.unwrap();
+        eventually("no step in flight", Duration::from_secs(30), || async {
+            pool.store.instances().await.unwrap().iter().all(|i| i.step.is_none()).then_some(())
+        })
+        .await;
+        let status = pool.engine.rollout_status().await.unwrap();
+        if status.stale == 0 && pool.count(Status::Idle).await >= 2 {
+            break;
+        }
+    }
+    let status = pool.engine.rollout_status().await.unwrap();
+    assert_eq!((status.stale, status.current), (0, status.total), "{status:?}");
+    let idle = pool.in_status(Status::Idle).await;
+    assert!(idle.len() >= 2, "{idle:?}");
+    let state = railway_state(&pool).await;
+    for instance in &idle {
+        assert_eq!(instance.runtime_image.as_deref(), Some(NEXT_IMAGE));
+        let service = service_named(&state, &instance.sprite_name).expect("a service per instance");
+        assert_eq!(service["image"], NEXT_IMAGE, "{service}");
+    }
+    for old in &first {
+        assert!(pool.instance(&old.id).await.is_none(), "{} replaced", old.id);
+        assert!(service_named(&state, &old.sprite_name).is_none(), "{} deleted", old.sprite_name);
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_settings_row_stored_before_the_runtime_image_gets_the_environments_once(db: PgPool) {
+    let pool = railway_pool(db).await;
+    pool.engine.pool_settings().await.unwrap();
+    // The row as a deploy from before the setting stored it.
+    sqlx::query("UPDATE pool_settings SET document = document - 'runtimeImage'")
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    let before = pool.engine.desired_version().await.unwrap();
+    assert_eq!(before, format!("staging+image:{RAILWAY_IMAGE}+config:1"), "the environment's until seeded");
+
+    let stored = pool.engine.pool_settings().await.unwrap();
+    assert_eq!(stored.settings.runtime_image.as_deref(), Some(RAILWAY_IMAGE));
+    assert_eq!(stored.updated_by, "environment");
+    let event = pool.store.pool_events(Some(EventKind::Settings), 1).await.unwrap().remove(0);
+    assert_eq!(
+        (event.actor.as_str(), &event.detail["runtimeImage"]["new"]),
+        ("environment", &json!(RAILWAY_IMAGE))
+    );
+    assert_eq!(event.detail["runtimeImage"]["old"], Value::Null);
+    // Once: a later read writes nothing.
+    assert_eq!(pool.engine.pool_settings().await.unwrap().revision, stored.revision);
 }

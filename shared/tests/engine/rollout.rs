@@ -191,3 +191,110 @@ async fn a_full_pool_waits_for_room_rather_than_dropping_idle(db: PgPool) {
     run_until_current(&pool, &pool.engine, 2, 3).await;
     assert_eq!(versions(&pool.engine).await, (2, 2));
 }
+
+/// The idle instance whose version is (or is not) the desired one.
+async fn idle_of_version(pool: &Pool, current: bool) -> String {
+    let desired = pool.engine.desired_version().await.unwrap();
+    let idle = pool.in_status(Status::Idle).await;
+    let mut matching = Vec::new();
+    for instance in &idle {
+        let version = pool.store.build_version(&instance.id).await.unwrap();
+        if (version.as_ref() == Some(&desired)) == current {
+            matching.push(instance.id.clone());
+        }
+    }
+    assert_eq!(matching.len(), 1, "one idle instance with current = {current}: {idle:?}");
+    matching.remove(0)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_claim_takes_a_current_instance_before_an_older_stale_one(db: PgPool) {
+    let pool = sized_pool(db, 1, 4).await;
+    pool.engine.tick().await.unwrap();
+    pool.settled_idle(1).await;
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
+    // One pass starts a replacement; the stale instance stays until the next pass, so both
+    // are idle, the stale one the older.
+    checked_tick(&pool, &pool.engine, 1, 4).await;
+    pool.settled_idle(2).await;
+    let (stale, current) = (idle_of_version(&pool, false).await, idle_of_version(&pool, true).await);
+    let ready = |id: String| {
+        let pool = &pool;
+        async move { pool.instance(&id).await.unwrap().ready_at.unwrap() }
+    };
+    assert!(ready(stale.clone()).await < ready(current.clone()).await, "the stale one is older");
+
+    // Both awake and answering: the current one goes first, though the stale one is older.
+    assert_eq!(claim(&pool.engine, "Ada").await, current);
+    // Only the stale one is idle now: it is taken rather than the claim refused.
+    assert_eq!(claim(&pool.engine, "Bob").await, stale);
+}
+
+/// Moves the expiry of the claim `instance` serves into the past, on the instance and the
+/// claim alike (a lifetime lasts at least 60 s).
+async fn expire_claim_of(pool: &Pool, instance: &str) -> uuid::Uuid {
+    let claim_id = pool.instance(instance).await.unwrap().claim_id.expect("a claim");
+    sqlx::query("UPDATE instances SET claim_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(instance)
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE claims SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(claim_id)
+        .execute(pool.store.pool())
+        .await
+        .unwrap();
+    claim_id
+}
+
+async fn moves(pool: &Pool, id: &str) -> Vec<(String, String)> {
+    let events = pool.store.events(Some(id), 50).await.unwrap();
+    events.into_iter().map(|e| (e.to_status, e.reason)).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_stale_instance_whose_claim_expired_is_rebuilt_and_a_current_one_restored(db: PgPool) {
+    let pool = sized_pool(db, 1, 5).await;
+    pool.engine.tick().await.unwrap();
+    pool.settled_idle(1).await;
+    let stale = claim(&pool.engine, "Ada").await;
+    pool.engine.change_pool_settings(&json!({"openclawRef": "main"}), &operator()).await.unwrap();
+    run_until_current(&pool, &pool.engine, 1, 5).await;
+    let current = claim(&pool.engine, "Bob").await;
+    let desired = pool.engine.desired_version().await.unwrap();
+    assert_eq!(pool.store.build_version(&current).await.unwrap(), Some(desired));
+    let claims = [expire_claim_of(&pool, &stale).await, expire_claim_of(&pool, &current).await];
+
+    let report = pool.engine.tick().await.unwrap();
+    let mut expired = report.lifetimes.expired.clone();
+    expired.sort();
+    let mut both = vec![stale.clone(), current.clone()];
+    both.sort();
+    assert_eq!(expired, both, "{report:?}");
+    for claim_id in claims {
+        let ended = pool.engine.claim_status(claim_id).await.unwrap().unwrap();
+        assert_eq!(ended.status, shared::store::ClaimStatus::Expired, "{ended:?}");
+    }
+
+    // The stale one: destroyed (a current one is built in its place), never restored.
+    let history = moves(&pool, &stale).await;
+    assert!(history.contains(&("destroying".into(), "rollout".into())), "{history:?}");
+    assert!(!history.iter().any(|(to, _)| to == "recycling"), "never restored: {history:?}");
+    let events = pool.store.events(Some(&stale), 50).await.unwrap();
+    let rebuilt = events.iter().find(|e| e.to_status == "destroying").unwrap();
+    let detail = rebuilt.detail.as_deref().unwrap_or_default();
+    assert!(detail.starts_with("claim_expired: the claim's lifetime ran out;"), "{detail}");
+    assert!(detail.contains("rebuilt, not restored"), "{detail}");
+    // The current one: restored from its golden checkpoint, as before.
+    let history = moves(&pool, &current).await;
+    assert!(history.contains(&("recycling".into(), "claim_expired".into())), "{history:?}");
+
+    eventually("the stale instance gone", Duration::from_secs(30), || async {
+        pool.instance(&stale).await.is_none().then_some(())
+    })
+    .await;
+    run_until_current(&pool, &pool.engine, 1, 5).await;
+    assert_eq!(pool.instance(&current).await.unwrap().status, Status::Idle, "restored to idle");
+    let status = pool.engine.rollout_status().await.unwrap();
+    assert_eq!((status.stale, status.current), (0, status.total), "{status:?}");
+}

@@ -21,6 +21,7 @@ async fn the_environment_seeds_the_settings_once(db: PgPool) {
             "minIdle": 0,
             "maxTotal": 10,
             "openclawRef": "staging",
+            "runtimeImage": null,
             "claimTtlSeconds": null,
             "joinAcceptTimeoutSeconds": 3600,
             "mode": "fixed",
@@ -57,11 +58,13 @@ async fn every_bad_field_is_named_and_nothing_changes(db: PgPool) {
     assert_eq!(put(r#"{"minIdle": 1}"#, Some("wrong")).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(get(&pool.api, "/api/pool/settings").await.status, StatusCode::OK);
 
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 8] = [
         (r#"{"minIdle": -1}"#, &["minIdle"]),
         (r#"{"minIdle": 1.5, "maxTotal": "ten"}"#, &["maxTotal", "minIdle"]),
         (r#"{"openclawRef": "main; rm -rf /"}"#, &["openclawRef"]),
         (r#"{"poolSize": 3}"#, &["poolSize"]),
+        // A Sprites pool runs no image: there is none to set.
+        (r#"{"runtimeImage": "ghcr.io/xmtplabs/convos-runtime:v2"}"#, &["runtimeImage"]),
         (r#"{"minIdle": 11}"#, &["maxTotal"]),
         (r#"[]"#, &["body"]),
         (r#"{"minIdle": "#, &["body"]),

@@ -50,12 +50,14 @@ pub fn runtime_type_of_image(image: &str) -> &'static str {
 
 #[derive(Clone)]
 pub struct RailwayProviderSettings {
-    /// The runtime image, ideally pinned by digest.
+    /// `RAILWAY_RUNTIME_IMAGE`, ideally pinned by digest: it seeds the `runtimeImage` setting,
+    /// and deploys a row made before rows recorded their image.
     pub image: String,
     /// Normally [`POOL_SERVER_START_COMMAND`].
     pub start_command: String,
-    /// `RUNTIME_TYPE` for the pool server: `openclaw` or `hermes`.
-    pub runtime_type: String,
+    /// `RUNTIME_TYPE` for the pool server (`openclaw` or `hermes`) when `RAILWAY_RUNTIME_TYPE`
+    /// names it; `None`: read from each instance's image, which the setting may change.
+    pub runtime_type: Option<String>,
     /// Mints each instance's inbox-scoped AgentMail key (when AgentMail is configured).
     pub inbox_keys: Option<InboxKeys>,
     pub cpu: f64,
@@ -185,7 +187,16 @@ impl RailwayProvider {
         Err(from_railway(last.expect("at least one try")))
     }
 
+    /// The image an instance runs: the one recorded with it. A row made by a process of the
+    /// deploy before rows recorded their image has none; it gets the environment's.
+    fn image<'a>(&'a self, secrets: &InstanceSecrets<'a>) -> &'a str {
+        secrets.runtime_image.unwrap_or(&self.settings.image)
+    }
+
     fn variables(&self, secrets: &InstanceSecrets<'_>) -> BTreeMap<String, SecretString> {
+        let image = self.image(secrets);
+        let runtime_type =
+            self.settings.runtime_type.as_deref().unwrap_or_else(|| runtime_type_of_image(image));
         let mut vars: BTreeMap<String, SecretString> = BTreeMap::new();
         let mut put = |name: &str, value: &str| {
             vars.insert(name.to_string(), SecretString::from(value.to_string()));
@@ -194,8 +205,8 @@ impl RailwayProvider {
         put("INSTANCE_ID", secrets.instance_id);
         put("XMTP_ENV", &self.settings.xmtp_env);
         put("POOL_ENVIRONMENT", &self.settings.pool_environment);
-        put("RUNTIME_TYPE", &self.settings.runtime_type);
-        put("_RUNTIME_IMAGE", &self.settings.image);
+        put("RUNTIME_TYPE", runtime_type);
+        put("_RUNTIME_IMAGE", image);
         if let Some(key) = secrets.openrouter_key {
             put("OPENROUTER_API_KEY", key.expose_secret());
         }
@@ -237,8 +248,8 @@ impl Provider for RailwayProvider {
         "railway"
     }
 
-    fn build_identity(&self) -> String {
-        format!("image:{}", self.settings.image)
+    fn runtime_image(&self) -> Option<String> {
+        Some(self.settings.image.clone())
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -280,7 +291,7 @@ impl Provider for RailwayProvider {
             variables.insert("AGENTMAIL_API_KEY".into(), key);
         }
         let spec = DeploySpec {
-            image: self.settings.image.clone(),
+            image: self.image(secrets).to_string(),
             start_command: self.settings.start_command.clone(),
             cpu: self.settings.cpu,
             memory_bytes: self.settings.memory_bytes,
