@@ -13,7 +13,7 @@ use shared::store::{Event, Status};
 use sqlx::PgPool;
 
 use crate::api::{KEY, get, send};
-use crate::harness::{Options, Pool, eventually, fault_json, operator, pool_with, test_settings};
+use crate::harness::{Options, Pool, eventually, pool_with, test_settings};
 
 /// The history lines of `id`, oldest first.
 async fn lines(pool: &Pool, id: &str) -> Vec<Event> {
@@ -124,39 +124,6 @@ async fn every_change_names_who_made_it(db: PgPool) {
             .await
             .unwrap();
     assert_eq!(unrecorded, 0);
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn the_breaker_opening_and_closing_are_events(db: PgPool) {
-    let mut settings = test_settings();
-    settings.min_idle = 1;
-    settings.max_attempts = 10;
-    let pool = pool_with(db, Options { settings, ..Options::default() }).await;
-    // A refused create is given up at once and counted; one at a time (min idle 1).
-    pool.emulator.fault(fault_json("sprites.create", json!({"type": "status", "status": 400}))).await;
-    eventually("the breaker to open", Duration::from_secs(10), || async {
-        pool.engine.replenish(&operator()).await.unwrap();
-        pool.store.breaker().await.unwrap().open_until.is_some().then_some(())
-    })
-    .await;
-    pool.emulator.clear_faults().await;
-    sqlx::query("UPDATE pool_state SET breaker_open_until = now() - interval '1 second'")
-        .execute(pool.store.pool())
-        .await
-        .unwrap();
-    pool.engine.tick().await.unwrap();
-    pool.settled_idle(1).await;
-
-    let feed = eventually("the breaker's two events", Duration::from_secs(10), || async {
-        let feed = get(&pool.api, "/api/pool/events?kind=breaker").await;
-        (feed.body["events"].as_array().unwrap().len() == 2).then_some(feed)
-    })
-    .await;
-    let events = feed.body["events"].as_array().unwrap();
-    assert_eq!(events[0]["detail"]["state"], "closed", "{}", feed.text);
-    assert_eq!(events[1]["detail"]["state"], "open");
-    assert_eq!(events[1]["detail"]["consecutiveFailures"], 3);
-    assert!(events.iter().all(|e| e["actor"] == "step" && e.get("instanceId").is_none()));
 }
 
 #[sqlx::test(migrations = "../migrations")]

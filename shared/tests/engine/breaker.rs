@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use shared::lifecycle::EventKind;
 use shared::store::Status;
 use sqlx::PgPool;
 
@@ -54,6 +55,13 @@ async fn three_refused_creations_open_the_breaker_and_a_success_closes_it(db: Pg
     })
     .await;
     assert_eq!((breaker.consecutive_failures, breaker.open_until), (0, None));
+
+    // Both transitions are pool events of the step that made them (issue 16.2).
+    let events = pool.store.pool_events(Some(EventKind::Breaker), 10).await.unwrap();
+    let states: Vec<&str> = events.iter().map(|e| e.detail["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["closed", "open"], "{events:?}");
+    assert_eq!(events[1].detail["consecutiveFailures"], 3);
+    assert!(events.iter().all(|e| e.actor == "step"), "{events:?}");
 }
 
 #[sqlx::test(migrations = "../migrations")]
