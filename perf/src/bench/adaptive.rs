@@ -173,14 +173,14 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         format!(
             "Adaptive: floor {FLOOR}, ceiling {CEILING}, the production tuning compressed: EWMA windows {} s \
              (fast) and {} s (slow), cooldown {} s, step down {} of the target per cooldown, \
-             safety factor {}, assumed lead time {} s (simulated). Idle instance-hours: time each instance \
+             stockout chance {} per lead time, assumed lead time {} s (simulated). Idle instance-hours: time each instance \
              spent idle between the first and the last minute of the day, from the history. Built: instances \
              that went from created to idle during the run (the initial fill included); lead times are theirs.",
             production.fast_window.as_secs(),
             production.slow_window.as_secs(),
             production.cooldown.as_secs(),
             production.step_down,
-            production.safety,
+            production.stockout,
             production.assumed_lead.as_secs()
         ),
         "Each run starts with its pool filled to its initial target (min idle, or adaptive's floor).".into(),
@@ -254,10 +254,14 @@ async fn day_on(
     engine.tick().await.map_err(|e| format!("tick: {e}"))?;
     rig::settled_idle(&stage.store, initial, Duration::from_secs(60)).await?;
 
-    // The tick loop, as the main job runs it; it notes the highest target it kept warm.
+    // The tick loop, as the main job runs it; it notes the highest target it kept warm and,
+    // for the JSON, every change of what it kept warm (simulated hour, target).
     let peak = std::sync::Arc::new(AtomicU32::new(sizing_initial(sizing)));
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, u32)>::new()));
+    let start = tokio::time::Instant::now();
+    let hour = clock.hour();
     let ticker = {
-        let (engine, peak) = (engine.clone(), peak.clone());
+        let (engine, peak, targets) = (engine.clone(), peak.clone(), targets.clone());
         let period = clock.wall(TICK_SIM);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
@@ -266,14 +270,16 @@ async fn day_on(
                 interval.tick().await;
                 if let Ok(Some(sizing)) = engine.tick().await.map(|r| r.sizing) {
                     peak.fetch_max(sizing.in_force, Ordering::Relaxed);
+                    let mut targets = targets.lock().unwrap_or_else(|e| e.into_inner());
+                    if targets.last().is_none_or(|(_, t)| *t != sizing.in_force) {
+                        targets.push((start.elapsed().as_secs_f64() / hour, sizing.in_force));
+                    }
                 }
             }
         })
     };
     let http = http_client();
     let day_started = db_now(stage).await?;
-    let start = tokio::time::Instant::now();
-    let hour = clock.hour();
     let tasks: Vec<_> = arrivals
         .iter()
         .enumerate()
@@ -288,12 +294,14 @@ async fn day_on(
         .collect();
     let mut refused = 0u64;
     let mut refused_at_lunch = 0u64;
+    let mut refused_hours = Vec::new();
     let mut errors = 0u64;
     for task in tasks {
         match task.await {
             Ok((_, 200)) => {}
             Ok((h, 503)) => {
                 refused += 1;
+                refused_hours.push(h);
                 if (LUNCH.0..LUNCH.1).contains(&h) {
                     refused_at_lunch += 1;
                 }
@@ -323,6 +331,8 @@ async fn day_on(
         "instances_built": leads.len(),
         "peak_target": peak.load(Ordering::Relaxed),
         "shed": shed_events,
+        "refused_hours": refused_hours,
+        "targets": targets.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }))
 }
 

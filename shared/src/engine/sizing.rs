@@ -57,9 +57,10 @@ pub struct AdaptiveFigures {
     /// one while none was measured: `leadMeasured` false).
     pub lead_time_seconds: f64,
     pub lead_measured: bool,
-    /// rate x lead time x safety factor, before rounding and bounds.
+    /// Warm instances the claims of one lead time (rate x lead time, Poisson) outnumber only
+    /// with the stockout chance (0.1%), before the bounds.
     pub wanted: f64,
-    /// The target decided: `wanted` rounded up, clamped, held for the cooldown.
+    /// The target decided: `wanted` clamped, held for the cooldown, then falling in steps.
     pub target: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub held_since: time::OffsetDateTime,
@@ -107,6 +108,7 @@ impl Engine {
                 fast_claims_per_hour = estimate.fast_rate * 3600.0,
                 slow_claims_per_hour = estimate.slow_rate * 3600.0,
                 lead_secs = estimate.lead_secs,
+                expected_per_lead = estimate.expected,
                 shed = report.shed.len(),
                 "adaptive sizing"
             );

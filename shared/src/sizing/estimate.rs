@@ -1,8 +1,9 @@
 //! The adaptive target (issue 15.2), as pure arithmetic so every rule is tested without a
-//! database: Little's law says the instances a pool needs on their way to idle are the claim
-//! arrival rate times the provisioning lead time; the target adds a safety factor for bursts,
-//! is clamped to the operator's [floor, ceiling], rises at once and falls only after a cooldown,
-//! a step at a time.
+//! database: Little's law says the claims that arrive while one instance is built are the
+//! claim arrival rate times the provisioning lead time, on average; the target is the count of
+//! warm instances that those claims exceed only rarely (a Poisson quantile, the safety margin),
+//! clamped to the operator's [floor, ceiling]; it rises at once and falls only after a
+//! cooldown, a step at a time.
 //!
 //! Two rates: a fast one that sees a burst within a claim or two, and a slow one that remembers
 //! the last hour's demand. The target follows the higher, so it rises with a burst at once and
@@ -25,12 +26,13 @@ pub struct Tuning {
     pub fast_window: Duration,
     /// The slow EWMA's time constant: sustained demand, which the target never falls below.
     pub slow_window: Duration,
-    /// Instances per instance Little's law asks for. Above 1 so that a lead time with more
-    /// claims than the mean still finds one idle. At 3, an expected 1.33 claims during one lead
-    /// time (8 an hour, 10-minute builds) see 4 warm instances, and 4 or more arrive with about
-    /// 5% probability; an expected 3 see 9, exceeded with about 0.1%. At 2 the first case is
-    /// 3 warm and 15%, which the adaptive benchmark showed as refusals all day.
-    pub safety: f64,
+    /// The safety margin, as the chance that the claims of one lead time outnumber the target:
+    /// the target is the smallest count whose Poisson tail at rate x lead time is at most this.
+    /// A multiple of rate x lead time (the first version: 3 x) is thin where it matters most,
+    /// at a claim or so per lead time: 1 claim expected gave 3 warm, outnumbered 1.9% of the
+    /// time, and a busy day has a hundred lead times; 0.1% keeps 5 warm there, and 10 (not 3 x
+    /// 3.35, 11) for the 3.35 a lunchtime burst brings.
+    pub stockout: f64,
     /// How long the target stays where demand last put it before it may take a step down.
     pub cooldown: Duration,
     /// The share of the target one step down removes (at least one instance); the next step
@@ -54,7 +56,7 @@ impl Tuning {
         Tuning {
             fast_window: Duration::from_secs(6 * 60),
             slow_window: Duration::from_secs(60 * 60),
-            safety: 3.0,
+            stockout: 0.001,
             cooldown: Duration::from_secs(30 * 60),
             step_down: 0.25,
             assumed_lead: Duration::from_secs(180),
@@ -138,9 +140,12 @@ pub struct Estimate {
     /// Seconds from created to idle: measured, or the assumed one.
     pub lead_secs: f64,
     pub lead_measured: bool,
-    /// rate × lead × safety, before rounding and bounds.
+    /// Claims expected during one lead time: rate × lead.
+    pub expected: f64,
+    /// Warm instances outnumbered by the claims of one lead time with at most the `stockout`
+    /// chance, before bounds.
     pub wanted: f64,
-    /// `wanted` rounded up and clamped to the bounds.
+    /// `wanted` clamped to the bounds.
     pub proposed: u32,
 }
 
@@ -150,18 +155,39 @@ pub fn estimate(arrivals: &[Arrivals], leads: &[f64], tuning: &Tuning, bounds: B
     let rate = fast_rate.max(slow_rate);
     let measured = lead_time(leads);
     let lead_secs = measured.unwrap_or(tuning.assumed_lead.as_secs_f64());
-    let wanted = rate * lead_secs * tuning.safety;
+    let expected = rate * lead_secs;
+    // Counting beyond the ceiling changes nothing the bounds let through.
+    let wanted = poisson_quantile(expected, tuning.stockout, bounds.ceiling.max(bounds.floor));
     Estimate {
         rate,
         fast_rate,
         slow_rate,
         lead_secs,
         lead_measured: measured.is_some(),
-        wanted,
-        // A float that rounds to a whole number (3.0000000001 from summing weights) is that
-        // number; a fraction of an instance is a whole one; a float cast saturates.
-        proposed: bounds.clamp((wanted - 1e-9).ceil().max(0.0) as u32),
+        expected,
+        wanted: f64::from(wanted),
+        proposed: bounds.clamp(wanted),
     }
+}
+
+/// The smallest n with P(N > n) <= `tail` for N Poisson with mean `mean`, at most `cap`. The
+/// terms are summed from their logarithms, so a large mean does not underflow to zero.
+pub fn poisson_quantile(mean: f64, tail: f64, cap: u32) -> u32 {
+    if mean.is_nan() || mean <= 0.0 {
+        return 0;
+    }
+    if mean.is_infinite() {
+        return cap;
+    }
+    let mut log_term = -mean;
+    let mut below = log_term.exp();
+    let mut n = 0;
+    while 1.0 - below > tail && n < cap {
+        n += 1;
+        log_term += mean.ln() - f64::from(n).ln();
+        below += log_term.exp();
+    }
+    n
 }
 
 /// The target in force, and how long ago demand last asked for at least that much.
@@ -205,7 +231,7 @@ mod tests {
         Tuning {
             fast_window: Duration::from_secs(360),
             slow_window: Duration::from_secs(3600),
-            safety: 2.0,
+            stockout: 0.01,
             cooldown: Duration::from_secs(1800),
             step_down: 0.25,
             assumed_lead: Duration::from_secs(180),
@@ -286,14 +312,35 @@ mod tests {
     }
 
     #[test]
-    fn the_target_is_rate_times_lead_times_safety_rounded_up_and_clamped() {
+    fn the_quantile_is_the_smallest_count_the_claims_rarely_outnumber() {
+        // Poisson(1): P(N > 3) = 1.90%, P(N > 4) = 0.37%, P(N > 5) = 0.06%.
+        assert_eq!(poisson_quantile(1.0, 0.02, 100), 3);
+        assert_eq!(poisson_quantile(1.0, 0.01, 100), 4);
+        assert_eq!(poisson_quantile(1.0, 0.001, 100), 5);
+        // Poisson(3.35) at 0.1%: P(N > 9) = 0.25%, P(N > 10) = 0.08%.
+        assert_eq!(poisson_quantile(3.35, 0.001, 100), 10);
+        assert_eq!(poisson_quantile(0.0, 0.001, 100), 0, "no demand, nothing warm");
+        assert_eq!(poisson_quantile(0.0005, 0.001, 100), 0, "P(N > 0) = 0.05%");
+        assert_eq!(poisson_quantile(0.002, 0.001, 100), 1);
+        // A huge mean does not underflow: it counts up to the cap.
+        assert_eq!(poisson_quantile(1e6, 0.001, 40), 40);
+        assert_eq!(poisson_quantile(f64::INFINITY, 0.001, 40), 40);
+        assert_eq!(poisson_quantile(f64::NAN, 0.001, 40), 0);
+        // Where the old 3 x rate x lead time was thin and where it was thick.
+        assert!(poisson_quantile(1.0, 0.001, 100) > 3);
+        assert!(poisson_quantile(5.5, 0.001, 100) < 17);
+    }
+
+    #[test]
+    fn the_target_is_the_quantile_of_rate_times_lead_clamped() {
         let t = tuning();
         let bounds = Bounds { floor: 1, ceiling: 12 };
-        // 1 claim a minute, 180 s to build: 3 on their way, 6 with the safety factor.
+        // 1 claim a minute, 180 s to build: 3 expected per lead time; at 1%, P(N > 7) = 1.2%
+        // and P(N > 8) = 0.38%: 8 warm.
         let steady = grouped(&every(60.0, t.horizon().as_secs_f64()), t.bucket().as_secs_f64());
         let e = estimate(&steady, &[180.0], &t, bounds);
-        assert!((e.wanted - 6.0).abs() < 0.2, "{e:?}");
-        assert_eq!(e.proposed, if e.wanted > 6.0 { 7 } else { 6 }, "{e:?}");
+        assert!((e.expected - 3.0).abs() < 0.1, "{e:?}");
+        assert_eq!((e.wanted, e.proposed), (8.0, 8), "{e:?}");
         assert!(e.lead_measured);
         // Nothing measured yet: the assumed lead time, said so.
         let e = estimate(&steady, &[], &t, bounds);
@@ -302,10 +349,10 @@ mod tests {
         assert_eq!(estimate(&[], &[180.0], &t, bounds).proposed, 1);
         let flood = [Arrivals { age_secs: 1.0, count: 100_000 }];
         assert_eq!(estimate(&flood, &[180.0], &t, bounds).proposed, 12);
-        // A fraction of an instance is a whole one.
+        // One claim just now, at floor 0: a fraction of a claim expected is one instance.
         let one = [Arrivals { age_secs: 0.0, count: 1 }];
         let e = estimate(&one, &[90.0], &t, Bounds { floor: 0, ceiling: 12 });
-        assert!(e.wanted > 0.0 && e.wanted < 1.0 && e.proposed == 1, "{e:?}");
+        assert!(e.expected > 0.0 && e.expected < 1.0 && e.proposed >= 1, "{e:?}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn tuning() -> Tuning {
     Tuning {
         fast_window: Duration::from_secs(3),
         slow_window: Duration::from_secs(6),
-        safety: 2.0,
+        stockout: 0.01,
         cooldown: Duration::from_secs(4),
         step_down: 0.5,
         assumed_lead: Duration::from_secs(1),
