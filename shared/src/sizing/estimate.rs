@@ -113,7 +113,7 @@ pub fn lead_time(samples: &[f64]) -> Option<f64> {
     }
     valid.sort_by(f64::total_cmp);
     let mid = valid.len() / 2;
-    Some(if valid.len() % 2 == 0 { (valid[mid - 1] + valid[mid]) / 2.0 } else { valid[mid] })
+    Some(if valid.len().is_multiple_of(2) { (valid[mid - 1] + valid[mid]) / 2.0 } else { valid[mid] })
 }
 
 /// The operator's bounds on the target, both inclusive (settings: floor <= ceiling).
