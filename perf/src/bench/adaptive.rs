@@ -5,8 +5,8 @@
 //! instance-hours, both in simulated time.
 //!
 //! The compression is whole: the emulator runs at speed 1 / compression (a 120 s setup script
-//! takes 120 simulated seconds), the engine's polls and adaptive sizing's window, cooldown and
-//! assumed lead time are divided by it too, and a tick runs every TICK_SIM simulated. What is
+//! takes 120 simulated seconds), the engine's polls and adaptive sizing's windows, cooldown
+//! and assumed lead time are divided by it too, and a tick runs every TICK_SIM simulated. What is
 //! not compressed is the engine's own work (Postgres round trips, this machine's CPU): it
 //! lengthens the measured lead time, which the table shows in simulated minutes.
 
@@ -132,8 +132,10 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             "refused at lunch",
             "other errors",
             "idle instance-hours",
-            "lead time min",
+            "lead time min (mean)",
+            "lead time min (median)",
             "peak target",
+            "built",
             "shed",
         ],
     );
@@ -155,7 +157,9 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             r["errors"].to_string(),
             fmt(r["idle_instance_hours"].as_f64().unwrap_or(f64::NAN)),
             fmt(r["lead_time_sim_secs"].as_f64().unwrap_or(f64::NAN) / 60.0),
+            fmt(r["lead_time_median_sim_secs"].as_f64().unwrap_or(f64::NAN) / 60.0),
             r["peak_target"].to_string(),
+            r["instances_built"].to_string(),
             r["shed"].to_string(),
         ]);
         data.push(json!({ "sizing": sizing.label(), "result": r }));
@@ -168,12 +172,16 @@ pub async fn run(options: &Options) -> Result<Report, String> {
              retried) and keeps its instance for the rest of the day."
         ),
         format!(
-            "Adaptive: floor {FLOOR}, ceiling {CEILING}, the production tuning compressed: EWMA window {} s, \
-             cooldown {} s, safety factor {}, assumed lead time {} s (simulated). Idle instance-hours: time \
-             each instance spent idle between the first and the last minute of the day, from the history.",
-            production.window.as_secs(),
+            "Adaptive: floor {FLOOR}, ceiling {CEILING}, the production tuning compressed: EWMA windows {} s \
+             (fast) and {} s (slow), cooldown {} s, step down {} of the target per cooldown, \
+             stockout chance {} per lead time, assumed lead time {} s (simulated). Idle instance-hours: time each instance \
+             spent idle between the first and the last minute of the day, from the history. Built: instances \
+             that went from created to idle during the run (the initial fill included); lead times are theirs.",
+            production.fast_window.as_secs(),
+            production.slow_window.as_secs(),
             production.cooldown.as_secs(),
-            production.safety,
+            production.step_down,
+            production.stockout,
             production.assumed_lead.as_secs()
         ),
         "Each run starts with its pool filled to its initial target (min idle, or adaptive's floor).".into(),
@@ -203,7 +211,8 @@ fn day_settings(sizing: Sizing, clock: Clock) -> EngineSettings {
         install_poll: Duration::from_millis(25),
         ready_poll: Duration::from_millis(25),
         sizing: Tuning {
-            window: clock.wall(production.window),
+            fast_window: clock.wall(production.fast_window),
+            slow_window: clock.wall(production.slow_window),
             cooldown: clock.wall(production.cooldown),
             assumed_lead: clock.wall(production.assumed_lead),
             ..production
@@ -249,10 +258,14 @@ async fn day_on(
     engine.tick().await.map_err(|e| format!("tick: {e}"))?;
     rig::settled_idle(&stage.store, initial, Duration::from_secs(60)).await?;
 
-    // The tick loop, as the main job runs it; it notes the highest target it kept warm.
+    // The tick loop, as the main job runs it; it notes the highest target it kept warm and,
+    // for the JSON, every change of what it kept warm (simulated hour, target).
     let peak = std::sync::Arc::new(AtomicU32::new(sizing_initial(sizing)));
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, u32)>::new()));
+    let start = tokio::time::Instant::now();
+    let hour = clock.hour();
     let ticker = {
-        let (engine, peak) = (engine.clone(), peak.clone());
+        let (engine, peak, targets) = (engine.clone(), peak.clone(), targets.clone());
         let period = clock.wall(TICK_SIM);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
@@ -261,14 +274,16 @@ async fn day_on(
                 interval.tick().await;
                 if let Ok(Some(sizing)) = engine.tick().await.map(|r| r.sizing) {
                     peak.fetch_max(sizing.in_force, Ordering::Relaxed);
+                    let mut targets = targets.lock().unwrap_or_else(|e| e.into_inner());
+                    if targets.last().is_none_or(|(_, t)| *t != sizing.in_force) {
+                        targets.push((start.elapsed().as_secs_f64() / hour, sizing.in_force));
+                    }
                 }
             }
         })
     };
     let http = http_client();
     let day_started = db_now(stage).await?;
-    let start = tokio::time::Instant::now();
-    let hour = clock.hour();
     let tasks: Vec<_> = arrivals
         .iter()
         .enumerate()
@@ -283,12 +298,14 @@ async fn day_on(
         .collect();
     let mut refused = 0u64;
     let mut refused_at_lunch = 0u64;
+    let mut refused_hours = Vec::new();
     let mut errors = 0u64;
     for task in tasks {
         match task.await {
             Ok((_, 200)) => {}
             Ok((h, 503)) => {
                 refused += 1;
+                refused_hours.push(h);
                 if (LUNCH.0..LUNCH.1).contains(&h) {
                     refused_at_lunch += 1;
                 }
@@ -301,7 +318,9 @@ async fn day_on(
     ticker.abort();
     let idle_wall_secs = idle_seconds(stage, day_started, day_ended).await?;
     let leads = stage.store.lead_times(1000).await.map_err(|e| e.to_string())?;
-    let lead = shared::sizing::estimate::lead_time(&leads).unwrap_or(f64::NAN);
+    // The mean, as the earlier tables gave it, and the median adaptive sizing now uses.
+    let lead = leads.iter().sum::<f64>() / leads.len() as f64;
+    let median = shared::sizing::estimate::lead_time(&leads).unwrap_or(f64::NAN);
     let shed_events =
         stage.scalar("SELECT count(*) FROM instance_events WHERE reason = 'scale_down'").await?;
     Ok(json!({
@@ -311,10 +330,13 @@ async fn day_on(
         "errors": errors,
         "idle_instance_hours": idle_wall_secs * clock.compression / 3600.0,
         "lead_time_sim_secs": lead * clock.compression,
+        "lead_time_median_sim_secs": median * clock.compression,
         "lead_time_wall_ms": lead * 1000.0,
         "instances_built": leads.len(),
         "peak_target": peak.load(Ordering::Relaxed),
         "shed": shed_events,
+        "refused_hours": refused_hours,
+        "targets": targets.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }))
 }
 

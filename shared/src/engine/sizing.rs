@@ -7,8 +7,9 @@
 //! for a lunchtime burst would otherwise sit on those instances until enough claims came to use
 //! them, which on a quiet evening is all night, and idle instance-hours are what adaptive mode
 //! is for. It waits for the cooldown (the target holds for that long after demand last asked
-//! for it), takes only `idle` instances, oldest first, each through the same fenced move as a
-//! drain, so a claim that takes one first wins, and a claimed instance is never touched.
+//! for it, then falls a step per cooldown), takes only `idle` instances, oldest first, each
+//! through the same fenced move as a drain, so a claim that takes one first wins, and a
+//! claimed instance is never touched.
 //!
 //! The figures are measured in fixed mode too: the status then shows what adaptive mode would
 //! ask for, which is what an operator wants to know before switching.
@@ -50,15 +51,16 @@ pub struct SizingStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdaptiveFigures {
-    /// Claims per hour (EWMA), refused ones included.
+    /// Claims per hour, refused ones included: the higher of the fast and the slow EWMA.
     pub claim_rate_per_hour: f64,
-    /// Seconds from created to idle, the mean of the latest provisionings (or the assumed
+    /// Seconds from created to idle, the median of the latest provisionings (or the assumed
     /// one while none was measured: `leadMeasured` false).
     pub lead_time_seconds: f64,
     pub lead_measured: bool,
-    /// rate x lead time x safety factor, before rounding and bounds.
+    /// Warm instances the claims of one lead time (rate x lead time, Poisson) outnumber only
+    /// with the stockout chance (0.1%), before the bounds.
     pub wanted: f64,
-    /// The target decided: `wanted` rounded up, clamped, held for the cooldown.
+    /// The target decided: `wanted` clamped, held for the cooldown, then falling in steps.
     pub target: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub held_since: time::OffsetDateTime,
@@ -90,7 +92,7 @@ impl Engine {
         let estimate = estimate::estimate(&arrivals, &leads, tuning, bounds);
         let previous =
             self.store.sizing().await?.map(|row| Held { target: row.target, held_for: row.held_for });
-        let decision = estimate::decide(previous, estimate.proposed, bounds, tuning.cooldown);
+        let decision = estimate::decide(previous, estimate.proposed, bounds, tuning);
         self.store.store_sizing(decision, &estimate).await?;
         let mut report =
             SizingReport { target: decision.target, in_force: settings.min_idle, shed: Vec::new() };
@@ -103,7 +105,10 @@ impl Engine {
                 mode = ?settings.sizing.mode,
                 target = decision.target,
                 claims_per_hour = estimate.rate * 3600.0,
+                fast_claims_per_hour = estimate.fast_rate * 3600.0,
+                slow_claims_per_hour = estimate.slow_rate * 3600.0,
                 lead_secs = estimate.lead_secs,
+                expected_per_lead = estimate.expected,
                 shed = report.shed.len(),
                 "adaptive sizing"
             );

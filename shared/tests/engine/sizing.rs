@@ -18,12 +18,15 @@ use tokio::time::Instant;
 use crate::api::{KEY, get, send};
 use crate::harness::{Options, Pool, eventually, operator, pool, pool_with, test_settings};
 
-/// The clock compressed: demand remembered for 3 s, a target held for 4 s.
+/// The clock compressed: demand remembered for 3 s (fast) and 6 s (slow), a target held for
+/// 4 s and then halved per 4 s.
 fn tuning() -> Tuning {
     Tuning {
-        window: Duration::from_secs(3),
-        safety: 2.0,
+        fast_window: Duration::from_secs(3),
+        slow_window: Duration::from_secs(6),
+        stockout: 0.01,
         cooldown: Duration::from_secs(4),
+        step_down: 0.5,
         assumed_lead: Duration::from_secs(1),
         lead_samples: 20,
     }
