@@ -82,10 +82,11 @@ fn timeline(events: &[Event], id: &str) -> Value {
         .filter(|e| e.instance_id == id)
         .map(|e| {
             format!(
-                "{} {} -> {} [{}{}]{}",
+                "{} {} -> {} [{}{}{}]{}",
                 e.at.time(),
                 e.from_status.as_deref().unwrap_or("-"),
                 e.to_status,
+                if e.kind == "status" { String::new() } else { format!("{} ", e.kind) },
                 e.reason,
                 e.step.as_deref().map(|s| format!(" step={s}")).unwrap_or_default(),
                 e.detail.as_deref().map(|d| format!(" {d}")).unwrap_or_default(),
@@ -227,7 +228,10 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
         }
         failed_with_instance += 1;
         for take in takes {
-            let next = events.iter().find(|e| e.instance_id == take.instance_id && e.id > take.id);
+            // The next move: a line that moves nothing (the claim's wake) is not an answer.
+            let next = events
+                .iter()
+                .find(|e| e.instance_id == take.instance_id && e.id > take.id && e.kind == "status");
             let explained = next.is_some_and(|e| {
                 matches!(e.reason.as_str(), "claim_failed" | "stale_claim" | "destroy" | "machine_gone")
             });
