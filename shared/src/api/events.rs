@@ -45,7 +45,7 @@ fn feed_query(query: Option<&str>) -> Result<(EventFilter, i64), Reply> {
             },
             "instance" => {
                 // Postgres text cannot hold a NUL: refused here rather than failing the query.
-                if value.is_empty() || value.len() > MAX_ID || value.contains('\0') {
+                if value.is_empty() || value.chars().count() > MAX_ID || value.contains('\0') {
                     return Err(Reply::bad_request(
                         "instance",
                         format!("must be an instance id (1 to {MAX_ID} characters)"),
