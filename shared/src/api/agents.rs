@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::Reply;
 use super::errors::Answer;
+use super::handlers::page_limit;
 use super::views::AgentView;
 use crate::engine::{ActionError, Engine};
 use crate::store::{Agent, AgentsAfter, Status};
@@ -63,15 +64,7 @@ fn page_query(query: Option<&str>) -> Result<(i64, Option<AgentsAfter>), Reply> 
     let mut after = None;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*key {
-            "limit" => match value.parse::<i64>() {
-                Ok(n @ 1..=MAX_LIMIT) => limit = n,
-                _ => {
-                    return Err(Reply::bad_request(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
+            "limit" => limit = page_limit(&value, MAX_LIMIT)?,
             "cursor" => {
                 after = Some(
                     parse_cursor(&value)

@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::Reply;
 use super::errors::Answer;
+use super::handlers::page_limit;
 use crate::engine::Engine;
 use crate::lifecycle::EventKind;
 use crate::store::EventFilter;
@@ -34,15 +35,7 @@ fn feed_query(query: Option<&str>) -> Result<(EventFilter, i64), Reply> {
     let mut limit = DEFAULT_LIMIT;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*key {
-            "limit" => match value.parse::<i64>() {
-                Ok(n @ 1..=MAX_LIMIT) => limit = n,
-                _ => {
-                    return Err(Reply::bad_request(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
+            "limit" => limit = page_limit(&value, MAX_LIMIT)?,
             "instance" => {
                 // Postgres text cannot hold a NUL: refused here rather than failing the query.
                 if value.is_empty() || value.chars().count() > MAX_ID || value.contains('\0') {

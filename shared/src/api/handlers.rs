@@ -239,18 +239,19 @@ fn feed_limit(query: Option<&str>) -> Result<i64, Reply> {
     let mut limit = FEED_EVENTS;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if key == "limit" {
-            match value.parse::<i64>() {
-                Ok(n @ 1..=MAX_FEED_EVENTS) => limit = n,
-                _ => {
-                    return Err(Reply::bad_request(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_FEED_EVENTS}"),
-                    ));
-                }
-            }
+            limit = page_limit(&value, MAX_FEED_EVENTS)?;
         }
     }
     Ok(limit)
+}
+
+/// A page's `limit` value: a whole number from 1 to `max`, or a 400 naming `limit`. Every paged
+/// route reads it this way.
+pub(super) fn page_limit(value: &str, max: i64) -> Result<i64, Reply> {
+    match value.parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(Reply::bad_request("limit", format!("must be a whole number from 1 to {max}"))),
+    }
 }
 
 /// Webhook delivery state (issue 16.5): whether webhooks are on, the rows waiting and given up,
